@@ -1,0 +1,100 @@
+"""wan_lora.toml: every mistake a user can make is named with the file, the key and the line."""
+
+from pathlib import Path
+
+import pytest
+
+from wan_lora_dagster.errors import ConfigError
+from wan_lora_dagster.project import load_recipe, open_project
+from wan_lora_dagster.scaffold import init_project
+
+MINIMAL = """\
+[[datasets]]
+source = "clips"
+resolution = [384, 208]
+target_frames = [17]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "wan_lora.toml"
+    path.write_text(text)
+    return path
+
+
+def error_for(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as raised:
+        load_recipe(write(tmp_path, text))
+    return str(raised.value)
+
+
+def test_the_init_template_is_a_valid_recipe(tmp_path):
+    init_project(tmp_path / "p")
+    recipe = open_project(tmp_path / "p").recipe
+    assert recipe.datasets[0].name == "video"
+    assert recipe.training.engine == "diffusers"
+    assert 0.0 in recipe.eval.strengths
+
+
+def test_init_never_overwrites_a_recipe(tmp_path):
+    path = write(tmp_path, MINIMAL + "# mine\n")
+    with pytest.raises(ConfigError, match="already exists"):
+        init_project(tmp_path)
+    assert path.read_text().endswith("# mine\n")
+
+
+def test_sections_get_default_names_from_their_source(tmp_path):
+    recipe = load_recipe(write(tmp_path, MINIMAL + MINIMAL.replace("clips", "stills")))
+    assert [s.name for s in recipe.datasets] == ["clips_0", "stills_1"]
+
+
+def test_unknown_key_names_file_key_and_line(tmp_path):
+    message = error_for(tmp_path, MINIMAL + "\n[training]\nnetwork_dim = 8\nlearning_rat = 1e-4\n")
+    assert "wan_lora.toml:8: training.learning_rat: unknown key" in message
+
+
+def test_unknown_key_in_the_second_dataset_section_points_at_its_line(tmp_path):
+    text = MINIMAL + MINIMAL + "resolutoin = [1, 2]\n"
+    assert "wan_lora.toml:9: datasets.1.resolutoin: unknown key" in error_for(tmp_path, text)
+
+
+def test_wrong_type_names_key_and_line(tmp_path):
+    message = error_for(tmp_path, MINIMAL + '[training]\nnetwork_dim = "big"\n')
+    assert "wan_lora.toml:6: training.network_dim:" in message
+    assert "integer" in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('[training]\nengine = "kohya"\n', "training.engine"),
+        ('[training]\ntask = "t2v-7B"\n', "training.task"),
+        ("[training]\nnetwork_dim = 0\n", "training.network_dim"),
+        ("[eval]\nprompts = []\n", "eval would produce no video"),
+        ("[eval]\nstrengths = []\n", "eval.strengths"),
+        ("[eval]\nnum_frames = 8\n", "4N+1"),
+        ('[captions]\ncaptioner = "blip2"\n', "needs `model`"),
+    ],
+)
+def test_bad_settings_are_caught_before_any_work(tmp_path, extra, expected):
+    assert expected in error_for(tmp_path, MINIMAL + extra)
+
+
+def test_resolution_must_be_a_multiple_of_16(tmp_path):
+    message = error_for(tmp_path, MINIMAL.replace("[384, 208]", "[384, 200]"))
+    assert "wan_lora.toml:3: datasets.0.resolution" in message
+
+
+def test_duplicate_section_names_are_refused(tmp_path):
+    text = MINIMAL.replace("[[datasets]]", '[[datasets]]\nname = "a"') * 2
+    assert "unique" in error_for(tmp_path, text)
+
+
+def test_toml_syntax_error_names_the_file(tmp_path):
+    message = error_for(tmp_path, MINIMAL + "[training\n")
+    assert "wan_lora.toml" in message and "not valid TOML" in message
+
+
+def test_missing_project_says_how_to_create_one(tmp_path):
+    with pytest.raises(ConfigError, match="wan-lora init"):
+        open_project(tmp_path / "nowhere")

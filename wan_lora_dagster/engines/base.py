@@ -1,0 +1,116 @@
+"""What the asset graph needs from a training engine: one interface, two implementations.
+
+`diffusers` runs the model math in this process; `musubi` drives kohya-ss/musubi-tuner's scripts.
+Both read and write caches in musubi-tuner's file format, so either can train from the other's caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from wan_lora_dagster.formats.manifest import TrainingSetManifest
+from wan_lora_dagster.project import DatasetSection, EvalSettings, TrainingSettings
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report: `done` of `total` units, with a rate and, in training, the loss."""
+
+    stage: str
+    done: int
+    total: int
+    seconds_per_unit: float | None = None
+    loss: float | None = None
+    epoch: int | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class LatentJob:
+    """Encode one clip (or still) under one dataset section into `cache_dir`."""
+
+    item_id: str
+    media_path: Path
+    section: DatasetSection
+    cache_dir: Path
+
+
+@dataclass(frozen=True)
+class TextJob:
+    """Encode one final caption into `cache_dir/<item_id>_wan_te.safetensors`."""
+
+    item_id: str
+    text: str
+    cache_dir: Path
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A LoRA file the trainer saved: the unit of the `lora_checkpoints` partitions."""
+
+    path: Path
+    epoch: int
+    step: int
+    loss: float | None
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    manifest: TrainingSetManifest
+    settings: TrainingSettings
+    sections: tuple[DatasetSection, ...]
+    output_dir: Path
+    output_name: str
+    header: dict[str, str] = field(default_factory=dict)
+    """Extra safetensors metadata for every saved LoRA (training-set hash, settings)."""
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    checkpoint: Path
+    settings: EvalSettings
+    output_dir: Path
+
+
+@dataclass(frozen=True)
+class SampleVideo:
+    path: Path
+    prompt: str
+    strength: float
+    seed: int
+
+
+class Engine(Protocol):
+    name: str
+
+    def check(self) -> None:
+        """Raise EngineError before any work if the engine cannot run (missing tools or weights)."""
+
+    def encode_latents(
+        self, jobs: Sequence[LatentJob], progress: ProgressCallback
+    ) -> dict[str, list[Path]]:
+        """Write musubi-format latent caches; returns item_id -> cache files written."""
+
+    def encode_texts(self, jobs: Sequence[TextJob], progress: ProgressCallback) -> dict[str, Path]:
+        """Write musubi-format text-encoder caches; returns item_id -> cache file."""
+
+    def train(
+        self,
+        request: TrainRequest,
+        progress: ProgressCallback,
+        on_checkpoint: Callable[[CheckpointInfo], None],
+    ) -> list[CheckpointInfo]:
+        """Train a LoRA from the manifest's cache files, calling on_checkpoint as each file lands."""
+
+    def sample(self, request: SampleRequest, progress: ProgressCallback) -> list[SampleVideo]:
+        """One mp4 per prompt x strength x seed; strength 0 is the base model."""
+
+    def validation_loss(
+        self, checkpoint: Path | None, manifest: TrainingSetManifest, settings: TrainingSettings
+    ) -> float:
+        """Flow-matching loss on the manifest's held-out entries, fixed noise and timesteps."""

@@ -1,0 +1,281 @@
+"""`wan_lora.toml` -> a typed, validated recipe, and the layout of a user's project folder.
+
+Errors name the file, the key and the line, because the user wrote that file by hand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from wan_lora_dagster.errors import ConfigError
+
+CONFIG_NAME = "wan_lora.toml"
+FILM_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
+STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+TASKS = ("t2v-1.3B", "t2v-14B", "i2v-14B")
+TINY_MODEL = "tiny"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def fingerprint(*parts: object) -> str:
+    """A short, stable hash of JSON-serialisable parts: the unit of every data version here."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class DatasetSection(_Section):
+    """One `[[datasets]]` section, named and shaped like musubi-tuner's dataset config."""
+
+    name: str = ""
+    source: Literal["clips", "stills"]
+    resolution: tuple[int, int] = Field(description="bucket [width, height]")
+    target_frames: tuple[int, ...] = (1,)
+    frame_extraction: Literal["head", "chunk", "slide", "uniform", "full"] = "head"
+    frame_sample: int = Field(1, ge=1)
+    frame_stride: int = Field(1, ge=1)
+    max_frames: int = Field(129, ge=1)
+    num_repeats: int = Field(1, ge=1)
+    batch_size: int = Field(1, ge=1)
+    enable_bucket: bool = True
+    bucket_no_upscale: bool = False
+
+    @field_validator("resolution")
+    @classmethod
+    def _divisible_by_16(cls, resolution: tuple[int, int]) -> tuple[int, int]:
+        if any(side < 16 or side % 16 for side in resolution):
+            raise ValueError(
+                f"each side must be a multiple of 16 and at least 16, got {resolution}"
+            )
+        return resolution
+
+    @field_validator("target_frames")
+    @classmethod
+    def _positive_frames(cls, target_frames: tuple[int, ...]) -> tuple[int, ...]:
+        if not target_frames or min(target_frames) < 1:
+            raise ValueError("list at least one frame count, each 1 or more")
+        return target_frames
+
+    def settings_fingerprint(self) -> str:
+        """What a latent of this section depends on besides its clip (not repeats or batch size)."""
+        return fingerprint(self.model_dump(exclude={"num_repeats", "batch_size"}))
+
+
+class CaptionSettings(_Section):
+    captioner: Literal["blip2", "vlm", "none"] = "none"
+    model: str | None = None
+    prompt: str = "Describe this video clip in one sentence."
+    frames_per_clip: int = Field(3, ge=1)
+    max_new_tokens: int = Field(40, ge=1)
+    trigger: str = ""
+    banned_words: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _model_for_captioner(self) -> CaptionSettings:
+        if self.captioner != "none" and not self.model:
+            raise ValueError(
+                f"captioner '{self.captioner}' needs `model` (a local folder, or 'tiny')"
+            )
+        return self
+
+
+class TrainingSettings(_Section):
+    engine: Literal["diffusers", "musubi"] = "diffusers"
+    task: Literal["t2v-1.3B", "t2v-14B", "i2v-14B"] = "t2v-1.3B"
+    model: str = Field(TINY_MODEL, description="'tiny', or a diffusers-format Wan 2.1 folder")
+    dit: str | None = None
+    vae: str | None = None
+    t5: str | None = None
+    clip: str | None = None
+    tokenizer: str | None = None
+    musubi_dir: str | None = None
+    network_dim: int = Field(32, ge=1)
+    network_alpha: float = Field(32.0, gt=0)
+    network_args: tuple[str, ...] = ()
+    learning_rate: float = Field(2e-4, gt=0)
+    optimizer: str = "adamw"
+    lr_scheduler: str = "constant"
+    lr_warmup_steps: int = Field(0, ge=0)
+    max_train_epochs: int = Field(16, ge=1)
+    max_train_steps: int | None = Field(None, ge=1)
+    timestep_sampling: Literal["shift", "sigma", "uniform", "sigmoid"] = "shift"
+    discrete_flow_shift: float = Field(3.0, gt=0)
+    fp8_base: bool = False
+    fp8_scaled: bool = False
+    fp8_t5: bool = False
+    blocks_to_swap: int = Field(0, ge=0)
+    gradient_checkpointing: bool = True
+    attention: Literal["sdpa", "flash", "xformers"] = "sdpa"
+    mixed_precision: Literal["bf16", "fp16", "no"] = "bf16"
+    save_every_n_epochs: int | None = Field(None, ge=1)
+    save_every_n_steps: int | None = Field(None, ge=1)
+    seed: int = 42
+    schedule: str = Field("0 3 * * *", description="cron of the retraining schedule")
+
+    def settings_fingerprint(self) -> str:
+        """What a trained LoRA depends on besides its training set (not the schedule)."""
+        return fingerprint(self.model_dump(exclude={"schedule"}))
+
+
+class EvalSettings(_Section):
+    prompts: tuple[str, ...] = ("a short clip in the trained style",)
+    negative_prompt: str = ""
+    strengths: tuple[float, ...] = (0.0, 1.0)
+    seeds: tuple[int, ...] = (42,)
+    width: int = Field(64, ge=16, multiple_of=16)
+    height: int = Field(64, ge=16, multiple_of=16)
+    num_frames: int = Field(9, ge=1)
+    num_inference_steps: int = Field(20, ge=1)
+    guidance_scale: float = Field(5.0, ge=1.0)
+    held_out: tuple[str, ...] = Field((), description="clip ids kept out of training")
+    num_held_out: int = Field(1, ge=0, description="held-out clips picked when held_out is empty")
+    pin: str | None = Field(None, description="checkpoint to export instead of the best one")
+
+    @field_validator("prompts", "strengths", "seeds")
+    @classmethod
+    def _not_empty(cls, values: tuple) -> tuple:
+        if not values:
+            raise ValueError("must list at least one value, or eval would produce no video")
+        return values
+
+    @field_validator("num_frames")
+    @classmethod
+    def _four_n_plus_one(cls, num_frames: int) -> int:
+        if (num_frames - 1) % 4:
+            raise ValueError(f"Wan generates 4N+1 frames (1, 5, 9, 13, ...), got {num_frames}")
+        return num_frames
+
+
+class Recipe(_Section):
+    """The whole of `wan_lora.toml`."""
+
+    datasets: tuple[DatasetSection, ...]
+    captions: CaptionSettings = CaptionSettings()
+    training: TrainingSettings = TrainingSettings()
+    eval: EvalSettings = EvalSettings()
+
+    @model_validator(mode="after")
+    def _unique_section_names(self) -> Recipe:
+        named = [
+            section.model_copy(update={"name": section.name or f"{section.source}_{index}"})
+            for index, section in enumerate(self.datasets)
+        ]
+        names = [section.name for section in named]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"dataset section names must be unique, repeated: {duplicates}")
+        object.__setattr__(self, "datasets", tuple(named))
+        return self
+
+    def sections_for(self, source: str) -> tuple[DatasetSection, ...]:
+        return tuple(section for section in self.datasets if section.source == source)
+
+
+@dataclass(frozen=True)
+class Project:
+    """A user's LoRA project folder: where every input lives and every output goes."""
+
+    root: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @cached_property
+    def recipe(self) -> Recipe:
+        return load_recipe(self.config_path)
+
+    films_dir = property(lambda self: self.root / "films")
+    ranges_dir = property(lambda self: self.root / "ranges")
+    stills_dir = property(lambda self: self.root / "stills")
+    captions_dir = property(lambda self: self.root / "captions")
+    out_dir = property(lambda self: self.root / "out")
+    dagster_home = property(lambda self: self.root / ".dagster")
+
+    def out(self, *parts: str) -> Path:
+        return self.out_dir.joinpath(*parts)
+
+    def films(self) -> dict[str, Path]:
+        """Film stem -> path, for every film container in films/."""
+        return _files_by_stem(self.films_dir, FILM_SUFFIXES)
+
+    def stills(self) -> dict[str, Path]:
+        return _files_by_stem(self.stills_dir, STILL_SUFFIXES)
+
+
+def _files_by_stem(directory: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    if not directory.is_dir():
+        return {}
+    found = sorted(p for p in directory.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+    return {path.stem: path for path in found}
+
+
+def open_project(root: str | Path) -> Project:
+    project = Project(Path(root).resolve())
+    if not project.config_path.is_file():
+        raise ConfigError(
+            f"{project.config_path}: not found. Create a project with `wan-lora init {root}`."
+        )
+    return project
+
+
+def load_recipe(path: Path) -> Recipe:
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, path, text)) from None
+
+
+def _describe(error: ValidationError, path: Path, text: str) -> str:
+    problems = []
+    for issue in error.errors():
+        location = tuple(part for part in issue["loc"] if not isinstance(part, str) or part)
+        key = ".".join(str(part) for part in location) or "(top level)"
+        line = _line_of(text, location)
+        where = f"{path}:{line}" if line else str(path)
+        reason = "unknown key" if issue["type"] == "extra_forbidden" else issue["msg"]
+        problems.append(f"{where}: {key}: {reason}")
+    return "\n".join(problems)
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?")
+_KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+
+
+def _line_of(text: str, location: tuple) -> int | None:
+    """The 1-based line where a pydantic error location is written (best effort)."""
+    table: tuple = ()
+    array_counts: dict[str, int] = {}
+    best = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            name = header.group(2)
+            if header.group(1) == "[[":
+                array_counts[name] = array_counts.get(name, -1) + 1
+                table = (name, array_counts[name])
+            else:
+                table = (name,)
+            if location[: len(table)] == table:
+                best = best or number
+            continue
+        key = _KEY.match(line)
+        if key and table + (key.group(1),) == location[: len(table) + 1]:
+            return number
+    return best
