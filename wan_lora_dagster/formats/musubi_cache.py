@@ -1,0 +1,280 @@
+"""Wan latent and text-encoder caches exactly as kohya-ss/musubi-tuner writes and reads them.
+
+Facts from musubi-tuner (commit 30c658c, version 0.3.4), `src/musubi_tuner/dataset/`:
+
+- names (`image_video_dataset.py`, `BaseDataset.get_latent_cache_path` and
+  `get_text_encoder_output_cache_path`; video windows are named in
+  `VideoDataset.retrieve_latent_cache_batches`):
+  video `<item>_<start:05d>-<frames:03d>_<width:04d>x<height:04d>_wan.safetensors`,
+  image `<item>_<width:04d>x<height:04d>_wan.safetensors`, text `<item>_wan_te.safetensors`.
+  For a video the size is that of its frames after resizing to the bucket (its loader resizes while
+  decoding); for an image it is the image's own size. Training finds latents by the glob
+  `*_wan.safetensors` and parses these names back (`prepare_for_training`), so they are the format.
+- tensors (`cache_io.py`, `save_latent_cache_wan`, `save_text_encoder_output_cache_wan`):
+  `latents_{F}x{H}x{W}_{dtype}` of shape (channels, F, H, W), `clip_{dtype}` and
+  `latents_image_{F}x{H}x{W}_{dtype}` for I2V (both named with the latent's dtype and shape), and
+  `varlen_t5_{dtype}` of shape (tokens, 4096); the dtype name is `str(dtype).split(".")[-1]`.
+- metadata (`save_latent_cache_common`, `save_text_encoder_output_cache_common`): latents
+  `architecture`, `width`, `height`, `format_version` ("1.0.1") and, for videos, `frame_count`;
+  texts `architecture`, `caption1`, `format_version`. All values are strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from wan_lora_dagster.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+ARCHITECTURE = "wan"
+FORMAT_VERSION = "1.0.1"
+VAE_TEMPORAL_STRIDE = 4
+
+_LATENT_NAME = re.compile(
+    r"^(?P<item_id>.+?)(?:_(?P<start_frame>\d{5,})-(?P<num_frames>\d{3,}))?"
+    r"_(?P<width>\d{4,})x(?P<height>\d{4,})_" + ARCHITECTURE + r"\.safetensors$"
+)
+
+
+class CacheFileError(UserError):
+    """A cache or LoRA file cannot be read or does not hold what its name promises."""
+
+
+@dataclass(frozen=True)
+class LatentCacheName:
+    """What a latent cache file name says: musubi-tuner reads a file's meaning from its name."""
+
+    item_id: str
+    width: int
+    height: int
+    start_frame: int | None = None
+    num_frames: int | None = None
+
+
+@dataclass(frozen=True)
+class LatentCache:
+    """One latent cache file.
+
+    latent: (channels, latent_frames, latent_height, latent_width), normalised with the VAE stats.
+    clip_embedding: the CLIP image embedding of the first frame (I2V only), e.g. (257, 1280).
+    image_latent: the I2V conditioning, mask channels first: (4 + channels, latent_frames, h, w).
+    metadata: the safetensors header metadata (architecture, width, height, format_version...).
+    """
+
+    latent: torch.Tensor
+    clip_embedding: torch.Tensor | None
+    image_latent: torch.Tensor | None
+    metadata: dict[str, str]
+
+
+def latent_cache_name(
+    item_id: str,
+    width: int,
+    height: int,
+    start_frame: int | None = None,
+    num_frames: int | None = None,
+) -> str:
+    """The file name musubi-tuner gives a latent: a video window when start_frame is given.
+
+    width, height: the frames' size after bucketing for a video, the original size for an image.
+    """
+    _check_item_id(item_id)
+    size = f"{width:04d}x{height:04d}_{ARCHITECTURE}.safetensors"
+    if (start_frame is None) != (num_frames is None):
+        raise ValueError("give both start_frame and num_frames for a video window, or neither")
+    if start_frame is None:
+        return f"{item_id}_{size}"
+    return f"{item_id}_{start_frame:05d}-{num_frames:03d}_{size}"
+
+
+def parse_latent_cache_name(name: str) -> LatentCacheName:
+    """The inverse of latent_cache_name (a name with a frame range is read as a video window)."""
+    match = _LATENT_NAME.match(name)
+    if match is None:
+        raise CacheFileError(
+            f"{name}: not a musubi-tuner Wan latent cache name "
+            f"(<item>[_<start>-<frames>]_<width>x<height>_{ARCHITECTURE}.safetensors)"
+        )
+    fields = {key: value for key, value in match.groupdict().items() if value is not None}
+    numbers = {key: int(value) for key, value in fields.items() if key != "item_id"}
+    return LatentCacheName(item_id=fields["item_id"], **numbers)
+
+
+def text_cache_name(item_id: str) -> str:
+    _check_item_id(item_id)
+    return f"{item_id}_{ARCHITECTURE}_te.safetensors"
+
+
+def save_latent_cache(
+    path: Path,
+    latent: torch.Tensor,
+    *,
+    clip_embedding: torch.Tensor | None = None,
+    image_latent: torch.Tensor | None = None,
+) -> None:
+    """Write a latent cache; its metadata (size, frame count) is read from its musubi file name.
+
+    latent: (channels, latent_frames, latent_height, latent_width), already normalised with the
+    VAE's mean and std. A video window of N frames has (N - 1) // 4 + 1 latent frames.
+    """
+    if latent.dim() != 4:
+        raise ValueError(
+            f"latent must be (channels, frames, height, width), got {tuple(latent.shape)}"
+        )
+    name = parse_latent_cache_name(Path(path).name)
+    _, latent_frames, latent_height, latent_width = latent.shape
+    if name.num_frames is not None:
+        expected = (name.num_frames - 1) // VAE_TEMPORAL_STRIDE + 1
+        if latent_frames != expected:
+            raise ValueError(
+                f"{Path(path).name}: a {name.num_frames}-frame window has {expected} latent "
+                f"frames, the latent has {latent_frames}"
+            )
+    shape = f"{latent_frames}x{latent_height}x{latent_width}"
+    # musubi names the clip and image tensors with the latent's dtype, whatever their own dtype.
+    dtype = dtype_name(latent.dtype)
+    tensors = {f"latents_{shape}_{dtype}": latent}
+    if clip_embedding is not None:
+        tensors[f"clip_{dtype}"] = clip_embedding
+    if image_latent is not None:
+        tensors[f"latents_image_{shape}_{dtype}"] = image_latent
+    metadata = {
+        "architecture": ARCHITECTURE,
+        "width": str(name.width),
+        "height": str(name.height),
+        "format_version": FORMAT_VERSION,
+    }
+    if name.num_frames is not None:
+        metadata["frame_count"] = str(name.num_frames)
+    write_safetensors(Path(path), _zero_nans(tensors, path), metadata)
+
+
+def load_latent_cache(path: Path) -> LatentCache:
+    tensors, metadata = _load_wan_file(path)
+    found: dict[str, torch.Tensor] = {}
+    for key, tensor in tensors.items():
+        content = strip_dtype_suffix(key)
+        if content.startswith("latents_"):
+            content = content.rsplit("_", 1)[0]  # drop FxHxW, as musubi's batch loader does
+        found[content] = tensor
+    if "latents" not in found:
+        raise CacheFileError(f"{path}: no `latents_FxHxW_<dtype>` tensor; delete it to re-encode")
+    return LatentCache(
+        latent=found["latents"],
+        clip_embedding=found.get("clip"),
+        image_latent=found.get("latents_image"),
+        metadata=metadata,
+    )
+
+
+def save_text_cache(path: Path, embedding: torch.Tensor, *, caption: str = "") -> None:
+    """Write a UMT5 embedding of shape (num_tokens, dim), trimmed to the caption's tokens.
+
+    caption: the text it encodes; musubi stores it as `caption1` (and reads that key back when it
+    re-caches into an existing file, so it is always written).
+    """
+    if embedding.dim() != 2:
+        raise ValueError(f"embedding must be (num_tokens, dim), got {tuple(embedding.shape)}")
+    tensors = {f"varlen_t5_{dtype_name(embedding.dtype)}": embedding}
+    metadata = {"architecture": ARCHITECTURE, "caption1": caption, "format_version": FORMAT_VERSION}
+    write_safetensors(Path(path), _zero_nans(tensors, path), metadata)
+
+
+def load_text_cache(path: Path) -> torch.Tensor:
+    """The (num_tokens, dim) embedding of a text cache."""
+    tensors, _ = _load_wan_file(path)
+    for key, tensor in tensors.items():
+        if strip_dtype_suffix(key) == "varlen_t5":
+            return tensor
+    raise CacheFileError(f"{path}: no `varlen_t5_<dtype>` tensor; delete it to re-encode")
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """musubi's dtype suffix: "bfloat16", "float32", "float8_e4m3fn"..."""
+    return str(dtype).split(".")[-1]
+
+
+def strip_dtype_suffix(key: str) -> str:
+    """`latents_1x2x3_bfloat16` -> `latents_1x2x3`; a suffix may hold `_` (float8_e4m3fn)."""
+    for dtype in _DTYPE_NAMES:
+        if key.endswith("_" + dtype):
+            return key[: -len(dtype) - 1]
+    return key
+
+
+_DTYPE_NAMES = sorted(
+    {dtype_name(value) for value in vars(torch).values() if isinstance(value, torch.dtype)},
+    key=len,
+    reverse=True,
+)
+
+
+def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str]):
+    """Save atomically: a reader sees the old file or the whole new one, never a partial write.
+
+    The temporary name ends in `.tmp`, so musubi's `*_wan.safetensors` glob never picks it up.
+    """
+    bad = sorted(key for key, value in metadata.items() if not isinstance(value, str))
+    if bad:
+        raise ValueError(f"safetensors metadata values must be strings: {bad}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contiguous = {key: tensor.detach().cpu().contiguous() for key, tensor in tensors.items()}
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(contiguous, temporary, metadata=metadata)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """The `__metadata__` of a safetensors header; no tensor is loaded."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except (SafetensorError, OSError) as error:
+        raise CacheFileError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def _load_wan_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    metadata = read_safetensors_metadata(path)
+    if metadata.get("architecture") != ARCHITECTURE:
+        raise CacheFileError(
+            f"{path}: cache of architecture {metadata.get('architecture')!r}, expected "
+            f"{ARCHITECTURE!r}; delete it to re-encode"
+        )
+    return load_file(str(path)), metadata
+
+
+_NAN_CHECKED = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _zero_nans(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """musubi replaces NaN with 0 and warns; so do we, without touching the caller's tensor."""
+    cleaned = {}
+    for key, tensor in tensors.items():
+        if tensor.dtype in _NAN_CHECKED and torch.isnan(tensor).any():
+            logger.warning("%s: tensor %s has NaN values, replaced with 0", path, key)
+            tensor = torch.where(torch.isnan(tensor), torch.zeros_like(tensor), tensor)
+        cleaned[key] = tensor
+    return cleaned
+
+
+def _check_item_id(item_id: str) -> None:
+    # A leading dot would hide the file from musubi's glob; a separator would leave the directory.
+    if not item_id or "/" in item_id or "\\" in item_id or item_id.startswith("."):
+        raise ValueError(f"item id {item_id!r} cannot name a cache file")
