@@ -1,7 +1,7 @@
 """What the asset graph needs from a training engine: one interface, two implementations.
 
 `diffusers` runs the model math in this process; `musubi` drives kohya-ss/musubi-tuner's scripts.
-Both read and write caches in musubi-tuner's file format, so either can train from the other's caches.
+Both read and write caches in musubi-tuner's file format: either trains from the other's caches.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class Engine(Protocol):
         progress: ProgressCallback,
         on_checkpoint: Callable[[CheckpointInfo], None],
     ) -> list[CheckpointInfo]:
-        """Train a LoRA from the manifest's cache files, calling on_checkpoint as each file lands."""
+        """Train a LoRA from the manifest's caches, calling on_checkpoint as each file lands."""
 
     def sample(self, request: SampleRequest, progress: ProgressCallback) -> list[SampleVideo]:
         """One mp4 per prompt x strength x seed; strength 0 is the base model."""

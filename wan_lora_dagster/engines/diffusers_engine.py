@@ -1,0 +1,120 @@
+"""The in-process engine: diffusers Wan 2.1 + peft LoRA, on a CPU (tiny model) or a GPU.
+
+One engine instance loads each model component once, on first use, and keeps it: the graph
+encodes many clips per process. Caches and LoRA files are in musubi-tuner's formats.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from pathlib import Path
+
+from wan_lora_dagster.engines.base import (
+    CheckpointInfo,
+    LatentJob,
+    Progress,
+    ProgressCallback,
+    SampleRequest,
+    SampleVideo,
+    TextJob,
+    TrainRequest,
+)
+from wan_lora_dagster.engines.encoding import encode_latent_job, encode_text
+from wan_lora_dagster.engines.lora_training import train_lora
+from wan_lora_dagster.engines.sampling import sample_videos
+from wan_lora_dagster.engines.tiny import ensure_tiny_model
+from wan_lora_dagster.engines.validation import validation_loss
+from wan_lora_dagster.engines.wan_models import (
+    WanModels,
+    check_model_folder,
+    compute_dtype,
+    pick_device,
+)
+from wan_lora_dagster.formats.manifest import TrainingSetManifest
+from wan_lora_dagster.project import TINY_MODEL, TrainingSettings
+
+logger = logging.getLogger(__name__)
+
+
+class DiffusersEngine:
+    """engines.base.Engine with the model math in this process.
+
+    settings.model is "tiny" (the embedded random-weight plumbing model, built on first use under
+    `models_dir/tiny`, or `models_dir/tiny-i2v` for task i2v-14B) or a diffusers-format Wan 2.1
+    folder: T2V 1.3B/14B, or I2V 14B, whose caches then also hold the first frame's CLIP
+    embedding and latents, which training conditions on. bf16 on a GPU, fp32 on a CPU.
+    """
+
+    name = "diffusers"
+
+    def __init__(self, settings: TrainingSettings, models_dir: Path, device: str | None = None):
+        self.settings = settings
+        self.models_dir = Path(models_dir)
+        self.device = pick_device(device)
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.settings.model == TINY_MODEL
+
+    @property
+    def model_folder(self) -> Path:
+        if self.is_tiny:
+            return self.models_dir / (f"{TINY_MODEL}-i2v" if self.image_to_video else TINY_MODEL)
+        return Path(self.settings.model).expanduser()
+
+    @property
+    def image_to_video(self) -> bool:
+        return self.settings.task.startswith("i2v")
+
+    @cached_property
+    def models(self) -> WanModels:
+        self.check()
+        if self.is_tiny:
+            logger.info("using the tiny Wan model: random weights, for plumbing, not art")
+        dtype = compute_dtype(self.device, self.settings.mixed_precision)
+        return WanModels(self.model_folder, self.device, dtype, self.settings.fp8_base)
+
+    def check(self) -> None:
+        if self.is_tiny:
+            ensure_tiny_model(self.model_folder, image_to_video=self.image_to_video)
+        check_model_folder(self.model_folder)
+
+    def encode_latents(
+        self, jobs: Sequence[LatentJob], progress: ProgressCallback
+    ) -> dict[str, list[Path]]:
+        written: dict[str, list[Path]] = {}
+        for done, job in enumerate(jobs, start=1):
+            started = time.perf_counter()
+            written.setdefault(job.item_id, []).extend(encode_latent_job(self.models, job))
+            progress(Progress("latents", done, len(jobs), time.perf_counter() - started))
+        return written
+
+    def encode_texts(self, jobs: Sequence[TextJob], progress: ProgressCallback) -> dict[str, Path]:
+        written = {}
+        for done, job in enumerate(jobs, start=1):
+            started = time.perf_counter()
+            written[job.item_id] = encode_text(self.models, job.text, job.cache_dir, job.item_id)
+            progress(Progress("texts", done, len(jobs), time.perf_counter() - started))
+        return written
+
+    def train(
+        self,
+        request: TrainRequest,
+        progress: ProgressCallback,
+        on_checkpoint: Callable[[CheckpointInfo], None],
+    ) -> list[CheckpointInfo]:
+        """request.settings gives the recipe; the model and its precision are this engine's."""
+        return train_lora(self.models, request, progress, on_checkpoint)
+
+    def sample(self, request: SampleRequest, progress: ProgressCallback) -> list[SampleVideo]:
+        return sample_videos(self.models, request, progress)
+
+    def validation_loss(
+        self, checkpoint: Path | None, manifest: TrainingSetManifest, settings: TrainingSettings
+    ) -> float:
+        """See engines.validation.validation_loss; `settings` select nothing here (the model is
+        this engine's, the timesteps and noise are fixed), the musubi engine needs them."""
+        return validation_loss(self.models, checkpoint, manifest)

@@ -1,0 +1,127 @@
+"""Cache encoders: VAE latents of frame windows and UMT5 embeddings of captions, musubi format.
+
+Latents are stored normalised with the VAE's latents_mean/std, as musubi-tuner's caches are, so
+either engine trains from either engine's caches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.pipelines.wan.pipeline_wan import prompt_clean
+
+from wan_lora_dagster.engines.base import LatentJob
+from wan_lora_dagster.engines.wan_models import TEXT_LENGTH, WanModels
+from wan_lora_dagster.formats.musubi_cache import (
+    latent_cache_name,
+    save_latent_cache,
+    save_text_cache,
+    text_cache_name,
+)
+from wan_lora_dagster.media.buckets import bucket_for_section, resize_to_bucket
+from wan_lora_dagster.media.frames import read_frames, read_image
+from wan_lora_dagster.media.windows import frame_windows
+
+
+def encode_latent_job(models: WanModels, job: LatentJob) -> list[Path]:
+    """Every cache file of one clip (one per frame window) or still (one) under one section."""
+    job.cache_dir.mkdir(parents=True, exist_ok=True)
+    section = job.section
+    if section.source == "stills":
+        frames = read_image(job.media_path)[None]
+        _, height, width, _ = frames.shape
+        name = latent_cache_name(job.item_id, width, height)  # musubi names images by source size
+        resized = resize_to_bucket(frames, _bucket_of(frames, job))
+        return [_encode_window(models, resized, job.cache_dir / name)]
+    frames = read_frames(job.media_path)
+    bucket = _bucket_of(frames, job)
+    frames = resize_to_bucket(frames, bucket)  # once: windows of a clip overlap
+    written = []
+    for window in frame_windows(len(frames), section):
+        name = latent_cache_name(job.item_id, *bucket, window.start_frame, window.num_frames)
+        window_frames = frames[list(window.frame_indices)]
+        written.append(_encode_window(models, window_frames, job.cache_dir / name))
+    return written
+
+
+def _bucket_of(frames: np.ndarray, job: LatentJob) -> tuple[int, int]:
+    _, height, width, _ = frames.shape
+    return bucket_for_section(width, height, job.section)
+
+
+def _encode_window(models: WanModels, frames: np.ndarray, path: Path) -> Path:
+    """frames (num_frames, height, width, 3) uint8 at the bucket size -> one cache file."""
+    video = _to_video_tensor(frames, models.device)
+    extras = _image_to_video_condition(models, frames, video) if models.is_image_to_video else {}
+    save_latent_cache(path, normalised_latents(models, video)[0].cpu(), **extras)
+    return path
+
+
+def _to_video_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(F, H, W, 3) uint8 -> (1, 3, F, H, W) float32 in [-1, 1], the VAE's input."""
+    video = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    return video.permute(3, 0, 1, 2)[None].float() / 127.5 - 1
+
+
+@torch.no_grad()
+def normalised_latents(models: WanModels, video: torch.Tensor) -> torch.Tensor:
+    """(B, 3, F, H, W) in [-1, 1] -> (B, z_dim, 1 + (F - 1) // 4, H / 8, W / 8), the mode of the
+    VAE posterior shifted and scaled per channel by latents_mean/std (musubi's cache contents)."""
+    vae = models.vae
+    latents = vae.encode(video.to(vae.dtype)).latent_dist.mode()
+    shape = (1, vae.config.z_dim, 1, 1, 1)
+    mean = torch.tensor(vae.config.latents_mean, device=latents.device).view(shape)
+    std = torch.tensor(vae.config.latents_std, device=latents.device).view(shape)
+    return (latents - mean) / std
+
+
+@torch.no_grad()
+def _image_to_video_condition(
+    models: WanModels, frames: np.ndarray, video: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """What an I2V model is conditioned on, built as musubi-tuner and diffusers build it.
+
+    clip_embedding: (257, 1280) penultimate CLIP hidden states of the first frame.
+    image_latent: (4 + z_dim, latent_frames, h, w): a mask of the latent frames that are given
+    (only the first), then the latents of the first frame followed by zero (mid-grey) frames.
+    """
+    pixels = models.image_processor(images=frames[0], return_tensors="pt").pixel_values
+    hidden = models.image_encoder(pixels.to(models.device), output_hidden_states=True)
+    first_frame_video = torch.cat([video[:, :, :1], torch.zeros_like(video[:, :, 1:])], dim=2)
+    latents = normalised_latents(models, first_frame_video)[0]
+    return {
+        "clip_embedding": hidden.hidden_states[-2][0].cpu(),
+        "image_latent": torch.cat([_first_frame_mask(video.shape[2], latents), latents]).cpu(),
+    }
+
+
+def _first_frame_mask(num_frames: int, latents: torch.Tensor) -> torch.Tensor:
+    """(4, latent_frames, h, w): ones for the given first frame, in the VAE's 4-frame packing."""
+    _, latent_frames, height, width = latents.shape
+    mask = torch.zeros(num_frames + 3, height, width, device=latents.device)
+    mask[:4] = 1  # the first frame counts four times, as the VAE packs frame 0 alone
+    return mask.view(latent_frames, 4, height, width).transpose(0, 1)
+
+
+@torch.no_grad()
+def encode_text(models: WanModels, text: str, cache_dir: Path, item_id: str) -> Path:
+    """UMT5 embedding of `text` trimmed to its real token count: (num_tokens, dim) in the cache."""
+    tokens = models.tokenizer(
+        prompt_clean(text),
+        padding="max_length",
+        max_length=TEXT_LENGTH,
+        truncation=True,
+        add_special_tokens=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    num_tokens = int(tokens.attention_mask.sum())
+    hidden = models.text_encoder(
+        tokens.input_ids.to(models.device), tokens.attention_mask.to(models.device)
+    ).last_hidden_state
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / text_cache_name(item_id)
+    save_text_cache(path, hidden[0, :num_tokens].cpu(), caption=text)
+    return path

@@ -1,0 +1,270 @@
+"""LoRA training of the Wan transformer with peft, saving musubi/ComfyUI-format checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import WanTransformer3DModel
+from diffusers.optimization import SchedulerType, get_scheduler
+from diffusers.training_utils import cast_training_params
+from peft import LoraConfig
+from peft.utils import get_peft_model_state_dict
+
+from wan_lora_dagster.engines.base import CheckpointInfo, Progress, ProgressCallback, TrainRequest
+from wan_lora_dagster.engines.flow_matching import flow_matching_loss, sample_timesteps
+from wan_lora_dagster.engines.training_data import (
+    TrainingSample,
+    epoch_batches,
+    load_batches,
+    steps_per_epoch,
+    training_samples,
+)
+from wan_lora_dagster.engines.wan_models import WanModels
+from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.formats.lora import peft_to_musubi, save_lora
+from wan_lora_dagster.project import TrainingSettings
+
+logger = logging.getLogger(__name__)
+
+TRAINING_ADAPTER = "trained_lora"  # not "training": peft adapter names become module attributes
+# Every linear of every attention block and feed-forward, as musubi-tuner's networks.lora_wan.
+LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
+IMAGE_TO_VIDEO_TARGET_MODULES = ("add_k_proj", "add_v_proj")  # cross-attention to CLIP features
+MAX_GRAD_NORM = 1.0  # musubi-tuner's default
+
+
+@dataclass(frozen=True)
+class PlannedCheckpoint:
+    step: int
+    epoch: int
+    path: Path
+
+
+def plan_checkpoints(
+    settings: TrainingSettings, steps_per_epoch: int, output_dir: Path, output_name: str
+) -> list[PlannedCheckpoint]:
+    """Every checkpoint of the run, named before it starts.
+
+    The run lasts max_train_steps when set, else max_train_epochs epochs. Epoch saves and the final
+    save are `{name}-{epoch:06d}`, step saves `{name}-step{step:08d}`; one file per step at most.
+    """
+    total_steps = settings.max_train_steps or settings.max_train_epochs * steps_per_epoch
+    last_epoch = math.ceil(total_steps / steps_per_epoch)
+
+    def epoch_of(step: int) -> int:
+        return math.ceil(step / steps_per_epoch)
+
+    names: dict[int, str] = {}
+    if settings.save_every_n_steps:
+        for step in range(settings.save_every_n_steps, total_steps, settings.save_every_n_steps):
+            names[step] = f"{output_name}-step{step:08d}"
+    if settings.save_every_n_epochs:
+        for epoch in range(settings.save_every_n_epochs, last_epoch, settings.save_every_n_epochs):
+            names[epoch * steps_per_epoch] = f"{output_name}-{epoch:06d}"
+    names[total_steps] = f"{output_name}-{last_epoch:06d}"
+    return [
+        PlannedCheckpoint(step, epoch_of(step), output_dir / f"{name}.safetensors")
+        for step, name in sorted(names.items())
+    ]
+
+
+def train_lora(
+    models: WanModels,
+    request: TrainRequest,
+    progress: ProgressCallback,
+    on_checkpoint: Callable[[CheckpointInfo], None],
+) -> list[CheckpointInfo]:
+    """Train one LoRA from the manifest's caches; see `plan_checkpoints` for what lands where."""
+    settings = request.settings
+    _require_supported_options(settings)
+    _warn_about_ignored(settings)
+    samples = training_samples(request.manifest)
+    batch_sizes = {section.name: section.batch_size for section in request.sections}
+    per_epoch = steps_per_epoch(samples, batch_sizes)
+    plan = plan_checkpoints(settings, per_epoch, request.output_dir, request.output_name)
+    _refuse_existing(plan)
+    request.output_dir.mkdir(parents=True, exist_ok=True)
+    with _training_adapter(models.transformer, settings, models.is_image_to_video) as parameters:
+        loop = _TrainingLoop(models, request, parameters, total_steps=plan[-1].step)
+        return loop.run(samples, batch_sizes, plan, progress, on_checkpoint)
+
+
+class _TrainingLoop:
+    def __init__(
+        self,
+        models: WanModels,
+        request: TrainRequest,
+        parameters: list[torch.nn.Parameter],
+        total_steps: int,
+    ):
+        settings = request.settings
+        self.models = models
+        self.request = request
+        self.parameters = parameters
+        self.total_steps = total_steps
+        self.optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
+        self.scheduler = get_scheduler(
+            settings.lr_scheduler,
+            self.optimizer,
+            num_warmup_steps=settings.lr_warmup_steps,
+            num_training_steps=total_steps,
+        )
+        self.generator = torch.Generator().manual_seed(settings.seed)
+
+    def run(
+        self,
+        samples: list[TrainingSample],
+        batch_sizes: dict[str, int],
+        plan: list[PlannedCheckpoint],
+        progress: ProgressCallback,
+        on_checkpoint: Callable[[CheckpointInfo], None],
+    ) -> list[CheckpointInfo]:
+        shuffler = random.Random(self.request.settings.seed)
+        planned = {checkpoint.step: checkpoint for checkpoint in plan}
+        recent_losses: deque[float] = deque(maxlen=steps_per_epoch(samples, batch_sizes))
+        saved, step, epoch = [], 0, 0
+        while step < self.total_steps:
+            epoch += 1
+            for batch in epoch_batches(samples, batch_sizes, shuffler):
+                started = time.perf_counter()
+                recent_losses.append(self.train_step(batch))
+                step += 1
+                running_loss = sum(recent_losses) / len(recent_losses)
+                elapsed = time.perf_counter() - started
+                progress(Progress("train", step, self.total_steps, elapsed, running_loss, epoch))
+                if step in planned:
+                    saved.append(self.save(planned[step], running_loss))
+                    on_checkpoint(saved[-1])
+                if step == self.total_steps:
+                    break
+        return saved
+
+    def train_step(self, samples: list[TrainingSample]) -> float:
+        """One optimizer step over a batch (one forward pass per latent shape in it)."""
+        settings = self.request.settings
+        total_loss = 0.0
+        for batch, count in load_batches(samples, self.models.device):
+            t = sample_timesteps(
+                settings.timestep_sampling, count, settings.discrete_flow_shift, self.generator
+            )
+            noise = torch.randn(batch.latents.shape, generator=self.generator)
+            loss = flow_matching_loss(
+                self.models.transformer, batch, noise.to(batch.latents.device), t, self.models.dtype
+            )
+            (loss * count / len(samples)).backward()
+            total_loss += loss.item() * count / len(samples)
+        torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total_loss
+
+    def save(self, checkpoint: PlannedCheckpoint, loss: float) -> CheckpointInfo:
+        if checkpoint.path.exists():
+            raise EngineError(
+                f"{checkpoint.path}: a checkpoint of this name exists; not replacing it."
+            )
+        settings = self.request.settings
+        state = get_peft_model_state_dict(self.models.transformer, adapter_name=TRAINING_ADAPTER)
+        state = {key: value.detach().float().cpu().contiguous() for key, value in state.items()}
+        metadata = {
+            **_settings_metadata(settings),
+            **self.request.header,
+            "ss_network_module": "networks.lora_wan",
+            "ss_network_dim": str(settings.network_dim),
+            "ss_network_alpha": str(settings.network_alpha),
+            "ss_epoch": str(checkpoint.epoch),
+            "ss_steps": str(checkpoint.step),
+        }
+        save_lora(checkpoint.path, peft_to_musubi(state, settings.network_alpha), metadata)
+        logger.info("saved LoRA checkpoint %s (step %d)", checkpoint.path, checkpoint.step)
+        return CheckpointInfo(checkpoint.path, checkpoint.epoch, checkpoint.step, loss)
+
+
+def _settings_metadata(settings: TrainingSettings) -> dict[str, str]:
+    """Each training setting as a `training.<name>` header field holding its JSON value."""
+    return {
+        f"training.{name}": json.dumps(value)
+        for name, value in settings.model_dump(mode="json").items()
+    }
+
+
+@contextmanager
+def _training_adapter(
+    transformer: WanTransformer3DModel, settings: TrainingSettings, image_to_video: bool
+) -> Iterator[list[torch.nn.Parameter]]:
+    """Add a fresh trainable LoRA for the duration of a run, then remove it again.
+
+    The engine keeps one transformer for training, validation and sampling, so the base weights
+    must come out of a run exactly as they went in: only the LoRA is trainable, and it is deleted.
+    """
+    targets = LORA_TARGET_MODULES + (IMAGE_TO_VIDEO_TARGET_MODULES if image_to_video else ())
+    config = LoraConfig(
+        r=settings.network_dim,
+        lora_alpha=settings.network_alpha,
+        target_modules=list(targets),
+        init_lora_weights=True,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(settings.seed)  # the LoRA's initial down-projections
+        transformer.add_adapter(config, adapter_name=TRAINING_ADAPTER)
+    transformer.set_adapter(TRAINING_ADAPTER)
+    cast_training_params(transformer, dtype=torch.float32)  # LoRA in fp32, base in bf16
+    checkpointing = settings.gradient_checkpointing and transformer._supports_gradient_checkpointing
+    if checkpointing:
+        transformer.enable_gradient_checkpointing()
+    transformer.train()
+    try:
+        yield [parameter for parameter in transformer.parameters() if parameter.requires_grad]
+    finally:
+        transformer.eval()
+        if checkpointing:
+            transformer.disable_gradient_checkpointing()
+        transformer.delete_adapters(TRAINING_ADAPTER)
+        transformer.requires_grad_(False)
+
+
+def _require_supported_options(settings: TrainingSettings) -> None:
+    """Refuse musubi-only optimizer and scheduler names before any work, saying what works."""
+    if settings.optimizer.lower() not in ("adamw", "adamw_torch", "torch.optim.adamw"):
+        raise EngineError(
+            f"wan_lora.toml: [training] optimizer = {settings.optimizer!r} is not available in "
+            "the diffusers engine; use 'adamw', or engine = 'musubi' for its optimizers."
+        )
+    schedulers = [kind.value for kind in SchedulerType]
+    if settings.lr_scheduler not in schedulers:
+        raise EngineError(
+            f"wan_lora.toml: [training] lr_scheduler = {settings.lr_scheduler!r} is not available "
+            f"in the diffusers engine; use one of {', '.join(schedulers)}."
+        )
+
+
+def _refuse_existing(plan: list[PlannedCheckpoint]) -> None:
+    existing = [str(checkpoint.path) for checkpoint in plan if checkpoint.path.exists()]
+    if existing:
+        raise EngineError(
+            f"{existing[0]}: this training run's checkpoint exists already"
+            f"{f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''}. "
+            "Checkpoints are never overwritten: choose another output name or remove the files."
+        )
+
+
+def _warn_about_ignored(settings: TrainingSettings) -> None:
+    if settings.blocks_to_swap:
+        logger.warning(
+            "blocks_to_swap = %d is a musubi-tuner option; the diffusers engine keeps every block "
+            "on the GPU (use engine = 'musubi' on a card too small for that)",
+            settings.blocks_to_swap,
+        )
+    if settings.network_args:
+        logger.warning("network_args %s are ignored by the diffusers engine", settings.network_args)

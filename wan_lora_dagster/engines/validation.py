@@ -1,0 +1,65 @@
+"""Held-out flow-matching loss: a number to compare checkpoints by, not only by eye."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from diffusers import WanPipeline, WanTransformer3DModel
+
+from wan_lora_dagster.engines.flow_matching import VALIDATION_TIMESTEPS, flow_matching_loss
+from wan_lora_dagster.engines.training_data import load_batches, samples_of
+from wan_lora_dagster.engines.wan_models import WanModels
+from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.formats.manifest import TrainingSetManifest
+
+VALIDATION_ADAPTER = "validated_lora"
+
+
+def validation_loss(
+    models: WanModels, checkpoint: Path | None, manifest: TrainingSetManifest
+) -> float:
+    """Mean loss over every held-out latent x VALIDATION_TIMESTEPS, LoRA at strength 1.
+
+    The noise of a latent is seeded by its file name and the timesteps are fixed, so two
+    checkpoints (or a checkpoint and the base model, checkpoint=None) see identical inputs and
+    their losses differ only by what the LoRA changed.
+    """
+    held_out = manifest.held_out_entries()
+    if not held_out:
+        raise EngineError(
+            "the training set holds no held-out clips, so there is no validation loss: "
+            "set [eval] num_held_out to 1 or more, or list clips in [eval] held_out."
+        )
+    losses = []
+    with lora_loaded(models.transformer, checkpoint), torch.no_grad():
+        for sample in samples_of(manifest, held_out):
+            [(batch, _)] = load_batches([sample], models.device)
+            seed = zlib.crc32(sample.latent_file.name.encode())
+            noise = torch.randn(batch.latents.shape, generator=torch.Generator().manual_seed(seed))
+            for t in VALIDATION_TIMESTEPS:
+                timestep = torch.full((1,), t)
+                loss = flow_matching_loss(
+                    models.transformer, batch, noise.to(models.device), timestep, models.dtype
+                )
+                losses.append(loss.item())
+    return sum(losses) / len(losses)
+
+
+@contextmanager
+def lora_loaded(transformer: WanTransformer3DModel, checkpoint: Path | None) -> Iterator[None]:
+    """The checkpoint's LoRA at strength 1 for the duration, through diffusers' own loader."""
+    if checkpoint is None:
+        yield
+        return
+    if not Path(checkpoint).is_file():
+        raise EngineError(f"{checkpoint}: LoRA checkpoint not found.")
+    state_dict = WanPipeline.lora_state_dict(str(checkpoint))
+    transformer.load_lora_adapter(state_dict, adapter_name=VALIDATION_ADAPTER, prefix="transformer")
+    try:
+        yield
+    finally:
+        transformer.delete_adapters(VALIDATION_ADAPTER)

@@ -1,0 +1,139 @@
+"""A diffusers-format Wan 2.1 folder, each component loaded on first use and kept.
+
+The graph encodes many clips in one process, so a component loads once per engine, not per clip,
+and a stage that needs only the VAE never loads the 14B transformer.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+from transformers import AutoImageProcessor, AutoTokenizer, CLIPVisionModel, UMT5EncoderModel
+
+from wan_lora_dagster.errors import EngineError
+
+REQUIRED_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
+TEXT_LENGTH = 512  # Wan pads every caption to 512 tokens, in musubi-tuner and in diffusers
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def compute_dtype(device: torch.device, mixed_precision: str = "bf16") -> torch.dtype:
+    """fp32 on a CPU (no fast half precision there); on a GPU what `mixed_precision` says."""
+    if device.type == "cpu" or mixed_precision == "no":
+        return torch.float32
+    return torch.float16 if mixed_precision == "fp16" else torch.bfloat16
+
+
+def check_model_folder(folder: Path) -> None:
+    """Raise EngineError naming what is missing from a diffusers-format Wan 2.1 folder."""
+    if not (folder / "model_index.json").is_file():
+        raise EngineError(
+            f"{folder}: no diffusers-format Wan 2.1 model here (model_index.json is missing). "
+            "Set [training] model to a folder like Wan-AI/Wan2.1-T2V-1.3B-Diffusers, or to 'tiny'."
+        )
+    missing = [name for name in REQUIRED_COMPONENTS if not (folder / name).is_dir()]
+    if missing:
+        raise EngineError(
+            f"{folder}: the model folder lacks {', '.join(name + '/' for name in missing)}. "
+            "Download the whole "
+            "diffusers-format repository (every subfolder), not only the transformer."
+        )
+
+
+def store_in_fp8(transformer: WanTransformer3DModel, compute_dtype: torch.dtype) -> None:
+    """Keep the transformer's linear weights in fp8 and compute in `compute_dtype`, layer by layer:
+    about half the memory of bf16 (the 14B fits where it would not otherwise)."""
+    transformer.enable_layerwise_casting(
+        storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype
+    )
+    # peft builds every LoRA it adds or loads in its base layer's dtype, here fp8, which cannot
+    # compute and would round the LoRA's weights; it reads a `compute_dtype` attribute first
+    # (meant for bitsandbytes layers), so give each fp8 layer the dtype it really computes in.
+    for module in transformer.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and weight.dtype == torch.float8_e4m3fn:
+            module.compute_dtype = compute_dtype
+
+
+class WanModels:
+    """The components of one Wan 2.1 folder on one device.
+
+    The transformer and text encoder run in `dtype` (bf16 on a GPU); the VAE and CLIP image encoder
+    stay float32, as the diffusers Wan examples recommend, because their outputs are what is cached.
+    """
+
+    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype, fp8_base: bool):
+        self.folder = folder
+        self.device = device
+        self.dtype = dtype
+        self.fp8_base = fp8_base
+
+    @property
+    def is_image_to_video(self) -> bool:
+        return (self.folder / "image_encoder").is_dir()
+
+    @cached_property
+    def vae(self) -> AutoencoderKLWan:
+        vae = AutoencoderKLWan.from_pretrained(
+            self.folder, subfolder="vae", torch_dtype=torch.float32
+        )
+        return vae.to(self.device).eval().requires_grad_(False)
+
+    @cached_property
+    def tokenizer(self):
+        return AutoTokenizer.from_pretrained(self.folder / "tokenizer")
+
+    @cached_property
+    def text_encoder(self) -> UMT5EncoderModel:
+        encoder = UMT5EncoderModel.from_pretrained(
+            self.folder / "text_encoder", torch_dtype=self.dtype
+        )
+        return encoder.to(self.device).eval().requires_grad_(False)
+
+    @cached_property
+    def transformer(self) -> WanTransformer3DModel:
+        transformer = WanTransformer3DModel.from_pretrained(
+            self.folder, subfolder="transformer", torch_dtype=self.dtype
+        )
+        transformer = transformer.to(self.device).eval().requires_grad_(False)
+        if self.fp8_base:
+            store_in_fp8(transformer, self.dtype)
+        return transformer
+
+    @cached_property
+    def image_encoder(self) -> CLIPVisionModel:
+        """CLIP vision tower of an I2V model (its penultimate hidden states condition the DiT)."""
+        encoder = CLIPVisionModel.from_pretrained(
+            self.folder / "image_encoder", torch_dtype=torch.float32
+        )
+        return encoder.to(self.device).eval().requires_grad_(False)
+
+    @cached_property
+    def image_processor(self):
+        # Auto picks the PIL or torchvision CLIP processor, whichever is installed, silently.
+        return AutoImageProcessor.from_pretrained(self.folder / "image_processor")
+
+    def text_to_video_pipeline(self) -> WanPipeline:
+        """A WanPipeline over the already-loaded components (building it loads nothing twice)."""
+        if self.is_image_to_video:
+            raise EngineError(
+                f"{self.folder}: sampling an image-to-video model needs a start image, which "
+                "[eval] does not give; the diffusers engine samples text-to-video models only."
+            )
+        pipeline = WanPipeline.from_pretrained(
+            self.folder,
+            transformer=self.transformer,
+            vae=self.vae,
+            text_encoder=self.text_encoder,
+            tokenizer=self.tokenizer,
+        )
+        pipeline.set_progress_bar_config(disable=True)
+        return pipeline.to(self.device)
