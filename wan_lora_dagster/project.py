@@ -276,6 +276,6 @@ def _line_of(text: str, location: tuple) -> int | None:
                 best = best or number
             continue
         key = _KEY.match(line)
-        if key and table + (key.group(1),) == location[: len(table) + 1]:
+        if key and (*table, key.group(1)) == location[: len(table) + 1]:
             return number
     return best

@@ -1,0 +1,134 @@
+"""The dataset group: 16 fps clips cut from the films, and a caption for each clip."""
+
+import dagster as dg
+
+from wan_lora_dagster.assets.metadata import image_markdown
+from wan_lora_dagster.assets.partitioned import (
+    CLIP_PARTITIONS,
+    SINGLE_RUN,
+    StepOutcome,
+    emit,
+    make_each,
+    stale_partitions,
+)
+from wan_lora_dagster.pipeline import dataset as domain
+from wan_lora_dagster.pipeline.status import expected_fingerprints
+from wan_lora_dagster.resources import CaptionerResource, FfmpegResource, ProjectResource
+
+DATASET_GROUP = "dataset"
+
+
+@dg.asset(
+    group_name=DATASET_GROUP,
+    partitions_def=CLIP_PARTITIONS,
+    backfill_policy=SINGLE_RUN,
+    code_version=domain.CLIPS_CODE_VERSION,
+    deps=["films", "clip_ranges"],
+    output_required=False,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "sixteen_fps", asset="clips", description="Every clip is exactly 16 fps."
+        ),
+        dg.AssetCheckSpec(
+            "frame_count", asset="clips", description="Frames = range length x 16, within one."
+        ),
+        dg.AssetCheckSpec(
+            "no_hard_cuts",
+            asset="clips",
+            description="No scene cut inside a clip (a cut teaches the model transitions).",
+        ),
+    ],
+    description="One 16 fps h264 clip per curated range, cut frame-accurately with ffmpeg's fps "
+    "filter, rotation applied. Partitioned by clip id (film stem + times, or the range's name).",
+)
+def clips(context: dg.AssetExecutionContext, project: ProjectResource, ffmpeg: FfmpegResource):
+    catalog = project.catalog()
+    settings = ffmpeg.cut_settings()
+    wanted = expected_fingerprints(catalog, "clips", context.partition_keys)
+    stale, fresh = stale_partitions(catalog.records, "clips", context.partition_keys, wanted)
+    context.log.info(f"{len(stale)} clip(s) to cut, {len(fresh)} fresh")
+    outcome = make_each(
+        "clips", stale, lambda clip: domain.make_clip(catalog, clip, settings), context.log
+    )
+    outcome.skipped = fresh
+    yield from emit(context, outcome, catalog.records, _clip_metadata)
+    yield from _clip_checks(outcome)
+
+
+def _clip_metadata(clip_id: str, record: dict) -> dict:
+    return {
+        "num_frames": record["num_frames"],
+        "duration_s": round(record["duration"], 3),
+        "size": f"{record['width']}x{record['height']}",
+        "source": f"{record['film']} {record['start']:.3f}-{record['end']:.3f} s",
+        "range_line": record["ranges_file"],
+        "scene_cuts": len(record["scene_cuts"]),
+        "preview": image_markdown(record["thumbnail"], f"frames of {clip_id}"),
+    }
+
+
+def _clip_checks(outcome: StepOutcome):
+    records = outcome.records
+    off_rate = [clip for clip, r in records.items() if abs(r["fps"] - 16) > 1e-6]
+    off_count = {
+        clip: f"{r['num_frames']} frames, expected {r['expected_frames']}"
+        for clip, r in records.items()
+        if abs(r["num_frames"] - r["expected_frames"]) > 1
+    }
+    with_cuts = {clip: r["scene_cuts"] for clip, r in records.items() if r["scene_cuts"]}
+    yield dg.AssetCheckResult(
+        check_name="sixteen_fps", passed=not off_rate, metadata={"clips": off_rate}
+    )
+    yield dg.AssetCheckResult(check_name="frame_count", passed=not off_count, metadata=off_count)
+    yield dg.AssetCheckResult(
+        check_name="no_hard_cuts",
+        passed=not with_cuts,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={clip: str(times) for clip, times in with_cuts.items()},
+    )
+
+
+@dg.asset(
+    group_name=DATASET_GROUP,
+    partitions_def=CLIP_PARTITIONS,
+    backfill_policy=SINGLE_RUN,
+    code_version=domain.CAPTIONS_CODE_VERSION,
+    deps=["clips", "caption_files"],
+    output_required=False,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_banned_words", asset="captions", description="No caption names a banned word."
+        )
+    ],
+    description="captions/<clip>.txt: written by the captioner, edited by hand. A hand edit is "
+    "never overwritten; each partition records whether its caption is `auto` or `edited`.",
+)
+def captions(
+    context: dg.AssetExecutionContext, project: ProjectResource, captioner: CaptionerResource
+):
+    catalog = project.catalog()
+    wanted = expected_fingerprints(catalog, "captions", context.partition_keys)
+    stale, fresh = stale_partitions(catalog.records, "captions", context.partition_keys, wanted)
+    settings = catalog.project.recipe.captions
+    config = domain.captioner_settings(catalog.project, settings, captioner.device)
+    model = captioner.load(catalog.project) if stale else None
+    outcome = make_each(
+        "captions",
+        stale,
+        lambda clip: domain.make_caption(catalog, clip, settings, config, model),
+        context.log,
+    )
+    outcome.skipped = fresh
+    yield from emit(context, outcome, catalog.records, _caption_metadata)
+    banned = {clip: r["banned_words"] for clip, r in outcome.records.items() if r["banned_words"]}
+    yield dg.AssetCheckResult(
+        check_name="no_banned_words",
+        passed=not banned,
+        metadata={clip: ", ".join(words) for clip, words in banned.items()},
+        description="; ".join(f"{clip}: {', '.join(words)}" for clip, words in banned.items())
+        or None,
+    )
+
+
+def _caption_metadata(clip_id: str, record: dict) -> dict:
+    return {"caption": record["text"], "origin": record["origin"], "file": record["path"]}

@@ -1,0 +1,88 @@
+"""The evaluation group: eval videos and a validation loss per checkpoint, and the best LoRA."""
+
+import dagster as dg
+
+from wan_lora_dagster.assets.metadata import image_markdown
+from wan_lora_dagster.assets.partitioned import (
+    CHECKPOINT_PARTITIONS,
+    SINGLE_RUN,
+    emit,
+    make_each,
+    stale_partitions,
+)
+from wan_lora_dagster.pipeline import evaluation as domain
+from wan_lora_dagster.pipeline.status import Expectations
+from wan_lora_dagster.progress import ProgressThrottle
+from wan_lora_dagster.resources import EngineResource, ProjectResource
+
+EVALUATION_GROUP = "evaluation"
+
+
+@dg.asset(
+    group_name=EVALUATION_GROUP,
+    partitions_def=CHECKPOINT_PARTITIONS,
+    backfill_policy=SINGLE_RUN,
+    code_version=domain.EVAL_CODE_VERSION,
+    deps=["lora_checkpoints"],
+    output_required=False,
+    pool="gpu",
+    description="Per checkpoint: one video per eval prompt x LoRA strength x seed (strength 0 is "
+    "the base model), a contact sheet, and the held-out validation loss with fixed noise and "
+    "timesteps, with and without the LoRA.",
+)
+def eval_videos(
+    context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
+):
+    catalog = project.catalog()
+    expectations = Expectations(catalog)
+    keys = context.partition_keys
+    wanted = {key: expectations.fingerprint("eval_videos", key) for key in keys}
+    stale, fresh = stale_partitions(catalog.records, "eval_videos", keys, wanted)
+    model = engine.engine(catalog.project)
+    progress = ProgressThrottle("eval_videos", context.log.info)
+    outcome = make_each(
+        "eval_videos",
+        stale,
+        lambda key: domain.evaluate_checkpoint(
+            catalog, key, model, expectations.manifest, progress
+        ),
+        context.log,
+    )
+    outcome.skipped = fresh
+
+    def metadata(key: str, record: dict) -> dict:
+        return {
+            "validation_loss": record["validation_loss"],
+            "validation_loss_without_lora": record["validation_loss_base"],
+            "videos": len(record["videos"]),
+            "contact_sheet": image_markdown(
+                catalog.project.root / record["contact_sheet"], f"eval of {key}"
+            ),
+        }
+
+    yield from emit(context, outcome, catalog.records, metadata)
+
+
+@dg.asset(
+    group_name=EVALUATION_GROUP,
+    code_version=domain.BEST_CODE_VERSION,
+    deps=["eval_videos"],
+    description="The checkpoint with the lowest validation loss (or `[eval] pin`), exported as "
+    "out/best/adapter_model.safetensors for ComfyUI, musubi-tuner and diffusers.",
+)
+def best_lora(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
+    catalog = project.catalog()
+    expectations = Expectations(catalog)
+    plan = expectations.plan
+    versions = [catalog.records.read("eval_videos", key)["data_version"] for key in plan.keys]
+    record = domain.export_best(catalog, domain.choose_best(catalog, list(plan.keys)), versions)
+    return dg.Output(
+        None,
+        data_version=dg.DataVersion(record["data_version"]),
+        metadata={
+            "checkpoint": record["checkpoint"],
+            "file": dg.MetadataValue.path(str(catalog.project.root / record["file"])),
+            "validation_loss": record["validation_loss"],
+            "validation_loss_without_lora": record["validation_loss_base"],
+        },
+    )

@@ -1,0 +1,26 @@
+"""Metadata that renders inside the Dagster UI: small images inline, tables of captions."""
+
+import base64
+from pathlib import Path
+
+import dagster as dg
+
+MAX_INLINE_IMAGE_BYTES = 200_000
+
+
+def image_markdown(path: Path, alt: str) -> dg.MetadataValue:
+    """A PNG embedded in markdown as a data URI, so the UI shows it with no file server."""
+    data = path.read_bytes()
+    if len(data) > MAX_INLINE_IMAGE_BYTES:
+        return dg.MetadataValue.path(str(path))
+    encoded = base64.b64encode(data).decode()
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def caption_table(rows: list[dict]) -> dg.MetadataValue:
+    """clip, auto/edited, version, text: what fed a checkpoint."""
+    columns = ["clip", "origin", "version", "text"]
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({column: row[column] for column in columns}) for row in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(column, "string") for column in columns]),
+    )

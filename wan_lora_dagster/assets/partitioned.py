@@ -1,0 +1,126 @@
+"""Many partitions in one step: the pattern every per-clip and per-checkpoint asset shares.
+
+A step gets a range of partitions, does the stale ones (a fresh one is skipped cheaply), and
+records one data version per partition: Dagster's `Output` carries a single data version for the
+whole range, so each partition's own version follows it as an `AssetMaterialization`.
+"""
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from wan_lora_dagster.engines.base import Progress
+from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.pipeline.records import RecordStore
+from wan_lora_dagster.progress import ProgressThrottle
+
+CLIP_PARTITIONS = dg.DynamicPartitionsDefinition(name="clips")
+CHECKPOINT_PARTITIONS = dg.DynamicPartitionsDefinition(name="checkpoints")
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+SKIPPED_TAG = "wan_lora/skipped_fresh"
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+@dataclass
+class StepOutcome:
+    """What a multi-partition step did, partition by partition."""
+
+    records: dict[str, dict] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def stale_partitions(
+    records: RecordStore, asset: str, keys: list[str], fingerprints: Mapping[str, str]
+) -> tuple[list[str], list[str]]:
+    """Split keys into (stale, fresh) by comparing each record's fingerprint with the wanted one."""
+    stale, fresh = [], []
+    for key in keys:
+        record = records.read(asset, key)
+        is_fresh = record is not None and record["fingerprint"] == fingerprints.get(key)
+        (fresh if is_fresh else stale).append(key)
+    return stale, fresh
+
+
+def make_each(
+    asset: str, keys: list[str], make: Callable[[str], dict], log: dg.DagsterLogManager
+) -> StepOutcome:
+    """Make each partition on its own, so one bad film fails its own clips and no others."""
+    outcome = StepOutcome()
+    report = ProgressThrottle(asset, log.info)
+    for done, key in enumerate(keys):
+        report(Progress(asset, done, len(keys)))
+        try:
+            outcome.records[key] = make(key)
+        except UserError as error:
+            log.error(f"{key}: {error}")
+            outcome.failures[key] = str(error)
+    report(Progress(asset, len(keys), len(keys)))
+    return outcome
+
+
+def emit(
+    context: dg.AssetExecutionContext,
+    outcome: StepOutcome,
+    records: RecordStore,
+    metadata_for: Callable[[str, dict], dict],
+) -> Iterator[dg.Output | dg.AssetMaterialization]:
+    """Yield the step's events; raise a Failure naming every failed partition at the end."""
+    asset_key = context.asset_key
+    asset = asset_key.to_user_string()
+    if not outcome.failures:
+        yield dg.Output(
+            None,
+            metadata={"made": len(outcome.records), "skipped_fresh": len(outcome.skipped)},
+            tags={SKIPPED_TAG: str(len(outcome.skipped))},
+        )
+    code_version = context.assets_def.code_versions_by_key[asset_key]
+    for key in outcome.skipped:
+        outcome.records.setdefault(key, records.read(asset, key))
+    for key, record in outcome.records.items():
+        yield dg.AssetMaterialization(
+            asset_key=asset_key,
+            partition=key,
+            metadata=metadata_for(key, record),
+            tags={
+                DATA_VERSION_TAG: record["data_version"],
+                "dagster/code_version": code_version,
+            },
+        )
+    if outcome.failures:
+        raise dg.Failure(
+            description=f"{len(outcome.failures)} partition(s) of {asset} failed: "
+            + "; ".join(f"{key}: {error}" for key, error in outcome.failures.items()),
+            metadata={key: dg.MetadataValue.text(error) for key, error in outcome.failures.items()},
+            allow_retries=False,
+        )
+
+
+def input_provenance(context: dg.AssetExecutionContext, keys: list[str]) -> dict[str, dict]:
+    """Per partition, the data version and event of each same-partition input it was made from.
+
+    Dagster writes these tags itself on an `Output`; our per-partition events carry them too, so
+    the UI marks exactly the partitions whose own inputs changed. Batched: two queries per input.
+    """
+    graph = context.job_def.asset_layer.asset_graph
+    storage = context.instance.event_log_storage
+    tags: dict[str, dict] = {key: {} for key in keys}
+    for dependency in graph.get(context.asset_key).parent_keys:
+        if graph.get(dependency).partitions_def != graph.get(context.asset_key).partitions_def:
+            continue
+        event_type = (
+            dg.DagsterEventType.ASSET_OBSERVATION
+            if graph.get(dependency).is_external
+            else dg.DagsterEventType.ASSET_MATERIALIZATION
+        )
+        pointers = storage.get_latest_storage_id_by_partition(dependency, event_type, set(keys))
+        versions = storage.get_latest_tags_by_partition(
+            dependency, event_type, [DATA_VERSION_TAG], keys
+        )
+        name = dependency.to_user_string()
+        for key in keys:
+            version = versions.get(key, {}).get(DATA_VERSION_TAG, "NULL")
+            tags[key][f"dagster/input_data_version/{name}"] = version
+            tags[key][f"dagster/input_event_pointer/{name}"] = str(pointers.get(key, "NULL"))
+    return tags

@@ -1,0 +1,171 @@
+"""The training group: the training-set manifest, its report, and the LoRA checkpoints."""
+
+import json
+
+import dagster as dg
+
+from wan_lora_dagster.assets.metadata import caption_table, image_markdown
+from wan_lora_dagster.assets.partitioned import CHECKPOINT_PARTITIONS, SINGLE_RUN, StepOutcome, emit
+from wan_lora_dagster.engines.base import TrainRequest
+from wan_lora_dagster.pipeline import training as domain
+from wan_lora_dagster.pipeline.plots import loss_curve
+from wan_lora_dagster.pipeline.records import UNPARTITIONED
+from wan_lora_dagster.pipeline.status import Expectations
+from wan_lora_dagster.progress import ProgressThrottle
+from wan_lora_dagster.resources import EngineResource, ProjectResource
+
+TRAINING_GROUP = "training"
+
+
+@dg.asset(
+    group_name=TRAINING_GROUP,
+    code_version=domain.LORA_CODE_VERSION,
+    deps=["text_cache", "latent_cache", "captions"],
+    description="The manifest of every cache file that feeds training, with each clip's caption "
+    "text and versions. Its data version is the manifest's hash: the source of truth for "
+    "staleness and lineage at any number of clips.",
+)
+def training_set(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
+    catalog = project.catalog()
+    manifest = domain.build_manifest(catalog, catalog.project.recipe)
+    path = manifest.save(domain.manifest_dir(catalog))
+    catalog.records.write(
+        "training_set",
+        UNPARTITIONED,
+        {"fingerprint": manifest.version, "data_version": manifest.version, "file": str(path)},
+    )
+    return dg.Output(
+        None,
+        data_version=dg.DataVersion(manifest.version),
+        metadata={
+            "manifest": dg.MetadataValue.path(str(path)),
+            "entries": len(manifest.entries),
+            "held_out": len(manifest.held_out_entries()),
+            "excluded": len(manifest.excluded),
+        },
+    )
+
+
+@dg.asset(
+    group_name=TRAINING_GROUP,
+    code_version=domain.LORA_CODE_VERSION,
+    deps=["training_set"],
+    description="Per dataset section: samples per epoch, excluded clips and why, frame and "
+    "aspect statistics, and bucket resolutions that keep the aspect ratio.",
+)
+def dataset_report(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
+    catalog = project.catalog()
+    expectations = Expectations(catalog)
+    manifest = domain.load_manifest(catalog, catalog.records.read("training_set")["data_version"])
+    report = domain.dataset_report(catalog, manifest, catalog.project.recipe)
+    version = expectations.fingerprint("dataset_report")
+    catalog.records.write(
+        "dataset_report", UNPARTITIONED, {**report, "fingerprint": version, "data_version": version}
+    )
+    rows = [
+        dg.TableRecord(
+            {
+                "section": s["section"],
+                "items": s["items"],
+                "samples_per_epoch": s["samples_per_epoch"],
+                "excluded": "; ".join(f"{e['item']}: {e['reason']}" for e in s["excluded"]) or "-",
+                "suggested_buckets": ", ".join(f"{w}x{h}" for w, h in s["suggested_buckets"]),
+            }
+        )
+        for s in report["sections"]
+    ]
+    return dg.Output(
+        None,
+        data_version=dg.DataVersion(version),
+        metadata={
+            "sections": dg.MetadataValue.table(rows),
+            "report": dg.MetadataValue.json(report),
+        },
+    )
+
+
+@dg.asset(
+    group_name=TRAINING_GROUP,
+    partitions_def=CHECKPOINT_PARTITIONS,
+    backfill_policy=SINGLE_RUN,
+    code_version=domain.LORA_CODE_VERSION,
+    deps=["training_set", "dataset_report"],
+    output_required=False,
+    pool="gpu",
+    description="One partition per checkpoint a training run saves. Each records the training-set "
+    "version, the captions that fed it, the settings and the loss so far; the LoRA file's own "
+    "header carries the manifest hash.",
+)
+def lora_checkpoints(
+    context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
+):
+    catalog = project.catalog()
+    expectations = Expectations(catalog)
+    plan, manifest = expectations.plan, expectations.manifest
+    if plan is None or not set(context.partition_keys) <= set(plan.keys):
+        raise dg.Failure(
+            "These checkpoints are not the current training run's: materialize training_set and "
+            "dataset_report first (`wan-lora run` does it in order)."
+        )
+    recipe = catalog.project.recipe
+    losses: list[tuple[int, float]] = []
+    outcome = StepOutcome()
+    throttle = ProgressThrottle("lora_checkpoints", context.log.info)
+
+    def on_progress(progress):
+        throttle(progress)
+        if progress.loss is not None:
+            losses.append((progress.done, progress.loss))
+
+    def on_checkpoint(info):
+        key = domain.checkpoint_key(plan, info.epoch, info.step)
+        if key is None:
+            context.log.warning(
+                f"{info.path.name}: not a planned checkpoint, kept but not recorded"
+            )
+            return
+        record = domain.checkpoint_record(catalog, plan, key, manifest, info)
+        record["loss_curve"] = str(
+            loss_curve(losses, catalog.project.out("checkpoints", f"{key}.loss.png"))
+        )
+        outcome.records[key] = record
+        context.log.info(f"checkpoint {key}: {info.path.name}, loss {info.loss}")
+
+    request = TrainRequest(
+        manifest=manifest,
+        settings=recipe.training,
+        sections=recipe.datasets,
+        output_dir=domain.checkpoint_dir(catalog),
+        output_name=plan.output_name,
+        header=domain.checkpoint_header(manifest, recipe, plan),
+    )
+    domain.set_aside_unrecorded(catalog, plan)
+    engine.engine(catalog.project).train(request, on_progress, on_checkpoint)
+    table = caption_table(
+        [
+            {
+                "clip": e.item_id,
+                "origin": e.caption_origin,
+                "version": e.caption_version,
+                "text": e.caption,
+            }
+            for e in manifest.captions_by_item().values()
+        ]
+    )
+
+    def metadata(key: str, record: dict) -> dict:
+        return {
+            "training_set": record["training_set"],
+            "manifest": dg.MetadataValue.path(
+                str(domain.manifest_dir(catalog) / f"{manifest.version}.json")
+            ),
+            "captions": table,
+            "epoch": record["epoch"],
+            "step": record["step"],
+            "loss": record["loss"],
+            "lora_file": dg.MetadataValue.path(record["file"]),
+            "settings": dg.MetadataValue.json(json.loads(recipe.training.model_dump_json())),
+            "loss_curve": image_markdown(catalog.project.root / record["loss_curve"], "loss curve"),
+        }
+
+    yield from emit(context, outcome, catalog.records, metadata)

@@ -1,0 +1,231 @@
+"""The `wan-lora` command: the same graph and the same Dagster instance as the web UI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from wan_lora_dagster import progress
+from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.project import open_project
+from wan_lora_dagster.scaffold import create_demo_project, init_project
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wan-lora", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="create a project folder with a commented recipe")
+    init.add_argument("directory", type=Path)
+    init.set_defaults(handler=_init)
+
+    demo = commands.add_parser("demo", help="create the demo project and run the whole graph")
+    demo.add_argument("directory", type=Path, nargs="?", default=Path("demo"))
+    demo.set_defaults(handler=_demo)
+
+    run = commands.add_parser("run", help="materialize everything missing or unsynced")
+    _project_arguments(run)
+    run.add_argument("--select", help="asset names, comma separated; +name: with upstream")
+    run.set_defaults(handler=_run)
+
+    status = commands.add_parser("status", help="fresh, unsynced, missing, failed per asset")
+    _project_arguments(status)
+    status.set_defaults(handler=_status)
+
+    lineage = commands.add_parser(
+        "lineage", help="the captions that fed a checkpoint, or a clip's checkpoints"
+    )
+    _project_arguments(lineage)
+    lineage.add_argument("checkpoint", nargs="?", help="a checkpoint partition key or a LoRA file")
+    lineage.add_argument("--clip", help="list every checkpoint this clip fed")
+    lineage.set_defaults(handler=_lineage)
+
+    ui = commands.add_parser("ui", help="the Dagster web UI on this project's instance")
+    ui.add_argument("--project", type=Path, required=True, help="the project folder")
+    ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
+    )
+    ui.set_defaults(handler=_ui)
+    return parser
+
+
+def _project_arguments(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--project", type=Path, required=True, help="the project folder")
+    command.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+
+def _init(args: argparse.Namespace) -> int:
+    init_project(args.directory)
+    print(
+        f"Created {args.directory}: edit {args.directory / 'wan_lora.toml'}, put films in films/ "
+        f"and one ranges/<film>.txt per film, then `wan-lora run --project {args.directory}`."
+    )
+    return 0
+
+
+def _runner(directory: Path):
+    from wan_lora_dagster.runner import ProjectRunner  # dagster imports take seconds
+
+    return ProjectRunner(open_project(directory))
+
+
+def _run(args: argparse.Namespace) -> int:
+    runner = _runner(args.project)
+    with _progress_bars():
+        summary = runner.run(args.select)
+    table = {asset: asdict(stage) for asset, stage in summary.items()}
+    if args.json:
+        print(json.dumps(table, indent=1))
+    else:
+        _print_run_summary(table)
+    return 1 if any(stage["failed"] or stage["blocked"] for stage in table.values()) else 0
+
+
+def _print_run_summary(table: dict) -> None:
+    print(f"{'asset':18} {'made':>6} {'fresh':>6} {'failed':>6} {'blocked':>7}")
+    for asset, stage in table.items():
+        print(
+            f"{asset:18} {len(stage['materialized']):6d} {stage['skipped_fresh']:6d} "
+            f"{len(stage['failed']):6d} {len(stage['blocked']):7d}"
+        )
+        for key in stage["failed"]:
+            print(f"  failed: {key}")
+
+
+def _status(args: argparse.Namespace) -> int:
+    summary = _runner(args.project).status()
+    if args.json:
+        print(json.dumps(summary, indent=1))
+        return 0
+    print(f"{'asset':18} {'fresh':>6} {'unsynced':>8} {'missing':>7} {'failed':>6}")
+    for asset, counts in summary.items():
+        print(
+            f"{asset:18} {counts['fresh']:6d} {counts['unsynced']:8d} "
+            f"{counts['missing']:7d} {counts['failed']:6d}"
+        )
+    return 0
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from wan_lora_dagster.pipeline import lineage
+    from wan_lora_dagster.pipeline.catalog import load_catalog
+
+    if bool(args.checkpoint) == bool(args.clip):
+        raise UserError("give either a CHECKPOINT (partition key or LoRA file) or --clip CLIP")
+    catalog = load_catalog(open_project(args.project))
+    if args.clip:
+        result = lineage.clip_lineage(catalog, args.clip)
+    else:
+        result = lineage.checkpoint_lineage(catalog, args.checkpoint)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    elif args.clip:
+        print(f"clip {args.clip} fed {len(result['checkpoints'])} checkpoint(s):")
+        for row in result["checkpoints"]:
+            print(f"  {row['checkpoint']}  caption {row['caption_version']}: {row['caption']}")
+    else:
+        print(f"{result['checkpoint']} was trained on training set {result['training_set']}:")
+        for row in result["clips"]:
+            mark = "  (changed since)" if row["changed_since"] else ""
+            version = f"[{row['origin']}] {row['caption_version']}"
+            print(f"  {row['clip']} {version}: {row['caption']}{mark}")
+    return 0
+
+
+def _ui(args: argparse.Namespace) -> int:
+    from wan_lora_dagster.definitions import PROJECT_ENV
+    from wan_lora_dagster.runner import open_instance
+
+    project = open_project(args.project)
+    open_instance(project)  # writes .dagster/dagster.yaml on first use
+    os.environ[PROJECT_ENV] = str(project.root)
+    command = [
+        str(Path(sys.executable).with_name("dagster")),
+        "dev",
+        "-m",
+        "wan_lora_dagster.definitions",
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
+    print(
+        f"Dagster UI for {project.root}: http://{args.host}:{args.port}  (Ctrl-C stops it)",
+        flush=True,
+    )
+    return subprocess.call(command)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    directory = args.directory.resolve()
+    print(f"Demo project: {directory} (synthetic film, offline `tiny` model: plumbing, not art)")
+    create_demo_project(directory)
+    runner = _runner(directory)
+    with _progress_bars():
+        summary = runner.run()
+    failed = [asset for asset, stage in summary.items() if stage.failed or stage.blocked]
+    best = runner.project.out("records", "best_lora", "__all__.json")
+    if failed or not best.exists():
+        print(f"The demo did not finish: {', '.join(failed)} failed. See `wan-lora status`.")
+        return 1
+    _print_demo_outputs(runner.project, json.loads(best.read_text()))
+    return 0
+
+
+def _print_demo_outputs(project, best: dict) -> None:
+    evaluation = json.loads(
+        project.out("records", "eval_videos", f"{best['checkpoint']}.json").read_text()
+    )
+    print("\nDone. Outputs:")
+    print(f"  LoRA (ComfyUI, diffusers, musubi): {project.root / best['file']}")
+    print(f"  eval contact sheet:                {project.root / evaluation['contact_sheet']}")
+    print(f"  validation loss with the LoRA:     {best['validation_loss']:.4f}")
+    print(f"  validation loss without it:        {best['validation_loss_base']:.4f}")
+    print(f"  everything derived:                {project.out_dir}")
+    print(f"\nOpen the UI: wan-lora ui --project {project.root}  (then http://127.0.0.1:3000)")
+
+
+class _progress_bars:
+    """One terminal bar per asset stage, fed by the engines' and stages' progress reports."""
+
+    def __enter__(self):
+        self.bars: dict[str, tqdm] = {}
+        progress.add_listener(self._update)
+        return self
+
+    def _update(self, asset: str, report) -> None:
+        bar = self.bars.get(asset)
+        if bar is None or bar.total != report.total:
+            if bar:
+                bar.close()
+            bar = self.bars[asset] = tqdm(total=report.total, desc=asset, leave=False)
+        bar.n = report.done
+        if report.loss is not None:
+            bar.set_postfix(loss=f"{report.loss:.4f}", refresh=False)
+        bar.refresh()
+
+    def __exit__(self, *exc_info):
+        progress.remove_listener(self._update)
+        for bar in self.bars.values():
+            bar.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

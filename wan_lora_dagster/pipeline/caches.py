@@ -1,0 +1,132 @@
+"""The cache half: UMT5 text embeddings per caption and VAE latents per clip and section.
+
+A text cache depends on the caption text only; a latent on the clip and its sections' settings
+only. So a caption edit never touches a latent, and a resolution change never touches a text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from wan_lora_dagster.engines.base import Engine, LatentJob, ProgressCallback, TextJob
+from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.project import DatasetSection, Project, TrainingSettings, fingerprint
+
+TEXT_CODE_VERSION = "1"
+LATENT_CODE_VERSION = "1"
+
+
+def model_identity(settings: TrainingSettings, component: str) -> str:
+    """Which weights produce a cache: the same weights give interchangeable caches."""
+    if settings.engine == "musubi":
+        return fingerprint(settings.engine, component, getattr(settings, component, None))
+    return fingerprint("diffusers", component, settings.model)
+
+
+def text_cache_dir(project: Project) -> Path:
+    return project.out("cache", "text")
+
+
+def section_cache_dir(project: Project, section: DatasetSection) -> Path:
+    return project.out("cache", section.name)
+
+
+def text_fingerprint(caption_version: str, settings: TrainingSettings) -> str:
+    return fingerprint(
+        "text_cache", TEXT_CODE_VERSION, caption_version, model_identity(settings, "t5")
+    )
+
+
+def section_latent_fingerprint(
+    item_version: str, section: DatasetSection, settings: TrainingSettings
+) -> str:
+    return fingerprint(
+        "latent",
+        LATENT_CODE_VERSION,
+        item_version,
+        section.settings_fingerprint(),
+        model_identity(settings, "vae"),
+    )
+
+
+def latent_fingerprint(
+    item_version: str, sections: tuple[DatasetSection, ...], settings: TrainingSettings
+) -> str:
+    return fingerprint(
+        [section_latent_fingerprint(item_version, section, settings) for section in sections]
+    )
+
+
+def make_text_caches(
+    catalog: Catalog,
+    item_ids: list[str],
+    settings: TrainingSettings,
+    engine: Engine,
+    progress: ProgressCallback,
+    caption_asset: str = "captions",
+    asset: str = "text_cache",
+) -> dict[str, dict]:
+    """Encode the final caption of each item; returns item -> record."""
+    project = catalog.project
+    captions = {item: catalog.records.read(caption_asset, item) for item in item_ids}
+    jobs = [TextJob(item, captions[item]["text"], text_cache_dir(project)) for item in item_ids]
+    written = engine.encode_texts(jobs, progress)
+    records = {}
+    for item in item_ids:
+        version = text_fingerprint(captions[item]["data_version"], settings)
+        records[item] = {
+            "fingerprint": version,
+            "data_version": version,
+            "caption_version": captions[item]["data_version"],
+            "file": str(written[item].relative_to(project.root)),
+        }
+        catalog.records.write(asset, item, records[item])
+    return records
+
+
+def make_latent_caches(
+    catalog: Catalog,
+    item_ids: list[str],
+    media: dict[str, Path],
+    item_versions: dict[str, str],
+    sections: tuple[DatasetSection, ...],
+    settings: TrainingSettings,
+    engine: Engine,
+    progress: ProgressCallback,
+    asset: str = "latent_cache",
+) -> dict[str, dict]:
+    """Encode each item under each of its sections, re-encoding only sections whose inputs changed.
+
+    Stale files of a re-encoded section are removed first, so no engine ever reuses them.
+    """
+    project = catalog.project
+    records = {item: catalog.records.read(asset, item) or {"sections": {}} for item in item_ids}
+    jobs = []
+    for item in item_ids:
+        for section in sections:
+            old = records[item]["sections"].get(section.name)
+            wanted = section_latent_fingerprint(item_versions[item], section, settings)
+            if old and old["fingerprint"] == wanted and _files_exist(project, old["files"]):
+                continue
+            for stale in old["files"] if old else []:
+                (project.root / stale).unlink(missing_ok=True)
+            records[item]["sections"][section.name] = {"fingerprint": wanted, "files": []}
+            jobs.append(LatentJob(item, media[item], section, section_cache_dir(project, section)))
+    written = engine.encode_latents(jobs, progress) if jobs else {}
+    for job in jobs:
+        files = [path for path in written.get(job.item_id, []) if path.parent == job.cache_dir]
+        entry = records[job.item_id]["sections"][job.section.name]
+        entry["files"] = sorted(str(path.relative_to(project.root)) for path in files)
+    for item in item_ids:
+        kept = {section.name for section in sections}
+        record = records[item]
+        record["sections"] = {k: v for k, v in record["sections"].items() if k in kept}
+        record["fingerprint"] = record["data_version"] = latent_fingerprint(
+            item_versions[item], sections, settings
+        )
+        catalog.records.write(asset, item, record)
+    return records
+
+
+def _files_exist(project: Project, files: list[str]) -> bool:
+    return all((project.root / name).is_file() for name in files)

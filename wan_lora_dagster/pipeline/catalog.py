@@ -1,0 +1,82 @@
+"""What the user's project folder declares right now: films, their curated ranges, stills."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from wan_lora_dagster.errors import ConfigError, MediaError
+from wan_lora_dagster.media.probe import probe_video
+from wan_lora_dagster.media.ranges import ClipRange, check_ranges_within, load_project_ranges
+from wan_lora_dagster.pipeline.file_hashes import FileHashCache
+from wan_lora_dagster.pipeline.records import RecordStore
+from wan_lora_dagster.project import Project, fingerprint
+
+
+@dataclass(frozen=True)
+class Catalog:
+    project: Project
+    film_hashes: dict[str, str]
+    ranges: tuple[ClipRange, ...]
+    still_hashes: dict[str, str]
+    warnings: tuple[str, ...] = field(default=())
+
+    @cached_property
+    def ranges_by_clip(self) -> dict[str, ClipRange]:
+        return {clip_range.clip_id: clip_range for clip_range in self.ranges}
+
+    @property
+    def clip_ids(self) -> list[str]:
+        return [clip_range.clip_id for clip_range in self.ranges]
+
+    @property
+    def still_ids(self) -> list[str]:
+        return sorted(self.still_hashes)
+
+    @property
+    def films_version(self) -> str:
+        return fingerprint(self.film_hashes)
+
+    @property
+    def ranges_version(self) -> str:
+        return fingerprint([(r.clip_id, r.film_stem, r.start, r.end) for r in self.ranges])
+
+    @property
+    def stills_version(self) -> str:
+        return fingerprint(self.still_hashes)
+
+    @cached_property
+    def records(self) -> RecordStore:
+        return RecordStore(self.project.out("records"))
+
+
+def load_catalog(project: Project) -> Catalog:
+    """Parse every ranges file and hash every film; errors name the file and line."""
+    hashes = FileHashCache(project.out(".state", "file_hashes.json"))
+    films = project.films()
+    ranges, warnings = load_project_ranges(films, project.ranges_dir)
+    _check_durations(films, ranges)
+    catalog = Catalog(
+        project=project,
+        film_hashes={stem: hashes.hash(path) for stem, path in films.items()},
+        ranges=tuple(ranges),
+        still_hashes={stem: hashes.hash(path) for stem, path in project.stills().items()},
+        warnings=tuple(warnings),
+    )
+    hashes.save()
+    return catalog
+
+
+def _check_durations(films: dict[str, Path], ranges: list[ClipRange]) -> None:
+    problems = []
+    for stem, film in films.items():
+        film_ranges = [clip_range for clip_range in ranges if clip_range.film_stem == stem]
+        try:
+            check_ranges_within(film_ranges, probe_video(film).duration, film)
+        except ConfigError as error:
+            problems.append(str(error))
+        except MediaError:
+            continue  # an unreadable film fails its own clips, with the error naming it
+    if problems:
+        raise ConfigError("\n".join(problems))

@@ -1,0 +1,49 @@
+"""Small JSON records of what each asset partition was made from and what it holds.
+
+The files under out/ are the truth about what exists; a record says which inputs made them, so a
+partition is fresh exactly when its record's fingerprint equals the one its inputs give now.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+UNPARTITIONED = "__all__"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON so that a crash leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=1, sort_keys=True)
+    os.replace(temporary, path)
+
+
+class RecordStore:
+    """One record per asset partition, under out/records/<asset>/<partition>.json."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def path(self, asset: str, partition: str = UNPARTITIONED) -> Path:
+        return self.root / asset / f"{partition}.json"
+
+    def read(self, asset: str, partition: str = UNPARTITIONED) -> dict | None:
+        path = self.path(asset, partition)
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def write(self, asset: str, partition: str, record: dict) -> None:
+        write_json_atomic(self.path(asset, partition), record)
+
+    def delete(self, asset: str, partition: str) -> None:
+        self.path(asset, partition).unlink(missing_ok=True)
+
+    def read_many(self, asset: str, partitions: list[str]) -> dict[str, dict | None]:
+        return {partition: self.read(asset, partition) for partition in partitions}

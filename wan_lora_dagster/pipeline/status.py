@@ -1,0 +1,137 @@
+"""Which partitions are fresh, unsynced or missing, computed from the project's files alone.
+
+Every asset's fingerprint is a function of its inputs' data versions, so a partition is fresh
+exactly when its record holds the fingerprint its inputs give now. This is what `wan-lora run`
+recomputes and `wan-lora status` counts, at 5 clips or 30,000, with no provenance limit.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.media.cut import CutSettings
+from wan_lora_dagster.pipeline import caches, dataset, evaluation, training
+from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.records import UNPARTITIONED
+from wan_lora_dagster.project import fingerprint
+
+PER_CLIP_ASSETS = ("clips", "captions", "text_cache", "latent_cache")
+TRAINING_ASSETS = ("training_set", "dataset_report")
+PER_CHECKPOINT_ASSETS = ("lora_checkpoints", "eval_videos")
+ASSET_ORDER = (*PER_CLIP_ASSETS, *TRAINING_ASSETS, *PER_CHECKPOINT_ASSETS, "best_lora")
+FRESH, UNSYNCED, MISSING = "fresh", "unsynced", "missing"
+
+
+class Expectations:
+    """The fingerprint each partition should have now; None where an upstream is not fresh."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self.recipe = catalog.project.recipe
+        self.records = catalog.records
+
+    def fingerprint(self, asset: str, key: str = UNPARTITIONED) -> str | None:
+        return getattr(self, f"_{asset}")(key)
+
+    def is_fresh(self, asset: str, key: str = UNPARTITIONED) -> bool:
+        record = self.records.read(asset, key)
+        wanted = self.fingerprint(asset, key)
+        return record is not None and wanted is not None and record["fingerprint"] == wanted
+
+    def state(self, asset: str, key: str = UNPARTITIONED) -> str:
+        if self.records.read(asset, key) is None:
+            return MISSING
+        return FRESH if self.is_fresh(asset, key) else UNSYNCED
+
+    def partitions(self, asset: str) -> list[str]:
+        if asset in PER_CLIP_ASSETS:
+            return self.catalog.clip_ids
+        if asset in PER_CHECKPOINT_ASSETS:
+            plan = self.plan
+            return list(plan.keys) if plan else []
+        return [UNPARTITIONED]
+
+    def _fresh_data_version(self, asset: str, key: str) -> str | None:
+        return self.records.read(asset, key)["data_version"] if self.is_fresh(asset, key) else None
+
+    def _clips(self, clip_id: str) -> str:
+        return dataset.clip_fingerprint(self.catalog, clip_id, CutSettings())
+
+    def _captions(self, clip_id: str) -> str:
+        project = self.catalog.project
+        settings = self.recipe.captions
+        state = dataset.caption_store(project).state(clip_id)
+        captioner = dataset.captioner_settings(project, settings, device="cpu")
+        return dataset.caption_fingerprint(state, self._clips(clip_id), settings, captioner)
+
+    def _text_cache(self, clip_id: str) -> str | None:
+        caption_version = self._fresh_data_version("captions", clip_id)
+        if caption_version is None:
+            return None
+        return caches.text_fingerprint(caption_version, self.recipe.training)
+
+    def _latent_cache(self, clip_id: str) -> str:
+        sections = self.recipe.sections_for("clips")
+        return caches.latent_fingerprint(self._clips(clip_id), sections, self.recipe.training)
+
+    @cached_property
+    def manifest(self):
+        """The training set the fresh per-clip caches make, or None while any is not fresh."""
+        clip_ids = self.catalog.clip_ids
+        if not all(self.is_fresh(a, clip) for a in PER_CLIP_ASSETS for clip in clip_ids):
+            return None
+        try:
+            return training.build_manifest(self.catalog, self.recipe)
+        except UserError:
+            return None
+
+    def _training_set(self, _key: str) -> str | None:
+        return self.manifest.version if self.manifest else None
+
+    def _dataset_report(self, _key: str) -> str | None:
+        version = self._fresh_data_version("training_set", UNPARTITIONED)
+        return version and fingerprint("dataset_report", training.LORA_CODE_VERSION, version)
+
+    @cached_property
+    def plan(self) -> training.CheckpointPlan | None:
+        report = self.records.read("dataset_report")
+        if not (self.manifest and report and self.is_fresh("dataset_report")):
+            return None
+        return training.checkpoint_plan(
+            self.manifest, self.recipe, training.steps_per_epoch(report)
+        )
+
+    def _lora_checkpoints(self, key: str) -> str | None:
+        plan = self.plan
+        return fingerprint("lora_checkpoints", plan.train_id, key) if plan else None
+
+    def _eval_videos(self, key: str) -> str | None:
+        checkpoint_version = self._fresh_data_version("lora_checkpoints", key)
+        return checkpoint_version and evaluation.eval_fingerprint(checkpoint_version, self.recipe)
+
+    def _best_lora(self, _key: str) -> str | None:
+        plan = self.plan
+        if plan is None:
+            return None
+        versions = [self._fresh_data_version("eval_videos", key) for key in plan.keys]
+        if None in versions:
+            return None
+        return evaluation.best_fingerprint(versions, self.recipe)
+
+
+def expected_fingerprints(catalog: Catalog, asset: str, keys: list[str]) -> dict[str, str | None]:
+    expectations = Expectations(catalog)
+    return {key: expectations.fingerprint(asset, key) for key in keys}
+
+
+def summarize(catalog: Catalog) -> dict[str, dict[str, int]]:
+    """Per asset: how many partitions are fresh, unsynced and missing."""
+    expectations = Expectations(catalog)
+    summary = {}
+    for asset in ASSET_ORDER:
+        counts = {FRESH: 0, UNSYNCED: 0, MISSING: 0}
+        for key in expectations.partitions(asset):
+            counts[expectations.state(asset, key)] += 1
+        summary[asset] = counts
+    return summary

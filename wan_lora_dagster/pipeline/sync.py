@@ -1,0 +1,32 @@
+"""Keeping the set of clip partitions equal to what the ranges files declare."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.dataset import caption_store
+
+
+@dataclass(frozen=True)
+class PartitionChanges:
+    added: list[str]
+    removed: list[str]
+
+
+def partition_changes(declared: list[str], existing: list[str]) -> PartitionChanges:
+    existing_set, declared_set = set(existing), set(declared)
+    return PartitionChanges(
+        added=[key for key in declared if key not in existing_set],
+        removed=[key for key in existing if key not in declared_set],
+    )
+
+
+def retire_clips(catalog: Catalog, clip_ids: list[str]) -> list[str]:
+    """Move the captions of clips whose ranges were removed to captions/_orphaned/.
+
+    Nothing is deleted: the clip files and caches stay under out/ in case the range comes back.
+    """
+    store = caption_store(catalog.project)
+    moved = [store.orphan(clip_id) for clip_id in clip_ids]
+    return [str(path) for path in moved if path is not None]

@@ -1,0 +1,236 @@
+"""The fan-in and the training run: the manifest, the dataset report and the checkpoint plan."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from wan_lora_dagster.errors import ConfigError
+from wan_lora_dagster.formats.manifest import ExcludedItem, ManifestEntry, TrainingSetManifest
+from wan_lora_dagster.media.buckets import suggest_buckets
+from wan_lora_dagster.media.windows import excluded_reason
+from wan_lora_dagster.pipeline.caches import model_identity
+from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.project import Recipe, fingerprint
+
+LORA_CODE_VERSION = "1"
+
+
+def held_out_clips(clip_ids: list[str], recipe: Recipe) -> set[str]:
+    """The user's held-out clips, or a few picked by hash (stable when clips are added)."""
+    if recipe.eval.held_out:
+        return set(recipe.eval.held_out)
+    if len(clip_ids) <= recipe.eval.num_held_out:
+        return set()
+    by_hash = sorted(clip_ids, key=lambda clip: hashlib.sha256(clip.encode()).hexdigest())
+    return set(by_hash[: recipe.eval.num_held_out])
+
+
+def build_manifest(catalog: Catalog, recipe: Recipe) -> TrainingSetManifest:
+    """Every cache file of every clip under every clip section, with its caption."""
+    records = catalog.records
+    held_out = held_out_clips(catalog.clip_ids, recipe)
+    entries, excluded = [], []
+    for clip_id in catalog.clip_ids:
+        caption = records.read("captions", clip_id)
+        text = records.read("text_cache", clip_id)
+        latent = records.read("latent_cache", clip_id)
+        clip = records.read("clips", clip_id)
+        for section in recipe.sections_for("clips"):
+            files = latent["sections"].get(section.name, {}).get("files", [])
+            if not files:
+                reason = excluded_reason(clip["num_frames"], section) or "no latent was written"
+                excluded.append(ExcludedItem(clip_id, section.name, reason))
+                continue
+            entries.append(
+                ManifestEntry(
+                    item_id=clip_id,
+                    kind="clip",
+                    section=section.name,
+                    latent_files=tuple(files),
+                    text_file=text["file"],
+                    caption=caption["text"],
+                    caption_origin=caption["origin"],
+                    caption_version=caption["data_version"],
+                    latent_version=latent["sections"][section.name]["fingerprint"],
+                    text_version=text["data_version"],
+                    num_repeats=section.num_repeats,
+                    held_out=clip_id in held_out,
+                )
+            )
+    manifest = TrainingSetManifest(tuple(entries), tuple(excluded), root=catalog.project.root)
+    _require_every_section_fed(manifest, recipe)
+    return manifest
+
+
+def _require_every_section_fed(manifest: TrainingSetManifest, recipe: Recipe) -> None:
+    fed = {entry.section for entry in manifest.training_entries()}
+    empty = [section.name for section in recipe.datasets if section.name not in fed]
+    if empty:
+        raise ConfigError(
+            f"wan_lora.toml: dataset section(s) {', '.join(empty)} have no training clips "
+            "(no ranges, every clip too short, or all held out). Add ranges or remove the section."
+        )
+
+
+def dataset_report(catalog: Catalog, manifest: TrainingSetManifest, recipe: Recipe) -> dict:
+    """Per section: samples per epoch, exclusions, frame and aspect statistics, bucket ideas."""
+    clips = {clip: catalog.records.read("clips", clip) for clip in catalog.clip_ids}
+    sections = []
+    for section in recipe.datasets:
+        entries = [e for e in manifest.training_entries() if e.section == section.name]
+        windows = sum(len(entry.latent_files) for entry in entries)
+        sizes = [(clips[e.item_id]["width"], clips[e.item_id]["height"]) for e in entries]
+        frames = [clips[e.item_id]["num_frames"] for e in entries]
+        sections.append(
+            {
+                "section": section.name,
+                "resolution": list(section.resolution),
+                "items": len(entries),
+                "samples_per_epoch": windows * section.num_repeats,
+                "steps_per_epoch": math.ceil(windows * section.num_repeats / section.batch_size),
+                "excluded": [
+                    {"item": item.item_id, "reason": item.reason}
+                    for item in manifest.excluded
+                    if item.section == section.name
+                ],
+                "frames_min": min(frames, default=0),
+                "frames_max": max(frames, default=0),
+                "aspect_ratios": sorted({round(w / h, 3) for w, h in sizes}),
+                "suggested_buckets": [list(b) for b in suggest_buckets(sizes, section.resolution)],
+            }
+        )
+    return {"training_set": manifest.version, "sections": sections}
+
+
+@dataclass(frozen=True)
+class CheckpointPlan:
+    """The checkpoints one training run will save, named before it starts."""
+
+    train_id: str
+    keys: tuple[str, ...]
+    epochs: tuple[int, ...]
+    steps: tuple[int, ...]
+
+    @property
+    def output_name(self) -> str:
+        return f"lora-{self.train_id}"
+
+
+def checkpoint_plan(
+    manifest: TrainingSetManifest, recipe: Recipe, steps_per_epoch: int
+) -> CheckpointPlan:
+    settings = recipe.training
+    train_id = fingerprint(
+        "train",
+        LORA_CODE_VERSION,
+        manifest.version,
+        settings.settings_fingerprint(),
+        model_identity(settings, "dit"),
+    )[:10]
+    total_steps = settings.max_train_steps or settings.max_train_epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    if settings.save_every_n_steps:
+        steps = sorted(
+            {
+                *range(settings.save_every_n_steps, total_steps, settings.save_every_n_steps),
+                total_steps,
+            }
+        )
+        keys = tuple(f"{train_id}-s{step:06d}" for step in steps)
+        return CheckpointPlan(
+            train_id, keys, tuple(math.ceil(s / steps_per_epoch) for s in steps), tuple(steps)
+        )
+    every = settings.save_every_n_epochs or epochs
+    saved = sorted({*range(every, epochs, every), epochs})
+    keys = tuple(f"{train_id}-e{epoch:04d}" for epoch in saved)
+    return CheckpointPlan(
+        train_id, keys, tuple(saved), tuple(min(e * steps_per_epoch, total_steps) for e in saved)
+    )
+
+
+def steps_per_epoch(report: dict) -> int:
+    return max(1, sum(section["steps_per_epoch"] for section in report["sections"]))
+
+
+def checkpoint_dir(catalog: Catalog) -> Path:
+    return catalog.project.out("checkpoints")
+
+
+def manifest_dir(catalog: Catalog) -> Path:
+    return catalog.project.out("training_set")
+
+
+def load_manifest(catalog: Catalog, version: str) -> TrainingSetManifest:
+    return TrainingSetManifest.load(manifest_dir(catalog) / f"{version}.json", catalog.project.root)
+
+
+def checkpoint_header(manifest: TrainingSetManifest, recipe: Recipe, plan: CheckpointPlan) -> dict:
+    """Fields every LoRA file of the run carries, so a file found on disk can be traced."""
+    return {
+        "wan_lora.training_set": manifest.version,
+        "wan_lora.train_id": plan.train_id,
+        "wan_lora.training_settings": recipe.training.model_dump_json(),
+        "wan_lora.note": "trained by wan-lora-dagster; manifest in out/training_set/",
+    }
+
+
+def checkpoint_key(plan: CheckpointPlan, epoch: int, step: int) -> str | None:
+    """The planned partition a saved file belongs to (None for a file the plan did not expect)."""
+    for key, planned_epoch, planned_step in zip(plan.keys, plan.epochs, plan.steps, strict=True):
+        if (key.endswith(f"-s{step:06d}") and planned_step == step) or (
+            key.endswith(f"-e{epoch:04d}") and planned_epoch == epoch
+        ):
+            return key
+    return None
+
+
+def checkpoint_record(
+    catalog: Catalog, plan: CheckpointPlan, key: str, manifest: TrainingSetManifest, info
+) -> dict:
+    project = catalog.project
+    record = {
+        "fingerprint": fingerprint("lora_checkpoints", plan.train_id, key),
+        "data_version": fingerprint("lora-file", plan.train_id, key, info.path.stat().st_size),
+        "file": str(info.path.relative_to(project.root)),
+        "epoch": info.epoch,
+        "step": info.step,
+        "loss": info.loss,
+        "train_id": plan.train_id,
+        "training_set": manifest.version,
+    }
+    catalog.records.write("lora_checkpoints", key, record)
+    return record
+
+
+def set_aside_unrecorded(catalog: Catalog, plan: CheckpointPlan) -> list[Path]:
+    """Move files an interrupted run of this plan left, so the new run never overwrites them."""
+    directory = checkpoint_dir(catalog)
+    moved = []
+    for path in sorted(directory.glob(f"{plan.output_name}*.safetensors")):
+        target = directory / "_interrupted" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target.with_name(f"{target.stem}.{int(path.stat().st_mtime)}{target.suffix}"))
+        moved.append(target)
+    return moved
+
+
+def latest_checkpoint(catalog: Catalog) -> dict | None:
+    """The record of the most recently saved checkpoint of any training run."""
+    records = sorted(
+        catalog.records.root.joinpath("lora_checkpoints").glob("*.json"),
+        key=lambda path: path.stat().st_mtime_ns,
+    )
+    return catalog.records.read("lora_checkpoints", records[-1].stem) if records else None
+
+
+def retrain_reason(catalog: Catalog, current_training_set: str | None) -> tuple[bool, str]:
+    """Retrain when, and only when, the training set differs from the latest checkpoint's."""
+    if current_training_set is None:
+        return False, "the training set is not up to date yet (its caches are still being made)"
+    latest = latest_checkpoint(catalog)
+    if latest and latest["training_set"] == current_training_set:
+        return False, f"the latest checkpoint was trained on training set {current_training_set}"
+    return True, f"training set {current_training_set} has not been trained on"

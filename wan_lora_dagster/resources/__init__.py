@@ -1,0 +1,77 @@
+"""Dagster resources: small typed handles on the project, ffmpeg, the captioner and the engine."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from wan_lora_dagster.captioning.backends import Captioner, load_captioner
+from wan_lora_dagster.engines import create_engine
+from wan_lora_dagster.engines.base import Engine
+from wan_lora_dagster.media.cut import CutSettings, find_ffmpeg
+from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
+from wan_lora_dagster.pipeline.dataset import captioner_settings, ensure_tiny_captioner
+from wan_lora_dagster.project import Project, open_project
+
+
+class ProjectResource(dg.ConfigurableResource):
+    """The user's project folder; its files are read afresh for every step."""
+
+    root: str
+
+    def project(self) -> Project:
+        return open_project(self.root)
+
+    def catalog(self) -> Catalog:
+        return load_catalog(self.project())
+
+
+class FfmpegResource(dg.ConfigurableResource):
+    """How clips are cut: the ffmpeg binary and the h264 quality."""
+
+    binary: str | None = None
+    crf: int = 14
+    preset: str = "fast"
+
+    def cut_settings(self) -> CutSettings:
+        return CutSettings(crf=self.crf, preset=self.preset, ffmpeg=find_ffmpeg(self.binary))
+
+
+class CaptionerResource(dg.ConfigurableResource):
+    """The captioner of `[captions]`, loaded once per step."""
+
+    device: str = "cpu"
+
+    def load(self, project: Project) -> Captioner | None:
+        settings = project.recipe.captions
+        if settings.model == "tiny":
+            ensure_tiny_captioner(project, settings.captioner)
+        return load_captioner(captioner_settings(project, settings, self.device))
+
+
+class EngineResource(dg.ConfigurableResource):
+    """The training engine of `[training] engine`; on the GPU when there is one."""
+
+    device: str | None = None
+
+    def engine(self, project: Project) -> Engine:
+        return create_engine(project.recipe.training, project.out_dir, device=self.device)
+
+
+def build_resources(project_root: str) -> dict:
+    return {
+        "project": ProjectResource(root=project_root),
+        "ffmpeg": FfmpegResource(),
+        "captioner": CaptionerResource(),
+        "engine": EngineResource(),
+        "io_manager": FilesIOManager(),
+    }
+
+
+class FilesIOManager(dg.ConfigurableIOManager):
+    """Our assets write their own files under out/; Dagster stores nothing for them."""
+
+    def handle_output(self, context: dg.OutputContext, obj: None) -> None:
+        return None
+
+    def load_input(self, context: dg.InputContext) -> None:
+        return None

@@ -1,0 +1,185 @@
+"""Runs the graph for the command line through the project's own Dagster instance.
+
+Part of the Dagster layer. Each stage materializes exactly its stale partitions, in order, as
+runs the UI shows; what is fresh is counted and skipped, and a failure blocks only what follows
+from it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+
+import dagster as dg
+
+from wan_lora_dagster.assets.partitioned import CHECKPOINT_PARTITIONS, CLIP_PARTITIONS
+from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
+from wan_lora_dagster.definitions import build_definitions
+from wan_lora_dagster.pipeline import observations
+from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
+from wan_lora_dagster.pipeline.records import UNPARTITIONED
+from wan_lora_dagster.pipeline.status import (
+    ASSET_ORDER,
+    PER_CHECKPOINT_ASSETS,
+    PER_CLIP_ASSETS,
+    Expectations,
+)
+from wan_lora_dagster.project import Project
+
+OBSERVED_SOURCES = {
+    "films": observations.film_versions,
+    "clip_ranges": observations.range_versions,
+    "caption_files": observations.caption_file_versions,
+}
+DATA_VERSION_TAG = "dagster/data_version"
+
+
+@dataclass
+class StageSummary:
+    materialized: list[str] = field(default_factory=list)
+    skipped_fresh: int = 0
+    failed: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+
+
+def open_instance(project: Project) -> dg.DagsterInstance:
+    """The project's instance under .dagster/, created with our dagster.yaml on first use."""
+    home = project.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        template = resources.files("wan_lora_dagster") / "templates" / "dagster.yaml"
+        shutil.copyfile(str(template), config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.from_config(str(home))
+
+
+class ProjectRunner:
+    def __init__(self, project: Project):
+        self.project = project
+        self.instance = open_instance(project)
+        self.defs = build_definitions(project.root)
+        self.graph = self.defs.resolve_asset_graph()
+
+    def sync(self) -> Catalog:
+        """Partitions equal to ranges/; observations of films, ranges and captions recorded."""
+        catalog = load_catalog(self.project)
+        sync_partitions(self.instance, catalog)
+        for asset, versions_of in OBSERVED_SOURCES.items():
+            self._observe(asset, versions_of(catalog))
+        return catalog
+
+    def _observe(self, asset: str, versions: dict[str, str]) -> None:
+        """Record an observation for each clip whose version differs from the last one seen."""
+        seen = self.instance.event_log_storage.get_latest_tags_by_partition(
+            dg.AssetKey(asset), dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG]
+        )
+        for clip, version in versions.items():
+            if seen.get(clip, {}).get(DATA_VERSION_TAG) != version:
+                self.instance.report_runless_asset_event(
+                    dg.AssetObservation(asset, partition=clip, tags={DATA_VERSION_TAG: version})
+                )
+
+    def select(self, selection: str | None) -> list[str]:
+        """Asset names in run order; `+name` adds its upstream, `name+` its downstream."""
+        if not selection:
+            return list(ASSET_ORDER)
+        chosen: set[str] = set()
+        for term in (part.strip() for part in selection.split(",")):
+            name = term.strip("+")
+            if name not in ASSET_ORDER:
+                raise dg.DagsterInvalidInvocationError(
+                    f"unknown asset '{name}' in --select; choose from {', '.join(ASSET_ORDER)}"
+                )
+            picked = dg.AssetSelection.assets(name)
+            if term.startswith("+"):
+                picked = picked.upstream()
+            if term.endswith("+"):
+                picked = picked.downstream()
+            chosen |= {key.to_user_string() for key in picked.resolve(self.graph)}
+        return [asset for asset in ASSET_ORDER if asset in chosen]
+
+    def run(self, selection: str | None = None) -> dict[str, StageSummary]:
+        self.sync()
+        return {asset: self._run_stage(asset) for asset in self.select(selection)}
+
+    def _run_stage(self, asset: str) -> StageSummary:
+        expectations = Expectations(load_catalog(self.project))
+        keys = expectations.partitions(asset)
+        if asset in PER_CHECKPOINT_ASSETS:
+            add_checkpoint_partitions(self.instance, keys)
+        stale = [key for key in keys if not expectations.is_fresh(asset, key)]
+        ready = [key for key in stale if expectations.fingerprint(asset, key) is not None]
+        summary = StageSummary(skipped_fresh=len(keys) - len(stale))
+        summary.blocked = [key for key in stale if key not in ready]
+        if asset == "lora_checkpoints" and ready:
+            ready = keys  # one training run saves every checkpoint of the plan
+        for run_keys in self._runs_for(asset, ready):
+            self._execute(asset, run_keys)
+        after = Expectations(load_catalog(self.project))
+        for key in ready:
+            (summary.materialized if after.is_fresh(asset, key) else summary.failed).append(key)
+        return summary
+
+    def _runs_for(self, asset: str, keys: list[str]) -> list[list[str]]:
+        """Contiguous stretches of the partition order: a single-run backfill takes a range."""
+        if not keys:
+            return []
+        if keys == [UNPARTITIONED]:
+            return [keys]
+        name = CLIP_PARTITIONS.name if asset in PER_CLIP_ASSETS else CHECKPOINT_PARTITIONS.name
+        order = self.instance.get_dynamic_partitions(name)
+        wanted = set(keys)
+        stretches: list[list[str]] = []
+        for position, key in enumerate(order):
+            if key not in wanted:
+                continue
+            if stretches and order[position - 1] == stretches[-1][-1]:
+                stretches[-1].append(key)
+            else:
+                stretches.append([key])
+        return stretches
+
+    def _execute(self, asset: str, keys: list[str]) -> dg.ExecuteInProcessResult:
+        tags = {"wan_lora/launched_by": "wan-lora run"}
+        if keys != [UNPARTITIONED]:
+            tags["dagster/asset_partition_range_start"] = keys[0]
+            tags["dagster/asset_partition_range_end"] = keys[-1]
+        job = self.defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(asset)])
+        return job.execute_in_process(
+            instance=self.instance,
+            tags=tags,
+            asset_selection=[dg.AssetKey(asset)],
+            raise_on_error=False,
+        )
+
+    def status(self) -> dict[str, dict[str, int]]:
+        """Per asset: fresh, unsynced, missing and failed partition counts."""
+        catalog = load_catalog(self.project)
+        expectations = Expectations(catalog)
+        summary = {}
+        for asset in ASSET_ORDER:
+            counts = {"fresh": 0, "unsynced": 0, "missing": 0, "failed": 0}
+            failed = self._failed_partitions(asset)
+            for key in expectations.partitions(asset):
+                state = expectations.state(asset, key)
+                counts["failed" if state != "fresh" and key in failed else state] += 1
+            summary[asset] = counts
+        return summary
+
+    def _failed_partitions(self, asset: str) -> set[str]:
+        """Partitions whose latest attempt, in a run now finished, made nothing."""
+        storage = self.instance.event_log_storage
+        attempts = (
+            storage.get_latest_asset_partition_materialization_attempts_without_materializations(
+                dg.AssetKey(asset)
+            )
+        )
+        failed = set()
+        for key, (run_id, _storage_id) in attempts.items():
+            run = self.instance.get_run_by_id(run_id)
+            if run and run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+                failed.add(key)
+        return failed
