@@ -1,5 +1,7 @@
 """The dataset group: 16 fps clips cut from the films, and a caption for each clip."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from wan_lora_dagster.assets.metadata import image_markdown
@@ -51,11 +53,12 @@ def clips(context: dg.AssetExecutionContext, project: ProjectResource, ffmpeg: F
         "clips", stale, lambda clip: domain.make_clip(catalog, clip, settings), context.log
     )
     outcome.skipped = fresh
-    yield from emit(context, outcome, catalog.records, _clip_metadata)
+    root = catalog.project.root
+    yield from emit(context, outcome, catalog.records, lambda key, r: _clip_metadata(root, key, r))
     yield from _clip_checks(outcome)
 
 
-def _clip_metadata(clip_id: str, record: dict) -> dict:
+def _clip_metadata(root: Path, clip_id: str, record: dict) -> dict:
     return {
         "num_frames": record["num_frames"],
         "duration_s": round(record["duration"], 3),
@@ -63,7 +66,7 @@ def _clip_metadata(clip_id: str, record: dict) -> dict:
         "source": f"{record['film']} {record['start']:.3f}-{record['end']:.3f} s",
         "range_line": record["ranges_file"],
         "scene_cuts": len(record["scene_cuts"]),
-        "preview": image_markdown(record["thumbnail"], f"frames of {clip_id}"),
+        "preview": image_markdown(root / record["thumbnail"], f"frames of {clip_id}"),
     }
 
 

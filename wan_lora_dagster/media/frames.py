@@ -10,44 +10,35 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from wan_lora_dagster.errors import MediaError
-
-
-def _upright(frame: av.VideoFrame) -> np.ndarray:
-    """RGB array with the display matrix applied (phones record sideways and tag the turn)."""
-    array = frame.to_ndarray(format="rgb24")
-    turns = round(getattr(frame, "rotation", 0) / 90) % 4
-    return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array
+from wan_lora_dagster.media.probe import UNREADABLE_HINT, count_frames, first_video_stream
 
 
 def read_frames(path: Path, indices: Sequence[int] | None = None) -> np.ndarray:
-    """Frames in decode order as (num_frames, height, width, 3) uint8; `indices` picks some."""
+    """Frames as (num_frames, height, width, 3) uint8 RGB, upright, in decode order.
+
+    `indices` picks frames by decode position (repeats and any order allowed); decoding stops
+    after the last one needed. Raises MediaError naming the file when a frame cannot be decoded
+    or an index is past the end.
+    """
     wanted = None if indices is None else set(indices)
-    frames = []
-    try:
-        with av.open(str(path)) as container:
-            for position, frame in enumerate(container.decode(video=0)):
-                if wanted is None or position in wanted:
-                    frames.append(_upright(frame))
-                if wanted is not None and position >= max(wanted, default=-1):
-                    break
-    except (av.FFmpegError, OSError) as error:
-        raise MediaError(f"{path}: cannot decode video frames: {error}") from error
-    if not frames:
-        raise MediaError(f"{path}: no video frames could be decoded")
-    if indices is not None and len(frames) != len(wanted):
-        raise MediaError(f"{path}: has no frame {max(wanted)} (decoded {position + 1})")
-    by_position = np.stack(frames)
-    if indices is None:
-        return by_position
-    order = {index: row for row, index in enumerate(sorted(wanted))}
-    return by_position[[order[index] for index in indices]]
+    if wanted is not None and (not wanted or min(wanted) < 0):
+        raise ValueError(f"frame indices must be non-negative and not empty, got {indices}")
+    by_position, num_decoded = _decode(Path(path), wanted)
+    if wanted is not None and not wanted <= by_position.keys():
+        missing = min(wanted - by_position.keys())
+        raise MediaError(f"{path}: has no frame {missing} (it has {num_decoded} frames)")
+    order = range(num_decoded) if indices is None else indices
+    return np.stack([by_position[position] for position in order])
 
 
 def sample_frames(path: Path, count: int) -> list[Image.Image]:
-    """`count` frames evenly spread over the clip, as PIL images for a captioner."""
-    frames = read_frames(path)
-    positions = np.linspace(0, len(frames) - 1, num=min(count, len(frames))).round().astype(int)
-    return [Image.fromarray(frames[position]) for position in positions]
+    """`count` frames evenly spread over a clip, first and last included, as PIL images.
+
+    Decodes the clip twice (to count, then to pick), so only `count` full frames are in memory.
+    """
+    num_frames = count_frames(path)
+    positions = np.linspace(0, num_frames - 1, num=min(count, num_frames)).round().astype(int)
+    return [Image.fromarray(frame) for frame in read_frames(path, positions.tolist())]
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -57,3 +48,37 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     except OSError as error:
         raise MediaError(f"{path}: cannot read image: {error}") from error
+
+
+def _decode(path: Path, wanted: set[int] | None) -> tuple[dict[int, np.ndarray], int]:
+    """(frames by decode position, number of frames decoded), stopping after the last wanted."""
+    by_position: dict[int, np.ndarray] = {}
+    last_wanted = None if wanted is None else max(wanted)
+    num_decoded = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = first_video_stream(container, path)
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                if wanted is None or num_decoded in wanted:
+                    by_position[num_decoded] = _upright(frame)
+                num_decoded += 1
+                if num_decoded - 1 == last_wanted:
+                    break
+    except OSError as error:  # before FFmpegError: PyAV's FileNotFoundError is both
+        raise MediaError(f"{path}: cannot open: {error}") from error
+    except av.FFmpegError as error:
+        raise MediaError(
+            f"{path}: cannot decode frame {num_decoded}: {error}; {UNREADABLE_HINT}"
+        ) from error
+    if not num_decoded:
+        raise MediaError(f"{path}: has no decodable video frames; {UNREADABLE_HINT}")
+    return by_position, num_decoded
+
+
+def _upright(frame: av.VideoFrame) -> np.ndarray:
+    """RGB array with the display matrix applied (phones record sideways and tag the turn)."""
+    array = frame.to_ndarray(format="rgb24")
+    # The display matrix angle is counter-clockwise, as np.rot90 turns.
+    turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array

@@ -52,7 +52,8 @@ def _encode(frames: np.ndarray, path: Path, fps: int, crf: int) -> None:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "medium"}
+        # x264 prints its statistics at INFO level on every close unless told otherwise.
+        stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "log-level=error"}
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         container.mux(stream.encode())

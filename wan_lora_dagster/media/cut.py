@@ -1,0 +1,150 @@
+"""Cut a moment out of a film, frame-accurately, resampled to the 16 fps Wan 2.1 trains at."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from wan_lora_dagster.errors import MediaError
+from wan_lora_dagster.media.probe import probe_video
+from wan_lora_dagster.media.ranges import format_time
+
+STDERR_TAIL_LINES = 12
+
+
+@dataclass(frozen=True)
+class CutSettings:
+    """How clips are encoded: frame rate, libx264 quality and speed, and the ffmpeg binary."""
+
+    fps: int = 16
+    crf: int = 14
+    preset: str = "fast"
+    ffmpeg: str = "ffmpeg"
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """A cut clip: `num_frames` counted by decoding it; `duration` is num_frames / fps."""
+
+    path: Path
+    num_frames: int
+    duration: float
+    width: int
+    height: int
+    fps: float
+    source: Path
+    start: float
+    end: float
+
+
+def find_ffmpeg(configured: str | None = None) -> str:
+    """The ffmpeg to run: `configured` (a path or a command), else `ffmpeg` on PATH, else the
+    binary bundled with imageio-ffmpeg. Raises MediaError saying how to get one."""
+    if configured:
+        found = shutil.which(configured)
+        if not found:
+            raise MediaError(
+                f"ffmpeg binary '{configured}' is not an executable file or a command on PATH; "
+                "fix the setting, or leave it empty to use the ffmpeg on PATH"
+            )
+        return found
+    found = shutil.which("ffmpeg")
+    if found:
+        return found
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError) as error:
+        raise MediaError(
+            "no ffmpeg found: install ffmpeg (`apt install ffmpeg`) or `pip install imageio-ffmpeg`"
+        ) from error
+
+
+def expected_frame_count(duration: float, fps: int = 16) -> int:
+    """Frames in a clip of `duration` seconds at `fps`: duration * fps rounded, halves up."""
+    return math.floor(duration * fps + 0.5)
+
+
+def ffmpeg_cut_command(
+    film: Path, start: float, end: float, out_path: Path, settings: CutSettings
+) -> list[str]:
+    """The ffmpeg argv that writes seconds `start` to `end` of `film` to `out_path` (an mp4).
+
+    `cut_clip` passes a temporary `out_path` and renames it when the result is checked.
+    - `-ss` before `-i` seeks to the keyframe before `start` and, because the video is
+      re-encoded, decodes and drops the frames before `start`: the cut is frame accurate.
+    - The `fps` filter resamples by timestamp, keeping the frame nearest each 1/16 s tick (`-r`
+      would drop and duplicate frames at the muxer instead); `-frames:v` stops at exactly
+      `expected_frame_count` frames, so every clip of a duration has the same length.
+    - ffmpeg's default autorotation turns phone footage upright before the filters, and the turned
+      output carries no rotation tag (`-autorotate` is not passed: ffmpeg 5 wants a value after
+      it, ffmpeg 7 refuses one); `scale` makes square pixels and even sides, which yuv420p needs.
+    - `-xerror` makes a decoding error fatal: ffmpeg would otherwise patch over a damaged part
+      with smeared frames and exit 0, and those frames would go into training.
+    """
+    num_frames = expected_frame_count(end - start, settings.fps)
+    filters = f"fps={settings.fps},scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1"
+    return [
+        settings.ffmpeg,
+        *("-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-xerror"),
+        *("-ss", f"{start:.6f}", "-i", str(film)),
+        *("-map", "0:v:0", "-an", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"),
+        *("-vf", filters, "-frames:v", str(num_frames)),
+        *("-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf)),
+        *("-pix_fmt", "yuv420p", "-f", "mp4", str(out_path)),
+    ]
+
+
+def cut_clip(
+    film: Path, start: float, end: float, out_path: Path, settings: CutSettings = CutSettings()
+) -> ClipInfo:
+    """Cut seconds `start` to `end` of `film` to `out_path` (h264 yuv420p mp4, no audio).
+
+    The clip is written to a temporary file, decoded to count its frames, and only then renamed
+    to `out_path`: a failed cut leaves a previous good clip there untouched. Raises MediaError
+    naming the film and the range, with ffmpeg's last error lines.
+    """
+    film, out_path = Path(film), Path(out_path)
+    cutting = f"cannot cut {film} {format_time(start)}-{format_time(end)}"
+    if expected_frame_count(end - start, settings.fps) < 1:
+        raise MediaError(f"{cutting}: shorter than one frame at {settings.fps} fps")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(f".{out_path.stem}.{os.getpid()}.partial{out_path.suffix}")
+    try:
+        _run(ffmpeg_cut_command(film, start, end, partial, settings), cutting)
+        try:
+            info = probe_video(partial, count_frames=True)
+        except MediaError as error:
+            raise MediaError(f"{cutting}: ffmpeg wrote no readable frames ({error})") from error
+        partial.replace(out_path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return ClipInfo(
+        path=out_path,
+        num_frames=info.num_frames,
+        duration=info.num_frames / settings.fps,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        source=film,
+        start=start,
+        end=end,
+    )
+
+
+def _run(command: list[str], cutting: str) -> None:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, errors="replace")
+    except OSError as error:
+        raise MediaError(f"{cutting}: cannot run ffmpeg '{command[0]}': {error}") from error
+    if result.returncode != 0:
+        tail = "\n".join(result.stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
+        raise MediaError(
+            f"{cutting}: ffmpeg failed (exit status {result.returncode}); check that the film "
+            f"plays there, or move the range away from a damaged part. ffmpeg said:\n{tail}"
+        )

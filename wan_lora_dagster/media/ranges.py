@@ -1,0 +1,229 @@
+"""The curated-moments files: `ranges/<film_stem>.txt`, one moment of the film per line.
+
+    # START END [name] [# note]
+    12.5      17.5                    # plain seconds
+    01:02.5   +5       bunny_jump     # MM:SS.mmm and a duration; the clip id is `bunny_jump`
+    1:02:03.250 1:02:08.250           # HH:MM:SS.mmm
+
+A clip id is the explicit name, else `<film_stem>_<start_ms>-<end_ms>`: it depends on the times
+only, never on the line number, so inserting a line never re-assigns another clip's caption.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from wan_lora_dagster.errors import ConfigError
+
+RANGES_SUFFIX = ".txt"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+SECONDS_PATTERN = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+CLOCK_PATTERN = re.compile(r"(?:(\d+):)?(\d+):(\d+(?:\.\d*)?)")
+# Ranges end at most this far past a film's probed duration: times are written to the millisecond.
+END_TOLERANCE = 1e-3
+
+
+@dataclass(frozen=True)
+class ClipRange:
+    """One curated moment: seconds `start` to `end` of film `film_stem`, from `ranges_file:line`."""
+
+    clip_id: str
+    film_stem: str
+    start: float
+    end: float
+    name: str | None
+    note: str | None
+    ranges_file: Path
+    line: int
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def location(self) -> str:
+        """`file:line`, for messages."""
+        return f"{self.ranges_file}:{self.line}"
+
+    @property
+    def span(self) -> str:
+        """`MM:SS.mmm-MM:SS.mmm`, for messages."""
+        return f"{format_time(self.start)}-{format_time(self.end)}"
+
+
+def format_time(seconds: float) -> str:
+    """`MM:SS.mmm`, or `H:MM:SS.mmm` from one hour on."""
+    milliseconds = round(seconds * 1000)
+    hours, rest = divmod(milliseconds, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    clock = f"{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
+    return f"{hours}:{clock}" if hours else clock
+
+
+def parse_time(text: str) -> float:
+    """Seconds from `12`, `12.5`, `01:02.5` or `1:02:03.250`; ValueError says what is wrong."""
+    if SECONDS_PATTERN.fullmatch(text):
+        return float(text)
+    clock = CLOCK_PATTERN.fullmatch(text)
+    if not clock:
+        raise ValueError(f"'{text}' is not a time (use seconds like 12.5 or [HH:]MM:SS[.mmm])")
+    hours, minutes, seconds = int(clock[1] or 0), int(clock[2]), float(clock[3])
+    if seconds >= 60:
+        raise ValueError(f"'{text}' has {seconds:g} seconds (at most 59.999)")
+    if clock[1] is not None and minutes >= 60:
+        raise ValueError(f"'{text}' has {minutes} minutes (at most 59 after the hours)")
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def parse_ranges_file(path: Path) -> tuple[list[ClipRange], list[str]]:
+    """The ranges of one file, in file order, and warnings (overlapping ranges).
+
+    Raises ConfigError listing every bad line as `file:line: what is wrong`.
+    """
+    ranges, problems = [], []
+    for number, text in enumerate(_read_lines(path), start=1):
+        try:
+            clip_range = _parse_line(text, path, number)
+        except ValueError as error:
+            problems.append(f"{path}:{number}: {error}")
+            continue
+        if clip_range is not None:
+            ranges.append(clip_range)
+    problems += _duplicate_ids(ranges)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return ranges, _overlaps(ranges)
+
+
+def load_project_ranges(
+    films: dict[str, Path], ranges_dir: Path
+) -> tuple[list[ClipRange], list[str]]:
+    """Every film's ranges, sorted by (film_stem, start), and the warnings of every file.
+
+    `films` maps a film stem to its path. Raises one ConfigError listing all problems: a film
+    without a ranges file, a ranges file without a film, bad lines, a clip id used twice.
+    """
+    ranges_files = _ranges_files(ranges_dir)
+    problems = [
+        f"{film} has no ranges file: create {ranges_dir / (stem + RANGES_SUFFIX)}"
+        for stem, film in sorted(films.items())
+        if stem not in ranges_files
+    ]
+    problems += [
+        f"{path} has no film: there is no films/{stem}.* (add the film, or remove this file)"
+        for stem, path in sorted(ranges_files.items())
+        if stem not in films
+    ]
+    ranges, warnings = [], []
+    for stem in sorted(films.keys() & ranges_files.keys()):
+        try:
+            film_ranges, film_warnings = parse_ranges_file(ranges_files[stem])
+        except ConfigError as error:
+            problems.append(str(error))
+            continue
+        if not film_ranges:
+            warnings.append(f"{ranges_files[stem]}: declares no ranges, so {films[stem]} is unused")
+        ranges += film_ranges
+        warnings += film_warnings
+    problems += _duplicate_ids(ranges)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return sorted(ranges, key=lambda r: (r.film_stem, r.start, r.end)), warnings
+
+
+def check_ranges_within(ranges: list[ClipRange], film_duration: float, film_path: Path) -> None:
+    """Raise ConfigError naming `file:line` for each range that ends past the film's end."""
+    problems = [
+        f"{clip_range.location}: range {clip_range.span} ends past the end of {film_path} "
+        f"(duration {film_duration:.3f} s)"
+        for clip_range in ranges
+        if clip_range.end > film_duration + END_TOLERANCE
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:  # utf-8-sig: editors on Windows start files with a byte-order mark
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: is not UTF-8 text ({error}); save it as UTF-8") from error
+
+
+def _parse_line(text: str, path: Path, number: int) -> ClipRange | None:
+    """A line's range, or None for a blank or comment line; ValueError says what is wrong."""
+    fields_text, _, note_text = text.partition("#")
+    fields = fields_text.split()
+    if not fields:
+        return None
+    if len(fields) not in (2, 3):
+        raise ValueError(f"expected 'START END [name] [# note]', got '{fields_text.strip()}'")
+    start = parse_time(fields[0])
+    end = _parse_end(fields[1], start)
+    name = fields[2] if len(fields) == 3 else None
+    if name is not None and not NAME_PATTERN.fullmatch(name):
+        raise ValueError(
+            f"'{name}' is not a clip name (letters, digits, '_', '.', '-'; "
+            "starting with a letter or digit)"
+        )
+    return ClipRange(
+        clip_id=name or f"{path.stem}_{round(start * 1000)}-{round(end * 1000)}",
+        film_stem=path.stem,
+        start=start,
+        end=end,
+        name=name,
+        note=note_text.strip() or None,
+        ranges_file=path,
+        line=number,
+    )
+
+
+def _parse_end(text: str, start: float) -> float:
+    if text.startswith("+"):
+        duration = parse_time(text[1:])
+        if duration <= 0:
+            raise ValueError(f"duration '{text}' must be more than zero")
+        return start + duration
+    end = parse_time(text)
+    if end <= start:
+        raise ValueError(f"end {format_time(end)} is not after start {format_time(start)}")
+    return end
+
+
+def _ranges_files(ranges_dir: Path) -> dict[str, Path]:
+    if not ranges_dir.is_dir():
+        return {}
+    return {
+        path.stem: path
+        for path in sorted(ranges_dir.iterdir())
+        if path.suffix == RANGES_SUFFIX and path.is_file()
+    }
+
+
+def _duplicate_ids(ranges: list[ClipRange]) -> list[str]:
+    first_by_id: dict[str, ClipRange] = {}
+    problems = []
+    for clip_range in ranges:
+        first = first_by_id.setdefault(clip_range.clip_id, clip_range)
+        if first is not clip_range:
+            problems.append(
+                f"{clip_range.location}: clip id '{clip_range.clip_id}' is already used at "
+                f"{first.location}; give one of them another name or other times"
+            )
+    return problems
+
+
+def _overlaps(ranges: list[ClipRange]) -> list[str]:
+    """One warning per overlapping pair: overlapping clips put the same frames in training twice."""
+    by_start = sorted(ranges, key=lambda r: (r.start, r.end))
+    warnings = []
+    for index, earlier in enumerate(by_start):
+        for later in by_start[index + 1 :]:
+            if later.start >= earlier.end:
+                break
+            warnings.append(
+                f"{earlier.location} ({earlier.span}) overlaps {later.location} ({later.span})"
+            )
+    return warnings
