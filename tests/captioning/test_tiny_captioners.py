@@ -1,0 +1,46 @@
+"""The tiny captioners are built offline, deterministically, and only once per folder."""
+
+from __future__ import annotations
+
+import pytest
+
+from wan_lora_dagster.captioning.backends import CaptionerSettings
+from wan_lora_dagster.captioning.tiny import COMPLETE_MARKER, build_tiny_blip2, build_tiny_qwen2vl
+
+BUILDERS = {"blip2": build_tiny_blip2, "vlm": build_tiny_qwen2vl}
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_a_built_model_is_reused_not_rebuilt(tiny_models, name):
+    weights = tiny_models[name] / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+
+    assert BUILDERS[name](tiny_models[name]) == tiny_models[name]
+    assert weights.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_a_rebuild_gives_the_same_model(tiny_models, name, tmp_path):
+    """Deleting out/ and rebuilding the tiny model must not make every caption look stale."""
+    rebuilt = BUILDERS[name](tmp_path / name)
+    assert (
+        CaptionerSettings(name, str(rebuilt)).fingerprint()
+        == CaptionerSettings(name, str(tiny_models[name])).fingerprint()
+    )
+
+
+def test_an_interrupted_build_is_redone(tiny_models, tmp_path):
+    folder = BUILDERS["vlm"](tmp_path / "vlm")
+    (folder / COMPLETE_MARKER).unlink()
+    (folder / "config.json").write_text("{truncated")
+
+    BUILDERS["vlm"](folder)
+
+    assert (folder / COMPLETE_MARKER).is_file()
+    assert (folder / "config.json").read_text() == (tiny_models["vlm"] / "config.json").read_text()
+
+
+def test_another_seed_gives_another_model(tmp_path):
+    first = BUILDERS["blip2"](tmp_path / "seed0", seed=0)
+    second = BUILDERS["blip2"](tmp_path / "seed1", seed=1)
+    assert (first / "model.safetensors").read_bytes() != (second / "model.safetensors").read_bytes()

@@ -1,0 +1,178 @@
+"""The caption files of a project, and the record of what the captioner last wrote in each.
+
+`captions/<clip_id>.txt` belongs to the user: the captioner writes it, the user may edit it, and an
+edit is never overwritten. The captioner tells its own text from an edit by keeping, under `out/`,
+a record of the exact text it last wrote (`<records_dir>/<clip_id>.json`). A file that holds that
+text (ignoring whitespace at the ends) is "auto" and may be rewritten; any other file is "edited".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from wan_lora_dagster.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+ORPHANED_FOLDER = "_orphaned"
+
+
+@dataclass(frozen=True)
+class CaptionState:
+    """One caption file as found on disk.
+
+    Args:
+        clip_id: the clip the caption belongs to.
+        path: `captions/<clip_id>.txt`.
+        text: the file's text without surrounding whitespace; None if the file is absent.
+        origin: "auto" (the file holds exactly the captioner's last text), "edited" (it holds
+            something else, or was written by hand with no record), or "missing".
+    """
+
+    clip_id: str
+    path: Path
+    text: str | None
+    origin: str
+
+
+class CaptionStore:
+    """Reads and writes `captions/<clip_id>.txt`, never overwriting a hand edit.
+
+    Args:
+        captions_dir: the project's `captions/` folder (the user's).
+        records_dir: a folder under `out/` for the captioner's records (derived data).
+    """
+
+    def __init__(self, captions_dir: Path, records_dir: Path):
+        self.captions_dir = Path(captions_dir)
+        self.records_dir = Path(records_dir)
+
+    def caption_path(self, clip_id: str) -> Path:
+        return self.captions_dir / f"{_checked(clip_id)}.txt"
+
+    def state(self, clip_id: str) -> CaptionState:
+        path = self.caption_path(clip_id)
+        text = _read_caption(path)
+        if text is None:
+            return CaptionState(clip_id, path, None, "missing")
+        origin = "auto" if text in self._captioner_texts(clip_id) else "edited"
+        return CaptionState(clip_id, path, text, origin)
+
+    def write_auto(self, clip_id: str, text: str, settings_fingerprint: str) -> CaptionState:
+        """Write the captioner's `text` unless the file was edited by hand.
+
+        The file gets the stripped text and a trailing newline; the record gets the text and
+        `settings_fingerprint`. An edited file is left alone and its state ("edited") returned.
+        """
+        current = self.state(clip_id)
+        if current.origin == "edited":
+            return current
+        text = text.strip()
+        # The record names both texts while the file is replaced, so that an interrupted write
+        # leaves a file the next run still recognises as the captioner's, not as a hand edit.
+        self._write_record(clip_id, text, settings_fingerprint, replacing=current.text)
+        _write_atomically(current.path, text + "\n")
+        self._write_record(clip_id, text, settings_fingerprint)
+        return CaptionState(clip_id, current.path, text, "auto")
+
+    def last_auto(self, clip_id: str) -> tuple[str, str] | None:
+        """(text, settings_fingerprint) that the captioner last wrote for `clip_id`, if any."""
+        record = self._read_record(clip_id)
+        return None if record is None else (record.text, record.settings_fingerprint)
+
+    def orphan(self, clip_id: str) -> Path | None:
+        """Move the caption of a clip that no longer exists to `captions/_orphaned/`.
+
+        Never deletes: an earlier orphan of the same id is kept and this one gets a numeric suffix
+        (`<clip_id>.1.txt`, `<clip_id>.2.txt`, ...). Returns the new path, or None if there was
+        no caption file.
+        """
+        path = self.caption_path(clip_id)
+        if not path.exists():
+            return None
+        folder = self.captions_dir / ORPHANED_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / path.name
+        suffix = 0
+        while target.exists():
+            suffix += 1
+            target = folder / f"{clip_id}.{suffix}.txt"
+        path.rename(target)
+        return target
+
+    def _captioner_texts(self, clip_id: str) -> set[str]:
+        """Texts a file may hold and still be the captioner's (two while a write is in flight)."""
+        record = self._read_record(clip_id)
+        if record is None:
+            return set()
+        return {text for text in (record.text, record.replacing) if text is not None}
+
+    def _record_path(self, clip_id: str) -> Path:
+        return self.records_dir / f"{_checked(clip_id)}.json"
+
+    def _read_record(self, clip_id: str) -> _Record | None:
+        path = self._record_path(clip_id)
+        try:
+            return _Record(**json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError) as error:
+            # Without a record the caption counts as a hand edit: the safe side, it is kept.
+            logger.warning("ignoring unreadable captioner record %s: %s", path, error)
+            return None
+
+    def _write_record(
+        self, clip_id: str, text: str, settings_fingerprint: str, replacing: str | None = None
+    ) -> None:
+        record = _Record(text, settings_fingerprint, replacing)
+        content = json.dumps(record._asdict(), ensure_ascii=False) + "\n"
+        _write_atomically(self._record_path(clip_id), content)
+
+
+class _Record(NamedTuple):
+    """What the captioner wrote last; `replacing`: the previous text, while a write is under way."""
+
+    text: str
+    settings_fingerprint: str
+    replacing: str | None = None
+
+
+def _checked(clip_id: str) -> str:
+    """`clip_id`, if it names a file inside a folder (no separators, not hidden)."""
+    if not clip_id or Path(clip_id).name != clip_id or clip_id.startswith("."):
+        raise ValueError(f"not a clip id usable as a file name: {clip_id!r}")
+    return clip_id
+
+
+def _read_caption(path: Path) -> str | None:
+    """The caption text without surrounding whitespace; None if there is no file."""
+    try:
+        # utf-8-sig: editors on Windows may start the file with a byte-order mark.
+        return path.read_text(encoding="utf-8-sig").strip()
+    except FileNotFoundError:
+        return None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path}: caption is not UTF-8 text ({error.reason} at byte {error.start}). "
+            "Save the file as UTF-8."
+        ) from error
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step, so that no reader sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A ".tmp" name, so that a watcher of "*.txt" never sees the temporary file.
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
