@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from wan_lora_dagster.scaffold import create_demo_project, init_project
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
@@ -106,7 +108,7 @@ def _print_run_summary(table: dict) -> None:
             f"{len(stage['failed']):6d} {len(stage['blocked']):7d}"
         )
         for key in stage["failed"]:
-            print(f"  failed: {key}")
+            print(f"  failed: {key}: {stage['errors'].get(key, 'see the run log in the UI')}")
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -203,28 +205,33 @@ def _print_demo_outputs(project, best: dict) -> None:
 
 
 class _progress_bars:
-    """One terminal bar per asset stage, fed by the engines' and stages' progress reports."""
+    """One terminal bar for the stage at work, fed by the stages' and engines' reports."""
 
     def __enter__(self):
-        self.bars: dict[str, tqdm] = {}
+        self.bar: tqdm | None = None
+        self.label = ""
         progress.add_listener(self._update)
         return self
 
     def _update(self, asset: str, report) -> None:
-        bar = self.bars.get(asset)
-        if bar is None or bar.total != report.total:
-            if bar:
-                bar.close()
-            bar = self.bars[asset] = tqdm(total=report.total, desc=asset, leave=False)
-        bar.n = report.done
+        label = f"{asset}: {report.stage}" if report.stage != asset else asset
+        if self.bar is None or label != self.label or report.total != self.bar.total:
+            self._close()
+            self.bar = tqdm(total=report.total, desc=label, unit="it", dynamic_ncols=True)
+            self.label = label
+        self.bar.n = report.done
         if report.loss is not None:
-            bar.set_postfix(loss=f"{report.loss:.4f}", refresh=False)
-        bar.refresh()
+            self.bar.set_postfix(loss=f"{report.loss:.4f}", refresh=False)
+        self.bar.refresh()
+
+    def _close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def __exit__(self, *exc_info):
         progress.remove_listener(self._update)
-        for bar in self.bars.values():
-            bar.close()
+        self._close()
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ OBSERVED_SOURCES = {
     "caption_files": observations.caption_file_versions,
 }
 DATA_VERSION_TAG = "dagster/data_version"
+# The run log keeps every event for the UI; the terminal shows progress bars and errors only.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
 @dataclass
@@ -42,6 +44,7 @@ class StageSummary:
     skipped_fresh: int = 0
     failed: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def open_instance(project: Project) -> dg.DagsterInstance:
@@ -117,10 +120,14 @@ class ProjectRunner:
         if asset == "lora_checkpoints" and ready:
             ready = keys  # one training run saves every checkpoint of the plan
         for run_keys in self._runs_for(asset, ready):
-            self._execute(asset, run_keys)
+            result = self._execute(asset, run_keys)
+            summary.errors.update(failure_messages(result, run_keys))
         after = Expectations(load_catalog(self.project))
         for key in ready:
             (summary.materialized if after.is_fresh(asset, key) else summary.failed).append(key)
+        summary.errors = {
+            key: summary.errors[key] for key in summary.failed if key in summary.errors
+        }
         return summary
 
     def _runs_for(self, asset: str, keys: list[str]) -> list[list[str]]:
@@ -153,6 +160,7 @@ class ProjectRunner:
             tags=tags,
             asset_selection=[dg.AssetKey(asset)],
             raise_on_error=False,
+            run_config=QUIET_CONSOLE,
         )
 
     def status(self) -> dict[str, dict[str, int]]:
@@ -183,3 +191,15 @@ class ProjectRunner:
             if run and run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
                 failed.add(key)
         return failed
+
+
+def failure_messages(result: dg.ExecuteInProcessResult, keys: list[str]) -> dict[str, str]:
+    """Partition -> error, from the run's failed steps (a whole-step error applies to all keys)."""
+    messages: dict[str, str] = {}
+    for event in result.get_step_failure_events():
+        failure = event.step_failure_data
+        metadata = failure.user_failure_data.metadata if failure.user_failure_data else {}
+        for key in keys:
+            value = metadata.get(key)
+            messages[key] = value.value if value is not None else failure.error.message.strip()
+    return messages

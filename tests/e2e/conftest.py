@@ -1,0 +1,42 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from wan_lora_dagster.cli import main
+from wan_lora_dagster.scaffold import create_demo_project
+
+
+def wan_lora(capsys, *args: str) -> tuple[int, str]:
+    """Run the `wan-lora` command in this process; returns (exit status, stdout)."""
+    capsys.readouterr()
+    status = main([str(arg) for arg in args])
+    return status, capsys.readouterr().out
+
+
+def run_json(capsys, project: Path, *extra: str) -> tuple[int, dict]:
+    status, out = wan_lora(capsys, "run", "--project", project, "--json", *extra)
+    return status, json.loads(out)
+
+
+def made(summary: dict) -> dict[str, list[str]]:
+    """Asset -> partitions materialized, for the assets that made any."""
+    return {
+        asset: stage["materialized"] for asset, stage in summary.items() if stage["materialized"]
+    }
+
+
+@pytest.fixture(scope="session")
+def built_demo(tmp_path_factory) -> Path:
+    """The demo project run once from films to best_lora; tests copy it before changing it."""
+    project = create_demo_project(tmp_path_factory.mktemp("demo") / "demo")
+    assert main(["run", "--project", str(project)]) == 0
+    return project
+
+
+@pytest.fixture
+def demo_copy(built_demo, tmp_path) -> Path:
+    target = tmp_path / "demo"
+    shutil.copytree(built_demo, target, symlinks=True)
+    return target
