@@ -1,0 +1,50 @@
+"""The whole graph on the demo project: films to best_lora through `wan-lora run`."""
+
+import json
+
+import dagster as dg
+from safetensors import safe_open
+
+from tests.e2e.conftest import run_json, wan_lora
+from wan_lora_dagster.formats.lora import read_lora_header
+from wan_lora_dagster.pipeline.status import ASSET_ORDER
+from wan_lora_dagster.project import open_project
+from wan_lora_dagster.runner import open_instance
+
+
+def test_demo_materializes_every_asset_and_exports_a_lora(built_demo):
+    best = json.loads((built_demo / "out/records/best_lora/__all__.json").read_text())
+    lora = built_demo / best["file"]
+    with safe_open(str(lora), "pt") as handle:
+        keys = list(handle.keys())
+    assert any(key.startswith("lora_unet_blocks_0_self_attn_q.lora_down") for key in keys)
+    header = read_lora_header(lora)
+    manifest = built_demo / "out/training_set" / f"{header['wan_lora.training_set']}.json"
+    assert manifest.is_file(), "the LoRA's header names the manifest that trained it"
+    assert best["validation_loss"] < best["validation_loss_base"], "training learned nothing"
+
+
+def test_a_second_run_makes_nothing_and_status_is_all_fresh(demo_copy, capsys):
+    status, summary = run_json(capsys, demo_copy)
+    assert status == 0
+    assert {asset: stage["materialized"] for asset, stage in summary.items()} == {
+        asset: [] for asset in ASSET_ORDER
+    }
+    status, out = wan_lora(capsys, "status", "--project", demo_copy, "--json")
+    counts = json.loads(out)
+    for asset in ASSET_ORDER:
+        assert counts[asset]["unsynced"] == counts[asset]["missing"] == 0, asset
+        assert counts[asset]["failed"] == 0, asset
+        assert counts[asset]["fresh"] >= 1, asset
+
+
+def test_clip_checks_pass_and_the_clip_across_a_cut_warns(built_demo):
+    instance = open_instance(open_project(built_demo))
+    results = {}
+    for check in ("sixteen_fps", "frame_count", "no_hard_cuts"):
+        key = dg.AssetCheckKey(dg.AssetKey("clips"), check)
+        record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key])[key]
+        results[check] = record.event.asset_check_evaluation
+    assert results["sixteen_fps"].passed and results["frame_count"].passed
+    assert not results["no_hard_cuts"].passed
+    assert "shapes_5000-7500" in results["no_hard_cuts"].metadata
