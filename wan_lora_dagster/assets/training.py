@@ -20,14 +20,19 @@ TRAINING_GROUP = "training"
 @dg.asset(
     group_name=TRAINING_GROUP,
     code_version=domain.LORA_CODE_VERSION,
-    deps=["text_cache", "latent_cache", "captions"],
+    deps=["text_cache", "latent_cache"],
     description="The manifest of every cache file that feeds training, with each clip's caption "
     "text and versions. Its data version is the manifest's hash: the source of truth for "
     "staleness and lineage at any number of clips.",
 )
 def training_set(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
     catalog = project.catalog()
-    manifest = domain.build_manifest(catalog, catalog.project.recipe)
+    manifest = Expectations(catalog).manifest
+    if manifest is None:
+        raise dg.Failure(
+            "Some clips' captions or caches are not up to date, so a manifest now would list "
+            "stale files. Materialize them first (`wan-lora run` does it in order)."
+        )
     path = manifest.save(domain.manifest_dir(catalog))
     catalog.records.write(
         "training_set",

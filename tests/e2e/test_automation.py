@@ -1,0 +1,74 @@
+"""Automation follows data versions, and the schedule retrains only on a changed training set."""
+
+import dagster as dg
+import pytest
+
+from tests.e2e.conftest import run_json
+from wan_lora_dagster.project import open_project
+from wan_lora_dagster.resources import build_resources
+from wan_lora_dagster.runner import ProjectRunner
+
+
+@pytest.fixture
+def runner(demo_copy) -> ProjectRunner:
+    runner = ProjectRunner(open_project(demo_copy))
+    runner.sync()
+    return runner
+
+
+def requested(runner: ProjectRunner, cursor=None):
+    result = dg.evaluate_automation_conditions(
+        defs=runner.defs, instance=runner.instance, cursor=cursor
+    )
+    asked = {
+        key.to_user_string(): sorted(result.get_requested_partitions(key))
+        for key in runner.graph.get_all_asset_keys()
+        if result.get_num_requested(key)
+    }
+    return asked, result.cursor
+
+
+def test_a_caption_edit_requests_that_caption_then_its_text_cache_then_the_manifest(runner):
+    asked, cursor = requested(runner)
+    assert asked == {}, "a fresh project asks for nothing"
+    (runner.project.captions_dir / "drift.txt").write_text("demostyle, edited by hand\n")
+    runner.sync()
+    asked, cursor = requested(runner, cursor)
+    assert asked == {"captions": ["drift"]}
+    runner.run("captions")
+    asked, cursor = requested(runner, cursor)
+    assert asked == {"text_cache": ["drift"]}
+    runner.run("text_cache")
+    asked, cursor = requested(runner, cursor)
+    assert asked == {"training_set": [None]}
+
+
+def test_touching_a_caption_requests_nothing(runner):
+    _, cursor = requested(runner)
+    caption = runner.project.captions_dir / "drift.txt"
+    caption.write_text(caption.read_text())
+    runner.sync()
+    assert requested(runner, cursor)[0] == {}
+
+
+def evaluate_schedule(runner: ProjectRunner):
+    schedule = runner.defs.get_schedule_def("retrain")
+    resources = build_resources(str(runner.project.root))
+    with dg.build_schedule_context(instance=runner.instance, resources=resources) as context:
+        return schedule.evaluate_tick(context)
+
+
+def test_the_schedule_skips_an_unchanged_training_set_and_fires_on_a_changed_one(runner, capsys):
+    tick = evaluate_schedule(runner)
+    assert not tick.run_requests
+    assert "latest checkpoint was trained on" in tick.skip_message
+    (runner.project.captions_dir / "drift.txt").write_text("demostyle, a changed caption\n")
+    status, _ = run_json(capsys, runner.project.root, "--select", "+dataset_report")
+    assert status == 0
+    tick = evaluate_schedule(runner)
+    [request] = tick.run_requests
+    keys = runner.instance.get_dynamic_partitions("checkpoints")
+    assert request.tags["dagster/asset_partition_range_end"] in keys
+    assert (
+        request.tags["dagster/asset_partition_range_start"].split("-")[0] != keys[0].split("-")[0]
+    )
