@@ -58,5 +58,5 @@ def test_a_rerun_keeps_what_was_made_and_status_counts_the_failure(real_project,
     assert summary["clips"]["materialized"] == [] and summary["clips"]["skipped_fresh"] == 5
     assert summary["clips"]["failed"] == ["damaged"]
     assert good.stat().st_mtime_ns == made_at
-    status, out = wan_lora(capsys, "status", "--project", real_project, "--json")
+    _, out = wan_lora(capsys, "status", "--project", real_project, "--json")
     assert json.loads(out)["clips"] == {"fresh": 5, "unsynced": 0, "missing": 0, "failed": 1}
