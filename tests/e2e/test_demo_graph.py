@@ -48,3 +48,20 @@ def test_clip_checks_pass_and_the_clip_across_a_cut_warns(built_demo):
     assert results["sixteen_fps"].passed and results["frame_count"].passed
     assert not results["no_hard_cuts"].passed
     assert "shapes_5000-7500" in results["no_hard_cuts"].metadata
+
+
+def test_a_section_with_no_clips_stops_before_training(demo_copy, capsys):
+    recipe = demo_copy / "wan_lora.toml"
+    recipe.write_text(
+        recipe.read_text().replace(
+            "[captions]",
+            '[[datasets]]\nname = "long"\nsource = "clips"\nresolution = [64, 48]\n'
+            "target_frames = [81]\n\n[captions]",
+        )
+    )
+    status, summary = run_json(capsys, demo_copy)
+    assert status != 0
+    assert summary["training_set"]["failed"] == ["__all__"]
+    assert "section 'long': no training clips" in summary["training_set"]["errors"]["__all__"]
+    assert summary["lora_checkpoints"]["materialized"] == []
+    assert not list((demo_copy / "out" / "checkpoints").glob("lora-*.safetensors"))[2:]

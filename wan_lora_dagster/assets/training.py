@@ -7,6 +7,7 @@ import dagster as dg
 from wan_lora_dagster.assets.metadata import caption_table, image_markdown
 from wan_lora_dagster.assets.partitioned import CHECKPOINT_PARTITIONS, SINGLE_RUN, StepOutcome, emit
 from wan_lora_dagster.engines.base import TrainRequest
+from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline import training as domain
 from wan_lora_dagster.pipeline.plots import loss_curve
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
@@ -27,12 +28,10 @@ TRAINING_GROUP = "training"
 )
 def training_set(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
     catalog = project.catalog()
-    manifest = Expectations(catalog).manifest
-    if manifest is None:
-        raise dg.Failure(
-            "Some clips' captions or caches are not up to date, so a manifest now would list "
-            "stale files. Materialize them first (`wan-lora run` does it in order)."
-        )
+    try:
+        manifest = Expectations(catalog).require_manifest()
+    except UserError as error:
+        raise dg.Failure(str(error), metadata={UNPARTITIONED: str(error)}) from None
     path = manifest.save(domain.manifest_dir(catalog))
     catalog.records.write(
         "training_set",

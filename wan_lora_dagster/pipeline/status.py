@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cached_property
 
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.media.cut import CutSettings
 from wan_lora_dagster.pipeline import caches, dataset, evaluation, training
 from wan_lora_dagster.pipeline.catalog import Catalog
@@ -76,18 +77,37 @@ class Expectations:
         return caches.latent_fingerprint(self._clips(clip_id), sections, self.recipe.training)
 
     @cached_property
-    def manifest(self):
-        """The training set the fresh per-clip caches make, or None while any is not fresh."""
+    def _manifest_attempt(self) -> tuple[TrainingSetManifest | None, UserError | None]:
+        """The manifest the fresh per-clip caches make, or why there is none."""
         clip_ids = self.catalog.clip_ids
         if not all(self.is_fresh(a, clip) for a in PER_CLIP_ASSETS for clip in clip_ids):
-            return None
+            return None, None
         try:
-            return training.build_manifest(self.catalog, self.recipe)
-        except UserError:
-            return None
+            return training.build_manifest(self.catalog, self.recipe), None
+        except UserError as error:
+            return None, error
+
+    @property
+    def manifest(self) -> TrainingSetManifest | None:
+        """None while any clip's caption or cache is not fresh, or the recipe cannot be fed."""
+        return self._manifest_attempt[0]
+
+    def require_manifest(self) -> TrainingSetManifest:
+        manifest, error = self._manifest_attempt
+        if error:
+            raise error
+        if manifest is None:
+            raise UserError(
+                "Some clips' captions or caches are not up to date, so a manifest now would "
+                "list stale files. Materialize them first (`wan-lora run` does it in order)."
+            )
+        return manifest
 
     def _training_set(self, _key: str) -> str | None:
-        return self.manifest.version if self.manifest else None
+        manifest, error = self._manifest_attempt
+        if error:
+            return fingerprint("unbuildable", str(error))  # stale and ready: the step says why
+        return manifest.version if manifest else None
 
     def _dataset_report(self, _key: str) -> str | None:
         version = self._fresh_data_version("training_set", UNPARTITIONED)

@@ -66,13 +66,20 @@ def build_manifest(catalog: Catalog, recipe: Recipe) -> TrainingSetManifest:
 
 
 def _require_every_section_fed(manifest: TrainingSetManifest, recipe: Recipe) -> None:
+    """A section that feeds nothing is a mistake to stop at before any GPU time is spent."""
     fed = {entry.section for entry in manifest.training_entries()}
-    empty = [section.name for section in recipe.datasets if section.name not in fed]
-    if empty:
-        raise ConfigError(
-            f"wan_lora.toml: dataset section(s) {', '.join(empty)} have no training clips "
-            "(no ranges, every clip too short, or all held out). Add ranges or remove the section."
+    problems = [
+        f"[[datasets]] section '{section.name}': "
+        + (
+            "stills sections are not built by the graph yet; remove it or use source = 'clips'"
+            if section.source == "stills"
+            else "no training clips (no ranges, every clip too short, or all held out)"
         )
+        for section in recipe.datasets
+        if section.name not in fed
+    ]
+    if problems:
+        raise ConfigError("wan_lora.toml: " + "; ".join(problems))
 
 
 def dataset_report(catalog: Catalog, manifest: TrainingSetManifest, recipe: Recipe) -> dict:
