@@ -1,0 +1,136 @@
+"""Checkpoints musubi-tuner saves, moved to the output folder as they land.
+
+musubi writes a LoRA straight to its final name (safetensors' save_file, not atomic) and then,
+with --save_state, the optimizer state beside it. A file is taken when it is whole (its size is
+what its header says) and its state is complete, so that a resumed run never saves again a
+checkpoint that was already announced; the final file has its state saved before it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest
+from wan_lora_dagster.engines.musubi.progress import TrainingLog
+from wan_lora_dagster.engines.musubi.resume import (
+    Journal,
+    Saved,
+    continued_name,
+    epoch_of,
+    parse_checkpoint_name,
+    run_step,
+    state_complete,
+    state_name,
+)
+from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.formats.lora import read_lora_header, update_lora_header
+
+_HEADER_LIMIT = 100 * 1024 * 1024
+
+
+def read_safetensors_header(path: Path) -> tuple[int, dict]:
+    """(header length, header) of a safetensors file; raises OSError or ValueError."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        if length > _HEADER_LIMIT:
+            raise ValueError(f"header of {length} bytes")
+        return length, json.loads(handle.read(length))
+
+
+def safetensors_complete(path: Path) -> bool:
+    """Whether all the bytes the header promises are there (a file being written is shorter)."""
+    try:
+        length, header = read_safetensors_header(path)
+        size = path.stat().st_size
+    except (OSError, ValueError, struct.error):
+        return False
+    tensors = (value for key, value in header.items() if key != "__metadata__")
+    data_end = max((tensor["data_offsets"][1] for tensor in tensors), default=0)
+    return size == 8 + length + data_end
+
+
+class CheckpointLander:
+    """Watches one segment's folder; lands each finished checkpoint in request.output_dir.
+
+    Landing: add request.header and the run's epoch and step to the file's header, move it under
+    its run-wide name (never over an existing file), call on_checkpoint, drop older states.
+    """
+
+    def __init__(
+        self,
+        request: TrainRequest,
+        journal: Journal,
+        log: TrainingLog,
+        on_checkpoint: Callable[[CheckpointInfo], None],
+        segment: int | None = None,
+    ):
+        """segment: the index of the journal's segment to watch (default: the latest)."""
+        self.request = request
+        self.journal = journal
+        self.log = log
+        self.on_checkpoint = on_checkpoint
+        self.segment = len(journal.segment_starts) - 1 if segment is None else segment
+        self.folder = journal.segment_dir(self.segment)
+        self.landed: list[CheckpointInfo] = []
+
+    def poll(self, finished: bool = False) -> None:
+        """Land what is ready; finished=True (the trainer exited well) takes stateless files too."""
+        name = self.request.output_name
+        saved_files = sorted(
+            self.folder.glob(f"{name}*.safetensors"), key=lambda path: path.stat().st_mtime_ns
+        )  # in the order musubi saved them
+        for path in saved_files:
+            saved = parse_checkpoint_name(name, path.name)
+            if saved is None or not safetensors_complete(path):
+                continue
+            state = self.folder / state_name(name, saved)
+            if saved.kind == "last" or finished or state_complete(state):
+                self._land(path, saved)
+
+    def _land(self, path: Path, saved: Saved) -> None:
+        header = read_lora_header(path)
+        steps_per_epoch = self._steps_per_epoch(header)
+        start = self.journal.segment_starts[self.segment]
+        step = run_step(saved, start, steps_per_epoch, int(header.get("ss_steps", 0)))
+        epoch = epoch_of(step, steps_per_epoch)
+        name = continued_name(self.request.output_name, saved, step, steps_per_epoch)
+        target = self.request.output_dir / name
+        if target.exists():
+            raise EngineError(
+                f"{target}: a checkpoint of this name exists already; checkpoints are never "
+                f"overwritten. musubi-tuner's file is kept at {path}."
+            )
+        run_position = {"ss_epoch": str(epoch), "ss_steps": str(step)}
+        update_lora_header(path, {**self.request.header, **run_position})
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(path, target)
+        info = CheckpointInfo(target, epoch, step, self.log.loss)
+        self.landed.append(info)
+        self.on_checkpoint(info)
+        self._drop_states_before(step)
+
+    def _steps_per_epoch(self, header: dict[str, str]) -> int:
+        """From the output, else musubi's own metadata (one process, no gradient accumulation)."""
+        found = self.log.steps_per_epoch or int(header.get("ss_num_batches_per_epoch", 0))
+        if not found:
+            raise EngineError(f"{self.folder}: musubi-tuner did not report its steps per epoch")
+        return found
+
+    def _drop_states_before(self, step: int) -> None:
+        """States are large; a resume needs the newest complete one only, which is this landed
+        checkpoint's or a later one's (a later checkpoint may be saved and not landed yet)."""
+        name = self.request.output_name
+        older = [folder for at, folder in self.journal.complete_states(name).items() if at < step]
+        # an incomplete state of an earlier segment will never complete
+        older += [
+            folder
+            for index in range(self.segment)
+            for folder in self.journal.segment_dir(index).glob(f"{name}*-state")
+            if not state_complete(folder)
+        ]
+        for folder in older:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,431 @@
+"""The `musubi` engine: kohya-ss/musubi-tuner's Wan 2.1 scripts, driven as subprocesses.
+
+Each call writes musubi's dataset config for exactly the items it is given, runs one script in
+its own process group (see process.py), streams its lines to `on_output` and reads progress from
+them. The graph owns the caches: musubi is never let delete one (--keep_cache) nor reuse a stale
+one (the files of the items to encode are removed first: musubi decides by file name only).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import shlex
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from wan_lora_dagster.engines.base import (
+    CheckpointInfo,
+    LatentJob,
+    Progress,
+    ProgressCallback,
+    SampleRequest,
+    SampleVideo,
+    TextJob,
+    TrainRequest,
+)
+from wan_lora_dagster.engines.musubi import arguments, dataset_toml, hub, sampling
+from wan_lora_dagster.engines.musubi.checkpoints import CheckpointLander
+from wan_lora_dagster.engines.musubi.locate import MusubiInstall, find_modules, find_musubi
+from wan_lora_dagster.engines.musubi.process import CancelToken, run_command
+from wan_lora_dagster.engines.musubi.progress import TrainingLog, saved_video
+from wan_lora_dagster.engines.musubi.resume import SegmentOptions, plan_segment, segment_dir
+from wan_lora_dagster.engines.musubi.training_run import finish_run, next_launch
+from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.formats.manifest import TrainingSetManifest
+from wan_lora_dagster.formats.musubi_cache import text_cache_name
+from wan_lora_dagster.project import TrainingSettings
+
+logger = logging.getLogger(__name__)
+
+Command = list[str]
+OUTPUT_TAIL_LINES = 40
+CACHE_PROGRESS_SECONDS = 2.0  # a cache folder may hold 30,000 files: list it now and then
+
+
+def format_commands(commands: Sequence[Command]) -> str:
+    """Commands as shell lines, one a line, to paste into a terminal (POSIX quoting)."""
+    return "\n".join(shlex.join(command) for command in commands)
+
+
+class MusubiEngine:
+    """engines.base.Engine on kohya-ss/musubi-tuner (a clone at [training] musubi_dir, or an
+    installed `musubi_tuner`), with real weights given as paths (dit, vae, t5; clip for I2V).
+
+    work_dir: where its dataset configs, item lists, staging links and run journals go (the graph
+    passes out/musubi/). python: the interpreter that runs musubi. on_output: gets every line the
+    scripts print (default: this module's logger).
+    """
+
+    name = "musubi"
+
+    def __init__(
+        self,
+        settings: TrainingSettings,
+        work_dir: Path,
+        python: str = sys.executable,
+        *,
+        on_output: Callable[[str], None] | None = None,
+    ):
+        self.settings = settings
+        self.work_dir = Path(work_dir).resolve()
+        self.python = python
+        self.on_output = on_output or (lambda line: logger.info("%s", line))
+        self._cancel = CancelToken()
+        self._install: MusubiInstall | None = None
+        self._checked = False
+
+    def cancel(self) -> None:
+        """End the script now running, with all its process group; safe from any thread."""
+        self._cancel.cancel()
+
+    @property
+    def install(self) -> MusubiInstall:
+        if self._install is None:
+            self._install = find_musubi(self.settings.musubi_dir, self.python)
+        return self._install
+
+    def check(self) -> None:
+        if self._checked:
+            return
+        arguments.check_settings(self.settings)
+        self._check_weights()
+        arguments.check_dit_precision(self.settings, Path(self.settings.dit))
+        self._check_environment()
+        self._tokenizer_environment()
+        self._checked = True
+
+    def plan(
+        self,
+        request: TrainRequest,
+        latent_jobs: Sequence[LatentJob] = (),
+        text_jobs: Sequence[TextJob] = (),
+    ) -> list[Command]:
+        """Dry run: write the configs and return every command as train() etc. would run it.
+
+        Caches not made yet are linked all the same, so the commands run in the order given.
+        """
+        self.check()
+        commands = []
+        if latent_jobs:
+            commands.append(self._latent_cache_command(latent_jobs))
+        if text_jobs:
+            commands.append(self._text_cache_command(text_jobs))
+        run_dir = self._run_dir(request)
+        config = self._training_config(request, run_dir, require_files=False)
+        segment = plan_segment(request.settings, steps_per_epoch=None)
+        folder = segment_dir(run_dir, 0)
+        commands.append(self._training_command(request, config, folder, segment))
+        return commands
+
+    def encode_latents(
+        self, jobs: Sequence[LatentJob], progress: ProgressCallback
+    ) -> dict[str, list[Path]]:
+        self.check()
+        missing = [str(job.media_path) for job in jobs if not job.media_path.is_file()]
+        if missing:
+            raise EngineError(f"{missing[0]}: media to encode not found ({len(missing)} missing)")
+        for job in jobs:
+            for stale in dataset_toml.latent_files(job.cache_dir, job.item_id):
+                stale.unlink()
+        command = self._latent_cache_command(jobs)
+
+        def count() -> int:
+            present = {
+                folder: dataset_toml.latent_items(folder)
+                for folder in {job.cache_dir for job in jobs}
+            }
+            return sum(job.item_id in present[job.cache_dir] for job in jobs)
+
+        self._run_with_file_progress(command, "latents", len(jobs), count, progress)
+        written: dict[str, list[Path]] = {}
+        for job in jobs:  # an item has files in each of its sections' folders
+            found = dataset_toml.latent_files(job.cache_dir, job.item_id)
+            written.setdefault(job.item_id, []).extend(found)
+        return written
+
+    def encode_texts(self, jobs: Sequence[TextJob], progress: ProgressCallback) -> dict[str, Path]:
+        self.check()
+        expected = {job.item_id: job.cache_dir / text_cache_name(job.item_id) for job in jobs}
+        for path in expected.values():
+            path.unlink(missing_ok=True)
+        command = self._text_cache_command(jobs)
+
+        def count() -> int:
+            return sum(path.is_file() for path in expected.values())
+
+        self._run_with_file_progress(command, "texts", len(jobs), count, progress)
+        missing = [str(path) for path in expected.values() if not path.is_file()]
+        if missing:
+            raise EngineError(f"wan_cache_text_encoder_outputs did not write {missing[:3]}")
+        return expected
+
+    def train(
+        self,
+        request: TrainRequest,
+        progress: ProgressCallback,
+        on_checkpoint: Callable[[CheckpointInfo], None],
+    ) -> list[CheckpointInfo]:
+        """Train, or continue an interrupted run of the same request from its last saved state.
+
+        Returns the checkpoints landed by this call; on_checkpoint hears of each as it lands.
+        """
+        self.check()
+        arguments.check_settings(request.settings)
+        run_dir = self._run_dir(request)
+        config = self._training_config(request, run_dir)
+        launch = next_launch(request, run_dir, on_checkpoint)
+        command = self._training_command(request, config, launch.folder, launch.options)
+        log = TrainingLog(launch.start_step)
+        lander = CheckpointLander(request, launch.journal, log, on_checkpoint)
+
+        def on_line(line: str) -> None:
+            report = log.read(line)
+            journal = launch.journal
+            if log.steps_per_epoch and journal.steps_per_epoch != log.steps_per_epoch:
+                journal.steps_per_epoch = log.steps_per_epoch  # a resume needs it
+                journal.save()
+            if report:
+                progress(report)
+
+        self._run(command, on_line=on_line, on_tick=lander.poll)
+        lander.poll(finished=True)
+        finish_run(launch.journal)
+        return launch.landed + lander.landed
+
+    def sample(self, request: SampleRequest, progress: ProgressCallback) -> list[SampleVideo]:
+        """One wan_generate_video run per strength, over a prompt file of every prompt x seed."""
+        from wan_lora_dagster.engines.sampling import sample_video_name  # imports diffusers
+
+        self.check()
+        sampling.check_sampling(self.settings, request)
+        evaluation = request.settings
+        jobs = sampling.sample_jobs(evaluation)
+        total = len(jobs) * len(evaluation.strengths)
+        videos: list[SampleVideo] = []
+        for strength in evaluation.strengths:
+            saved = self._generate(request, strength, jobs)
+            for (prompt_index, prompt, seed), path in zip(jobs, saved, strict=True):
+                target = request.output_dir / sample_video_name(prompt_index, strength, seed)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(path, target)
+                videos.append(SampleVideo(target, prompt, strength, seed))
+            progress(Progress("sample", len(videos), total))
+        return videos
+
+    def validation_loss(
+        self, checkpoint: Path | None, manifest: TrainingSetManifest, settings: TrainingSettings
+    ) -> float:
+        raise EngineError(
+            "musubi-tuner has no validation loss: wan_train_network has no validation options "
+            "and no script computes a loss on held-out caches (checked at its commit 30c658c). "
+            "Compare musubi checkpoints by their eval videos, or compute the loss with engine = "
+            "'diffusers' from the same caches."
+        )
+
+    # commands
+
+    def _latent_cache_command(self, jobs: Sequence[LatentJob]) -> Command:
+        groups: dict[tuple[str, Path], list[LatentJob]] = {}
+        for job in jobs:
+            groups.setdefault((job.section.name, job.cache_dir), []).append(job)
+        media_dir = self.work_dir / "cache" / "media"
+        datasets = [
+            dataset_toml.section_group(
+                members[0].section,
+                cache_dir,
+                (
+                    dataset_toml.media_row(
+                        job.section,
+                        dataset_toml.named_media(job.item_id, job.media_path, media_dir / name),
+                    )
+                    for job in members
+                ),
+            )
+            for (name, cache_dir), members in groups.items()
+        ]
+        config = dataset_toml.write_dataset_config(
+            self.work_dir / "cache" / "latents.toml", datasets
+        )
+        return self._script(
+            "wan_cache_latents",
+            arguments.latent_cache_args(self.settings, config),
+            self._tokenizer_environment() if self._image_to_video else {},
+        )
+
+    def _text_cache_command(self, jobs: Sequence[TextJob]) -> Command:
+        by_folder: dict[Path, dict[str, str]] = {}
+        for job in jobs:
+            by_folder.setdefault(job.cache_dir, {})[job.item_id] = job.text
+        datasets = [
+            dataset_toml.caption_group(folder.name, folder, captions)
+            for folder, captions in by_folder.items()
+        ]
+        config = dataset_toml.write_dataset_config(self.work_dir / "cache" / "texts.toml", datasets)
+        return self._script(
+            "wan_cache_text_encoder_outputs",
+            arguments.text_cache_args(self.settings, config),
+            self._tokenizer_environment(),
+        )
+
+    def _training_command(
+        self, request: TrainRequest, config: Path, folder: Path, segment: SegmentOptions
+    ) -> Command:
+        """request.settings shape the run (they are the recipe's, as the diffusers engine's)."""
+        script_args = arguments.training_args(
+            request.settings, config, folder, request.output_name, segment
+        )
+        launch = arguments.accelerate_launch(
+            self.python,
+            request.settings.mixed_precision,
+            self.install.script("wan_train_network"),
+            script_args,
+        )
+        return _with_environment(launch, self.install.environment())
+
+    def _script(self, name: str, script_args: list[str], environment: dict[str, str]) -> Command:
+        command = [self.python, str(self.install.script(name)), *script_args]
+        return _with_environment(command, {**self.install.environment(), **environment})
+
+    # running
+
+    def _run(
+        self,
+        command: Command,
+        on_line: Callable[[str], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ) -> None:
+        tail: collections.deque[str] = collections.deque(maxlen=OUTPUT_TAIL_LINES)
+
+        def handle(line: str) -> None:
+            tail.append(line)
+            self.on_output(line)
+            if on_line:
+                on_line(line)
+
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        status = run_command(command, handle, self._cancel, on_tick, cwd=self.work_dir)
+        if status != 0:
+            raise EngineError(self._failure_message(command, status, list(tail)))
+
+    def _run_with_file_progress(
+        self,
+        command: Command,
+        stage: str,
+        total: int,
+        count: Callable[[], int],
+        progress: ProgressCallback,
+    ) -> None:
+        """Progress as the number of items whose files exist (musubi's bars count batches)."""
+        started = time.monotonic()
+        last = {"time": started, "done": 0}
+
+        def tick() -> None:
+            now = time.monotonic()
+            if now - last["time"] < CACHE_PROGRESS_SECONDS:
+                return
+            last["time"], done = now, count()
+            if done != last["done"]:
+                last["done"] = done
+                progress(Progress(stage, done, total, (now - started) / max(done, 1)))
+
+        self._run(command, on_tick=tick)
+        progress(Progress(stage, total, total, (time.monotonic() - started) / max(total, 1)))
+
+    def _generate(
+        self, request: SampleRequest, strength: float, jobs: list[sampling.SampleJob]
+    ) -> list[Path]:
+        folder = self.work_dir / "samples" / request.checkpoint.stem / f"strength{strength:.2f}"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        prompt_file = folder / "prompts.txt"
+        prompt_file.write_text(sampling.prompt_file_text(jobs), encoding="utf-8")
+        generation = arguments.generation_args(
+            self.settings, request.settings, prompt_file, folder, request.checkpoint, strength
+        )
+        command = self._script("wan_generate_video", generation, self._tokenizer_environment())
+        saved: list[Path] = []
+
+        def on_line(line: str) -> None:
+            path = saved_video(line)
+            if path:
+                saved.append(path)
+
+        self._run(command, on_line=on_line)
+        sampling.check_saved(saved, jobs, prompt_file)
+        return saved
+
+    def _failure_message(self, command: Command, status: int, tail: list[str]) -> str:
+        script = next((Path(part).stem for part in command if part.endswith(".py")), command[0])
+        failure = hub.hub_failure(tail)
+        if failure:
+            return hub.hub_failure_message(script, failure, self._image_to_video)
+        shown = "\n".join(tail) or "(no output)"
+        return (
+            f"{script} failed with exit status {status}. Its last lines:\n{shown}\n"
+            f"The command was: {shlex.join(command)}"
+        )
+
+    # checks and paths
+
+    @property
+    def _image_to_video(self) -> bool:
+        return self.settings.task == "i2v-14B"
+
+    def _check_weights(self) -> None:
+        needed = {"dit": "DiT", "vae": "VAE", "t5": "T5 text encoder"}
+        if self._image_to_video:
+            needed["clip"] = "CLIP image encoder"
+        problems = []
+        for key, what in needed.items():
+            value = getattr(self.settings, key)
+            if not value:
+                problems.append(f"[training] {key} is not set (the {what} checkpoint file)")
+            elif not Path(value).expanduser().is_file():
+                problems.append(f"{value}: [training] {key} file not found")
+        if problems:
+            raise EngineError("musubi-tuner needs its weights as files: " + "; ".join(problems))
+
+    def _check_environment(self) -> None:
+        """musubi-tuner, and what its Python must import besides: accelerate, the attention."""
+        logger.debug("musubi-tuner scripts in %s", self.install.package_dir)
+        module = arguments.ATTENTION_MODULES.get(self.settings.attention)
+        found = find_modules(self.python, ["accelerate", *([module] if module else [])])
+        if not found["accelerate"]:
+            raise EngineError(
+                f"{self.python} cannot import accelerate, which runs musubi's trainer"
+            )
+        if module and not found[module]:
+            raise EngineError(
+                f"wan_lora.toml: [training] attention = {self.settings.attention!r} needs the "
+                f"{module} package, which {self.python} cannot import: install it, or use "
+                "attention = 'sdpa'"
+            )
+
+    def _tokenizer_environment(self) -> dict[str, str]:
+        return hub.offline_environment(
+            self.settings.tokenizer, self.work_dir / "hub-cache", self._image_to_video
+        )
+
+    def _run_dir(self, request: TrainRequest) -> Path:
+        return self.work_dir / "train" / request.output_name
+
+    def _training_config(
+        self, request: TrainRequest, run_dir: Path, require_files: bool = True
+    ) -> Path:
+        groups = dataset_toml.stage_training_set(
+            request.manifest, request.sections, run_dir / "caches", require_files
+        )
+        if not groups:
+            raise EngineError("the training set has no training entries (all held out or empty)")
+        return dataset_toml.write_dataset_config(run_dir / "dataset.toml", groups)
+
+
+def _with_environment(command: Command, environment: dict[str, str]) -> Command:
+    """`env NAME=value ... command`: what runs is exactly what a dry run prints."""
+    if not environment:
+        return command
+    return ["env", *(f"{name}={value}" for name, value in environment.items()), *command]
