@@ -58,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     lineage.add_argument("--clip", help="list every checkpoint this clip fed")
     lineage.set_defaults(handler=_lineage)
 
+    train = commands.add_parser("train", help="train on the current training set")
+    train.add_argument("--project", type=Path, required=True, help="the project folder")
+    train.add_argument(
+        "--dry-run", action="store_true", help="print musubi-tuner's commands, run nothing"
+    )
+    train.set_defaults(handler=_train)
+
     ui = commands.add_parser("ui", help="the Dagster web UI on this project's instance")
     ui.add_argument("--project", type=Path, required=True, help="the project folder")
     ui.add_argument("--port", type=int, default=3000)
@@ -148,6 +155,17 @@ def _lineage(args: argparse.Namespace) -> int:
             mark = "  (changed since)" if row["changed_since"] else ""
             version = f"[{row['origin']}] {row['caption_version']}"
             print(f"  {row['clip']} {version}: {row['caption']}{mark}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    if not args.dry_run:
+        args.select, args.json = "+lora_checkpoints", False
+        return _run(args)
+    from wan_lora_dagster.pipeline.catalog import load_catalog
+    from wan_lora_dagster.pipeline.dry_run import dry_run
+
+    print(dry_run(load_catalog(open_project(args.project))))
     return 0
 
 

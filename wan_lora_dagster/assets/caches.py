@@ -49,8 +49,8 @@ def _encode(context, project: ProjectResource, asset: str, encode) -> StepOutcom
 def text_cache(context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource):
     def encode(catalog, stale, progress):
         recipe = catalog.project.recipe
-        model = engine.engine(catalog.project)
-        return domain.make_text_caches(catalog, stale, recipe.training, model, progress)
+        with engine.session(catalog.project) as model:
+            return domain.make_text_caches(catalog, stale, recipe.training, model, progress)
 
     catalog, outcome = _encode(context, project, "text_cache", encode)
     yield from emit(context, outcome, catalog.records, lambda _key, r: {"file": r["file"]})
@@ -75,11 +75,11 @@ def latent_cache(
         recipe = catalog.project.recipe
         versions = {clip: catalog.records.read("clips", clip)["data_version"] for clip in stale}
         media = {clip: clip_path(catalog.project, clip) for clip in stale}
-        model = engine.engine(catalog.project)
         sections = recipe.sections_for("clips")
-        return domain.make_latent_caches(
-            catalog, stale, media, versions, sections, recipe.training, model, progress
-        )
+        with engine.session(catalog.project) as model:
+            return domain.make_latent_caches(
+                catalog, stale, media, versions, sections, recipe.training, model, progress
+            )
 
     catalog, outcome = _encode(context, project, "latent_cache", encode)
     yield from emit(context, outcome, catalog.records, _latent_metadata)

@@ -38,16 +38,16 @@ def eval_videos(
     keys = context.partition_keys
     wanted = {key: expectations.fingerprint("eval_videos", key) for key in keys}
     stale, fresh = stale_partitions(catalog.records, "eval_videos", keys, wanted)
-    model = engine.engine(catalog.project)
     progress = ProgressThrottle("eval_videos", context.log.info)
-    outcome = make_each(
-        "eval_videos",
-        stale,
-        lambda key: domain.evaluate_checkpoint(
-            catalog, key, model, expectations.manifest, progress
-        ),
-        context.log,
-    )
+    with engine.session(catalog.project) as model:
+        outcome = make_each(
+            "eval_videos",
+            stale,
+            lambda key: domain.evaluate_checkpoint(
+                catalog, key, model, expectations.manifest, progress
+            ),
+            context.log,
+        )
     outcome.skipped = fresh
 
     def metadata(key: str, record: dict) -> dict:

@@ -144,7 +144,8 @@ def lora_checkpoints(
         header=domain.checkpoint_header(manifest, recipe, plan),
     )
     domain.set_aside_unrecorded(catalog, plan)
-    engine.engine(catalog.project).train(request, on_progress, on_checkpoint)
+    with engine.session(catalog.project) as trainer:
+        trainer.train(request, on_progress, on_checkpoint)
     table = caption_table(
         [
             {

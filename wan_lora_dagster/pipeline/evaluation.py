@@ -3,19 +3,21 @@ held-out validation loss so checkpoints are compared by a number, not only by ey
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from wan_lora_dagster.engines.base import Engine, SampleRequest, SampleVideo
-from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.errors import EngineError, UserError
 from wan_lora_dagster.formats.lora import update_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.project import Recipe, fingerprint
 
+logger = logging.getLogger(__name__)
 EVAL_CODE_VERSION = "1"
 BEST_CODE_VERSION = "1"
 SHEET_CELL = 96
@@ -67,14 +69,19 @@ def evaluate_checkpoint(
 
 
 def validation_losses(engine: Engine, lora: Path, manifest: TrainingSetManifest, recipe: Recipe):
-    """(with the LoRA, without it); (None, None) when no clip is held out."""
+    """(with the LoRA, without it); (None, None) when no clip is held out or the engine has no
+    held-out loss (musubi-tuner has none): checkpoints are then compared by eye."""
     if not manifest.held_out_entries():
         return None, None
     settings = recipe.training
-    return (
-        engine.validation_loss(lora, manifest, settings),
-        engine.validation_loss(None, manifest, settings),
-    )
+    try:
+        return (
+            engine.validation_loss(lora, manifest, settings),
+            engine.validation_loss(None, manifest, settings),
+        )
+    except EngineError as error:
+        logger.warning("no validation loss: %s", error)
+        return None, None
 
 
 def contact_sheet(videos: list[SampleVideo], path: Path) -> Path:

@@ -9,9 +9,16 @@ from pathlib import Path
 
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.formats.manifest import ExcludedItem, ManifestEntry, TrainingSetManifest
-from wan_lora_dagster.media.buckets import suggest_buckets
-from wan_lora_dagster.media.windows import excluded_reason
-from wan_lora_dagster.pipeline.caches import model_identity
+from wan_lora_dagster.formats.musubi_cache import latent_cache_name, text_cache_name
+from wan_lora_dagster.media.buckets import bucket_for_section, suggest_buckets
+from wan_lora_dagster.media.windows import excluded_reason, frame_windows
+from wan_lora_dagster.pipeline.caches import (
+    model_identity,
+    section_cache_dir,
+    section_latent_fingerprint,
+    text_cache_dir,
+    text_fingerprint,
+)
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.project import Recipe, fingerprint
 
@@ -28,18 +35,22 @@ def held_out_clips(clip_ids: list[str], recipe: Recipe) -> set[str]:
     return set(by_hash[: recipe.eval.num_held_out])
 
 
-def build_manifest(catalog: Catalog, recipe: Recipe) -> TrainingSetManifest:
-    """Every cache file of every clip under every clip section, with its caption."""
-    records = catalog.records
+def build_manifest(catalog: Catalog, recipe: Recipe, planned: bool = False) -> TrainingSetManifest:
+    """Every cache file of every clip under every clip section, with its caption.
+
+    `planned`: the files the engine will write (names from musubi's rules), for a dry run
+    before any cache exists; otherwise the files the cache records list.
+    """
     held_out = held_out_clips(catalog.clip_ids, recipe)
+    caches_of = _planned_caches if planned else _recorded_caches
     entries, excluded = [], []
     for clip_id in catalog.clip_ids:
-        caption = records.read("captions", clip_id)
-        text = records.read("text_cache", clip_id)
-        latent = records.read("latent_cache", clip_id)
-        clip = records.read("clips", clip_id)
+        caption = catalog.records.read("captions", clip_id)
+        clip = catalog.records.read("clips", clip_id)
         for section in recipe.sections_for("clips"):
-            files = latent["sections"].get(section.name, {}).get("files", [])
+            files, latent_version, text_file, text_version = caches_of(
+                catalog, clip_id, clip, caption, section
+            )
             if not files:
                 reason = excluded_reason(clip["num_frames"], section) or "no latent was written"
                 excluded.append(ExcludedItem(clip_id, section.name, reason))
@@ -50,12 +61,12 @@ def build_manifest(catalog: Catalog, recipe: Recipe) -> TrainingSetManifest:
                     kind="clip",
                     section=section.name,
                     latent_files=tuple(files),
-                    text_file=text["file"],
+                    text_file=text_file,
                     caption=caption["text"],
                     caption_origin=caption["origin"],
                     caption_version=caption["data_version"],
-                    latent_version=latent["sections"][section.name]["fingerprint"],
-                    text_version=text["data_version"],
+                    latent_version=latent_version,
+                    text_version=text_version,
                     num_repeats=section.num_repeats,
                     held_out=clip_id in held_out,
                 )
@@ -63,6 +74,30 @@ def build_manifest(catalog: Catalog, recipe: Recipe) -> TrainingSetManifest:
     manifest = TrainingSetManifest(tuple(entries), tuple(excluded), root=catalog.project.root)
     _require_every_section_fed(manifest, recipe)
     return manifest
+
+
+def _recorded_caches(catalog: Catalog, clip_id: str, _clip: dict, _caption: dict, section):
+    text = catalog.records.read("text_cache", clip_id)
+    latent = catalog.records.read("latent_cache", clip_id)["sections"].get(section.name, {})
+    files = latent.get("files", [])
+    return files, latent.get("fingerprint"), text["file"], text["data_version"]
+
+
+def _planned_caches(catalog: Catalog, clip_id: str, clip: dict, caption: dict, section):
+    project, settings = catalog.project, catalog.project.recipe.training
+    bucket = bucket_for_section(clip["width"], clip["height"], section)
+    directory = section_cache_dir(project, section).relative_to(project.root)
+    files = [
+        str(directory / latent_cache_name(clip_id, *bucket, window.start_frame, window.num_frames))
+        for window in frame_windows(clip["num_frames"], section)
+    ]
+    text_file = text_cache_dir(project).relative_to(project.root) / text_cache_name(clip_id)
+    return (
+        files,
+        section_latent_fingerprint(clip["data_version"], section, settings),
+        str(text_file),
+        text_fingerprint(caption["data_version"], settings),
+    )
 
 
 def _require_every_section_fed(manifest: TrainingSetManifest, recipe: Recipe) -> None:
@@ -213,13 +248,24 @@ def checkpoint_record(
 
 
 def set_aside_unrecorded(catalog: Catalog, plan: CheckpointPlan) -> list[Path]:
-    """Move files an interrupted run of this plan left, so the new run never overwrites them."""
+    """Move files of this plan that no record lists (an interrupted run's), never recorded ones.
+
+    The new run then never overwrites them, and a recorded checkpoint stays where its record
+    says; the musubi engine resumes from its own journal either way.
+    """
     directory = checkpoint_dir(catalog)
+    recorded = {
+        catalog.records.read("lora_checkpoints", key)["file"]
+        for key in plan.keys
+        if catalog.records.read("lora_checkpoints", key)
+    }
     moved = []
     for path in sorted(directory.glob(f"{plan.output_name}*.safetensors")):
-        target = directory / "_interrupted" / path.name
+        if str(path.relative_to(catalog.project.root)) in recorded:
+            continue
+        target = directory / "_interrupted" / f"{path.stem}.{int(path.stat().st_mtime)}.safetensors"
         target.parent.mkdir(parents=True, exist_ok=True)
-        path.replace(target.with_name(f"{target.stem}.{int(path.stat().st_mtime)}{target.suffix}"))
+        path.replace(target)
         moved.append(target)
     return moved
 

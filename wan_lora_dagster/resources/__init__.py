@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import dagster as dg
 
 from wan_lora_dagster.captioning.backends import Captioner, load_captioner
@@ -55,6 +59,19 @@ class EngineResource(dg.ConfigurableResource):
 
     def engine(self, project: Project) -> Engine:
         return create_engine(project.recipe.training, project.out_dir, device=self.device)
+
+    @contextmanager
+    def session(self, project: Project) -> Iterator[Engine]:
+        """The engine, with a run's termination (SIGTERM/SIGINT) ending its subprocesses first."""
+        engine = self.engine(project)
+        cancel = getattr(engine, "cancel", None)
+        if cancel is None or threading.current_thread() is not threading.main_thread():
+            yield engine
+            return
+        from wan_lora_dagster.engines.musubi import cancel_on_signals
+
+        with cancel_on_signals(cancel):
+            yield engine
 
 
 def build_resources(project_root: str) -> dict:
