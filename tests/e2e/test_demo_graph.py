@@ -7,7 +7,9 @@ from safetensors import safe_open
 
 from tests.e2e.conftest import run_json, wan_lora
 from wan_lora_dagster.formats.lora import read_lora_header
+from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.pipeline.status import ASSET_ORDER
+from wan_lora_dagster.pipeline.training import build_manifest
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.runner import open_instance
 
@@ -65,3 +67,10 @@ def test_a_section_with_no_clips_stops_before_training(demo_copy, capsys):
     assert "section 'long': no training clips" in summary["training_set"]["errors"]["__all__"]
     assert summary["lora_checkpoints"]["materialized"] == []
     assert not list((demo_copy / "out" / "checkpoints").glob("lora-*.safetensors"))[2:]
+
+
+def test_the_planned_manifest_of_a_dry_run_is_the_one_training_gets(built_demo):
+    catalog = load_catalog(open_project(built_demo))
+    recipe = catalog.project.recipe
+    planned = build_manifest(catalog, recipe, planned=True)
+    assert planned.version == build_manifest(catalog, recipe).version

@@ -6,7 +6,6 @@ import dagster as dg
 
 from wan_lora_dagster.assets.metadata import caption_table, image_markdown
 from wan_lora_dagster.assets.partitioned import CHECKPOINT_PARTITIONS, SINGLE_RUN, StepOutcome, emit
-from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline import training as domain
 from wan_lora_dagster.pipeline.plots import loss_curve
@@ -135,14 +134,7 @@ def lora_checkpoints(
         outcome.records[key] = record
         context.log.info(f"checkpoint {key}: {info.path.name}, loss {info.loss}")
 
-    request = TrainRequest(
-        manifest=manifest,
-        settings=recipe.training,
-        sections=recipe.datasets,
-        output_dir=domain.checkpoint_dir(catalog),
-        output_name=plan.output_name,
-        header=domain.checkpoint_header(manifest, recipe, plan),
-    )
+    request = domain.train_request(catalog, manifest, plan)
     domain.set_aside_unrecorded(catalog, plan)
     with engine.session(catalog.project) as trainer:
         trainer.train(request, on_progress, on_checkpoint)

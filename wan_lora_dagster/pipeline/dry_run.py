@@ -7,7 +7,7 @@ the training set as the project stands, with the checkpoint names the graph woul
 from __future__ import annotations
 
 from wan_lora_dagster.engines import create_engine
-from wan_lora_dagster.engines.base import LatentJob, TextJob, TrainRequest
+from wan_lora_dagster.engines.base import LatentJob, TextJob
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline import caches, training
 from wan_lora_dagster.pipeline.catalog import Catalog
@@ -30,14 +30,7 @@ def dry_run(catalog: Catalog) -> str:
     manifest = _training_set(catalog, expectations)
     report = training.dataset_report(catalog, manifest, recipe)
     plan = training.checkpoint_plan(manifest, recipe, training.steps_per_epoch(report))
-    request = TrainRequest(
-        manifest=manifest,
-        settings=recipe.training,
-        sections=recipe.datasets,
-        output_dir=training.checkpoint_dir(catalog),
-        output_name=plan.output_name,
-        header=training.checkpoint_header(manifest, recipe, plan),
-    )
+    request = training.train_request(catalog, manifest, plan)
     stale = [c for c in catalog.clip_ids if not expectations.is_fresh("latent_cache", c)]
     latent_jobs = [
         LatentJob(

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.formats.manifest import ExcludedItem, ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import latent_cache_name, text_cache_name
@@ -217,6 +218,21 @@ def checkpoint_header(manifest: TrainingSetManifest, recipe: Recipe, plan: Check
         "wan_lora.training_settings": recipe.training.model_dump_json(),
         "wan_lora.note": "trained by wan-lora-dagster; manifest in out/training_set/",
     }
+
+
+def train_request(
+    catalog: Catalog, manifest: TrainingSetManifest, plan: CheckpointPlan
+) -> TrainRequest:
+    """What the engine trains: the manifest's caches, named and headed for the plan."""
+    recipe = catalog.project.recipe
+    return TrainRequest(
+        manifest=manifest,
+        settings=recipe.training,
+        sections=recipe.datasets,
+        output_dir=checkpoint_dir(catalog),
+        output_name=plan.output_name,
+        header=checkpoint_header(manifest, recipe, plan),
+    )
 
 
 def checkpoint_key(plan: CheckpointPlan, epoch: int, step: int) -> str | None:
