@@ -1,15 +1,18 @@
-# `make demo` and `make test` do all the set-up on a fresh machine: ffmpeg, a virtual environment,
-# torch (the CPU build, before everything else so pip never pulls a CUDA build), the package.
+# `make demo` and `make test` do all the set-up on a fresh machine: ffmpeg, Chromium (for the
+# browser tests), a virtual environment, torch (the CPU build, first, so pip never pulls a CUDA
+# build), then the package.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+APT_INSTALL := { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	apt-get install -y -qq --no-install-recommends
+APT_DONE := >/dev/null; }
 
 .PHONY: demo test lint ui clean
 
 $(INSTALLED): pyproject.toml
-	@command -v ffmpeg >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; } || \
+	@command -v ffmpeg >/dev/null || $(APT_INSTALL) ffmpeg $(APT_DONE) || \
 		echo "ffmpeg not installed system-wide: using the one imageio-ffmpeg carries"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -21,6 +24,8 @@ demo: $(INSTALLED)
 	$(BIN)/wan-lora demo demo
 
 test: $(INSTALLED)
+	@command -v chromium >/dev/null || $(APT_INSTALL) chromium fonts-liberation $(APT_DONE) || \
+		echo "chromium not installed: the browser tests will be skipped"
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: $(INSTALLED)

@@ -2,6 +2,8 @@
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.data_version import StaleStatus
+from dagster._utils.test.data_versions import get_stale_status_resolver
 
 from tests.e2e.conftest import run_json
 from wan_lora_dagster.project import open_project
@@ -72,3 +74,27 @@ def test_the_schedule_skips_an_unchanged_training_set_and_fires_on_a_changed_one
     assert (
         request.tags["dagster/asset_partition_range_start"].split("-")[0] != keys[0].split("-")[0]
     )
+
+
+def unsynced_in_the_ui(runner: ProjectRunner) -> dict[str, list]:
+    """What Dagster's own stale-status resolver (the UI's "Unsynced") reports, per asset."""
+    resolver = get_stale_status_resolver(runner.instance, list(runner.defs.assets))
+    unsynced = {}
+    for key in runner.graph.materializable_asset_keys:
+        partitions_def = runner.graph.get(key).partitions_def
+        keys = (
+            runner.instance.get_dynamic_partitions(partitions_def.name)
+            if partitions_def
+            else [None]
+        )
+        stale = [k for k in keys if resolver.get_status(key, k) == StaleStatus.STALE]
+        if stale:
+            unsynced[key.to_user_string()] = stale
+    return unsynced
+
+
+def test_the_ui_marks_exactly_the_edited_clips_caption_unsynced(runner):
+    assert unsynced_in_the_ui(runner) == {}, "after a full run nothing is unsynced"
+    (runner.project.captions_dir / "drift.txt").write_text("demostyle, edited by hand\n")
+    runner.sync()
+    assert unsynced_in_the_ui(runner) == {"captions": ["drift"]}

@@ -20,6 +20,11 @@ CHECKPOINT_PARTITIONS = dg.DynamicPartitionsDefinition(name="checkpoints")
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 SKIPPED_TAG = "wan_lora/skipped_fresh"
 DATA_VERSION_TAG = "dagster/data_version"
+NULL = "NULL"  # Dagster's own marker for a missing input version or event
+EVENTS_OF_INPUTS = (
+    dg.DagsterEventType.ASSET_OBSERVATION,
+    dg.DagsterEventType.ASSET_MATERIALIZATION,
+)
 
 
 @dataclass
@@ -78,6 +83,7 @@ def emit(
     code_version = context.assets_def.code_versions_by_key[asset_key]
     for key in outcome.skipped:
         outcome.records.setdefault(key, records.read(asset, key))
+    provenance = input_provenance(context, list(outcome.records))
     for key, record in outcome.records.items():
         yield dg.AssetMaterialization(
             asset_key=asset_key,
@@ -86,6 +92,7 @@ def emit(
             tags={
                 DATA_VERSION_TAG: record["data_version"],
                 "dagster/code_version": code_version,
+                **provenance[key],
             },
         )
     if outcome.failures:
@@ -98,29 +105,57 @@ def emit(
 
 
 def input_provenance(context: dg.AssetExecutionContext, keys: list[str]) -> dict[str, dict]:
-    """Per partition, the data version and event of each same-partition input it was made from.
+    """Per partition, the data version and event of each input it was made from.
 
     Dagster writes these tags itself on an `Output`; our per-partition events carry them too, so
-    the UI marks exactly the partitions whose own inputs changed. Batched: two queries per input.
+    the UI marks exactly the partitions whose own inputs changed. An input is either observed (a
+    source) or materialized; a run's own job graph does not say which, so both are asked.
     """
     graph = context.job_def.asset_layer.asset_graph
-    storage = context.instance.event_log_storage
+    own_partitions = graph.get(context.asset_key).partitions_def
     tags: dict[str, dict] = {key: {} for key in keys}
     for dependency in graph.get(context.asset_key).parent_keys:
-        if graph.get(dependency).partitions_def != graph.get(context.asset_key).partitions_def:
-            continue
-        event_type = (
-            dg.DagsterEventType.ASSET_OBSERVATION
-            if graph.get(dependency).is_external
-            else dg.DagsterEventType.ASSET_MATERIALIZATION
-        )
-        pointers = storage.get_latest_storage_id_by_partition(dependency, event_type, set(keys))
-        versions = storage.get_latest_tags_by_partition(
-            dependency, event_type, [DATA_VERSION_TAG], keys
-        )
+        same_partitions = graph.get(dependency).partitions_def == own_partitions
+        inputs = {}
+        for event_type in EVENTS_OF_INPUTS:
+            if same_partitions:
+                found = _same_partition_inputs(context, dependency, event_type, keys)
+            else:
+                found = dict.fromkeys(keys, _latest_input(context, dependency, event_type))
+            inputs.update({key: value for key, value in found.items() if value[1] != NULL})
         name = dependency.to_user_string()
         for key in keys:
-            version = versions.get(key, {}).get(DATA_VERSION_TAG, "NULL")
+            version, pointer = inputs.get(key, (NULL, NULL))
             tags[key][f"dagster/input_data_version/{name}"] = version
-            tags[key][f"dagster/input_event_pointer/{name}"] = str(pointers.get(key, "NULL"))
+            tags[key][f"dagster/input_event_pointer/{name}"] = pointer
     return tags
+
+
+def _same_partition_inputs(context, dependency, event_type, keys) -> dict[str, tuple[str, str]]:
+    storage = context.instance.event_log_storage
+    pointers = storage.get_latest_storage_id_by_partition(dependency, event_type, set(keys))
+    versions = storage.get_latest_tags_by_partition(
+        dependency, event_type, [DATA_VERSION_TAG], keys
+    )
+    return {
+        key: (
+            versions.get(key, {}).get(DATA_VERSION_TAG, NULL),
+            str(pointers.get(key, NULL)),
+        )
+        for key in keys
+    }
+
+
+def _latest_input(context, dependency, event_type) -> tuple[str, str]:
+    """An unpartitioned input (the manifest feeding checkpoints): its latest event."""
+    instance = context.instance
+    fetch = (
+        instance.fetch_observations
+        if event_type == dg.DagsterEventType.ASSET_OBSERVATION
+        else instance.fetch_materializations
+    )
+    records = fetch(dependency, limit=1).records
+    if not records:
+        return NULL, NULL
+    tags = records[0].event_log_entry.tags or {}
+    return tags.get(DATA_VERSION_TAG, NULL), str(records[0].storage_id)

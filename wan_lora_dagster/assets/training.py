@@ -41,7 +41,7 @@ def training_set(context: dg.AssetExecutionContext, project: ProjectResource) ->
         None,
         data_version=dg.DataVersion(manifest.version),
         metadata={
-            "manifest": dg.MetadataValue.path(str(path)),
+            "manifest": dg.MetadataValue.path(str(path.relative_to(catalog.project.root))),
             "entries": len(manifest.entries),
             "held_out": len(manifest.held_out_entries()),
             "excluded": len(manifest.excluded),
@@ -154,7 +154,8 @@ def lora_checkpoints(
         return {
             "training_set": record["training_set"],
             "manifest": dg.MetadataValue.path(
-                str(domain.manifest_dir(catalog) / f"{manifest.version}.json")
+                str(domain.manifest_dir(catalog).relative_to(catalog.project.root))
+                + f"/{manifest.version}.json"
             ),
             "captions": table,
             "epoch": record["epoch"],

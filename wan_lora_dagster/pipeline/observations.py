@@ -18,10 +18,13 @@ def range_versions(catalog: Catalog) -> dict[str, str]:
 
 
 def caption_file_versions(catalog: Catalog) -> dict[str, str]:
-    """Clip -> hash of its caption file's text ('missing' when there is none)."""
+    """Clip -> hash of its hand-edited caption text, or 'auto' while the captioner owns it.
+
+    The source is the user's hand edits: the captioner writing its own file is no new version.
+    """
     store = caption_store(catalog.project)
     versions = {}
     for clip_id in catalog.clip_ids:
-        text = store.state(clip_id).text
-        versions[clip_id] = fingerprint(text) if text is not None else "missing"
+        state = store.state(clip_id)
+        versions[clip_id] = fingerprint(state.text) if state.origin == "edited" else "auto"
     return versions
