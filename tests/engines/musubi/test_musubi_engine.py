@@ -174,10 +174,13 @@ def test_a_cancelled_run_resumes_where_its_state_was_saved(
     assert sorted(c.path.name for c in landed) == [
         f"lora-abc123-{e:06d}.safetensors" for e in (1, 2, 3, 4)
     ]
-    done_epochs = max(c.epoch for c in first)
     _, resumed = launches(argv_log, "wan_train_network")
-    assert Path(value_of(resumed, "--resume")).name == f"lora-abc123-{done_epochs:06d}-state"
-    assert value_of(resumed, "--max_train_epochs") == str(4 - done_epochs)
+    state = Path(value_of(resumed, "--resume")).name
+    assert state.startswith("lora-abc123-") and state.endswith("-state")
+    resumed_from = int(state.split("-")[-2])
+    # A state the trainer finished while the cancel was on its way counts too: never less.
+    assert resumed_from >= max(c.epoch for c in first)
+    assert value_of(resumed, "--max_train_epochs") == str(4 - resumed_from)
     assert read_lora_header(landed[-1].path)["ss_steps"] == "28"
 
 
