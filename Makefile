@@ -26,7 +26,7 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	@command -v chromium >/dev/null || $(APT_INSTALL) chromium fonts-liberation $(APT_DONE) || \
 		echo "chromium not installed: the browser tests will be skipped"
-	$(BIN)/python -m pytest -q -n 2 --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 lint: $(INSTALLED)
 	$(BIN)/ruff format --check . && $(BIN)/ruff check .

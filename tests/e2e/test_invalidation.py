@@ -21,7 +21,7 @@ from wan_lora_dagster.scaffold import init_project
 
 pytestmark = pytest.mark.slow
 
-NUM_CLIPS = 110
+NUM_CLIPS = 104
 CLIP_SECONDS = 0.5
 RECIPE = """\
 [[datasets]]
