@@ -53,6 +53,8 @@ MODEL_LOAD = "engine + model load (tiny)"
 STEPS = "training loop less callbacks (steps, saves)"
 PROGRESS = "progress callback (bar; run-log line each 10 %)"
 CHECKPOINTS = "checkpoint callback (record, PNG, log line)"
+DIRECT = "direct: DiffusersEngine.train"
+THROUGH_DAGSTER = "dagster: wan-lora run --select lora_checkpoints"
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,6 @@ def main() -> None:
         timers.restore()
     startup = command_startup_seconds(repeats=scale.repeats)
     report(scale, direct, dagster, startup, load_at_start)
-
-
-DIRECT = "direct: DiffusersEngine.train"
-THROUGH_DAGSTER = "dagster: wan-lora run --select lora_checkpoints"
 
 
 def report(
