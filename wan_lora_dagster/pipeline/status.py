@@ -25,23 +25,37 @@ FRESH, UNSYNCED, MISSING = "fresh", "unsynced", "missing"
 
 
 class Expectations:
-    """The fingerprint each partition should have now; None where an upstream is not fresh."""
+    """The fingerprint each partition should have now; None where an upstream is not fresh.
+
+    A snapshot: records and freshness are read once per partition, since every downstream
+    question asks about the same upstream partitions again. Make a new one after a run.
+    """
 
     def __init__(self, catalog: Catalog):
         self.catalog = catalog
         self.recipe = catalog.project.recipe
         self.records = catalog.records
+        self._records: dict[tuple[str, str], dict | None] = {}
+        self._fresh: dict[tuple[str, str], bool] = {}
 
     def fingerprint(self, asset: str, key: str = UNPARTITIONED) -> str | None:
         return getattr(self, f"_{asset}")(key)
 
+    def _record(self, asset: str, key: str) -> dict | None:
+        if (asset, key) not in self._records:
+            self._records[asset, key] = self.records.read(asset, key)
+        return self._records[asset, key]
+
     def is_fresh(self, asset: str, key: str = UNPARTITIONED) -> bool:
-        record = self.records.read(asset, key)
-        wanted = self.fingerprint(asset, key)
-        return record is not None and wanted is not None and record["fingerprint"] == wanted
+        if (asset, key) not in self._fresh:
+            record = self._record(asset, key)
+            wanted = self.fingerprint(asset, key)
+            fresh = record is not None and wanted is not None and record["fingerprint"] == wanted
+            self._fresh[asset, key] = fresh
+        return self._fresh[asset, key]
 
     def state(self, asset: str, key: str = UNPARTITIONED) -> str:
-        if self.records.read(asset, key) is None:
+        if self._record(asset, key) is None:
             return MISSING
         return FRESH if self.is_fresh(asset, key) else UNSYNCED
 
@@ -54,7 +68,7 @@ class Expectations:
         return [UNPARTITIONED]
 
     def _fresh_data_version(self, asset: str, key: str) -> str | None:
-        return self.records.read(asset, key)["data_version"] if self.is_fresh(asset, key) else None
+        return self._record(asset, key)["data_version"] if self.is_fresh(asset, key) else None
 
     def _clips(self, clip_id: str) -> str:
         return dataset.clip_fingerprint(self.catalog, clip_id, CutSettings())
@@ -115,7 +129,7 @@ class Expectations:
 
     @cached_property
     def plan(self) -> training.CheckpointPlan | None:
-        report = self.records.read("dataset_report")
+        report = self._record("dataset_report", UNPARTITIONED)
         if not (self.manifest and report and self.is_fresh("dataset_report")):
             return None
         return training.checkpoint_plan(
