@@ -5,7 +5,8 @@ acts as the script it is called as. It imitates what the engine relies on (musub
 30c658c): cache names from each item's basename, deleting other caches unless --keep_cache, the
 trainer's lines and tqdm bar, `{name}-{epoch:06d}` / `{name}-step{step:08d}` / `{name}` files,
 `-state` folders written with `random_states_0.pkl` last, counters restarting at zero on
---resume, and generation's `Video saved to:` lines. It imports nothing of the project.
+--resume, and generation's `Video saved to:` lines
+(over a real, flat gray h264 file). It imports nothing of the project.
 
 Environment: FAKE_MUSUBI_STEP_SECONDS (sleep per step), FAKE_MUSUBI_GRANDCHILD (the trainer
 starts a sleeping grandchild, as data-loader workers are, and prints its pid),
@@ -232,6 +233,8 @@ def generate() -> None:
     parser.add_argument("--save_path", required=True)
     parser.add_argument("--lora_weight", nargs="*")
     parser.add_argument("--lora_multiplier", type=float, nargs="*")
+    parser.add_argument("--video_size", type=int, nargs=2, default=[256, 256])
+    parser.add_argument("--video_length", type=int, default=9)
     args, _ = parser.parse_known_args()
     fail_like_the_hub()
     lines = Path(args.from_file).read_text(encoding="utf-8").splitlines()
@@ -240,8 +243,25 @@ def generate() -> None:
         prompt, _, seed = line.partition(" --d ")
         path = Path(args.save_path) / f"20261122-000000-{index:03d}_{seed}.mp4"
         lora = f"{args.lora_weight[0]} x{args.lora_multiplier[0]}" if args.lora_weight else "none"
-        path.write_text(f"{prompt}\nlora: {lora}\n", encoding="utf-8")
+        write_gray_video(path, args.video_size, args.video_length, f"{prompt}\nlora: {lora}")
         print(f"INFO:fake:Video saved to: {path}")
+
+
+def write_gray_video(path: Path, size: list[int], num_frames: int, comment: str) -> None:
+    """A real h264 file of flat gray frames, so the eval step can decode and thumbnail it; the
+    prompt and LoRA it was asked for go in its `comment` tag, for tests to read."""
+    import av
+    import numpy as np
+
+    height, width = size
+    with av.open(str(path), "w") as container:
+        container.metadata["comment"] = comment
+        stream = container.add_stream("libx264", rate=16)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        frame = np.full((height, width, 3), 128, dtype=np.uint8)
+        for _ in range(num_frames):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
 
 
 if __name__ == "__main__":

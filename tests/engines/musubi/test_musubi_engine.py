@@ -8,6 +8,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import av
 import pytest
 from musubi_fixtures import (
     CAPTIONS,
@@ -224,7 +225,8 @@ def test_samples_take_the_diffusers_engines_names(make_engine, tmp_path, argv_lo
     ]
     for video, (strength, index, prompt, _) in zip(videos, expected, strict=True):
         assert video.path == tmp_path / "eval" / sample_video_name(index, strength, video.seed)
-        content = video.path.read_text()
+        with av.open(str(video.path)) as container:
+            content = container.metadata["comment"]
         assert content.startswith(prompt)
         assert ("lora: none" in content) == (strength == 0)
     assert len(launches(argv_log, "wan_generate_video")) == 2, "one generation run per strength"
