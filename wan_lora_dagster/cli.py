@@ -18,6 +18,8 @@ from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.scaffold import create_demo_project, init_project
 
+INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl-C
+
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
@@ -104,6 +106,13 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(table, indent=1))
     else:
         _print_run_summary(table)
+    if any(stage["interrupted"] for stage in table.values()):
+        print(
+            f"cancelled during {list(table)[-1]}: what was made is kept; "
+            f"`wan-lora run --project {args.project}` goes on from there",
+            file=sys.stderr,
+        )
+        return INTERRUPTED_EXIT
     return 1 if any(stage["failed"] or stage["blocked"] for stage in table.values()) else 0
 
 

@@ -15,3 +15,7 @@ class MediaError(UserError):
 
 class EngineError(UserError):
     """A training engine is missing, misconfigured or failed."""
+
+
+class EngineCancelled(EngineError):
+    """The work was cancelled (a run's termination, Ctrl-C); nothing of it runs on."""

@@ -34,8 +34,10 @@ OBSERVED_SOURCES = {
     "caption_files": observations.caption_file_versions,
 }
 DATA_VERSION_TAG = "dagster/data_version"
-# The run log keeps every event for the UI; the terminal shows progress bars and errors only.
-QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "EngineCancelled"}
+# The run log keeps every event and stack trace for the UI; the terminal shows progress bars and
+# the summary, which names each failed partition's error.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
 @dataclass
@@ -45,6 +47,7 @@ class StageSummary:
     failed: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    interrupted: bool = False
 
 
 def open_instance(project: Project) -> dg.DagsterInstance:
@@ -105,8 +108,14 @@ class ProjectRunner:
         return [asset for asset in ASSET_ORDER if asset in chosen]
 
     def run(self, selection: str | None = None) -> dict[str, StageSummary]:
+        """Stage by stage; an interrupt (Ctrl-C, SIGTERM) ends the stage in hand and the rest."""
         self.sync()
-        return {asset: self._run_stage(asset) for asset in self.select(selection)}
+        summaries = {}
+        for asset in self.select(selection):
+            summaries[asset] = self._run_stage(asset)
+            if summaries[asset].interrupted:
+                break
+        return summaries
 
     def _run_stage(self, asset: str) -> StageSummary:
         expectations = Expectations(load_catalog(self.project))
@@ -117,10 +126,14 @@ class ProjectRunner:
         ready = [key for key in stale if expectations.fingerprint(asset, key) is not None]
         summary = StageSummary(skipped_fresh=len(keys) - len(stale))
         summary.blocked = [key for key in stale if key not in ready]
-        if asset == "lora_checkpoints" and ready:
-            ready = keys  # one training run saves every checkpoint of the plan
-        for run_keys in self._runs_for(asset, ready):
+        # one training run saves every checkpoint of the plan, and resumes where it stopped
+        launch = keys if asset == "lora_checkpoints" and ready else ready
+        for run_keys in self._runs_for(asset, launch):
             result = self._execute(asset, run_keys)
+            summary.interrupted = was_interrupted(result)
+            if summary.interrupted:
+                summary.errors.update(dict.fromkeys(run_keys, "cancelled"))
+                break
             summary.errors.update(failure_messages(result, run_keys))
         after = Expectations(load_catalog(self.project))
         for key in ready:
@@ -191,6 +204,17 @@ class ProjectRunner:
             if run and run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
                 failed.add(key)
         return failed
+
+
+def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether a step failed because the run was interrupted or its engine work cancelled."""
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None:
+            if error.cls_name in INTERRUPTS:
+                return True
+            error = error.cause or error.context
+    return False
 
 
 def failure_messages(result: dg.ExecuteInProcessResult, keys: list[str]) -> dict[str, str]:

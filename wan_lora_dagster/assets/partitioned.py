@@ -80,11 +80,28 @@ def emit(
             metadata={"made": len(outcome.records), "skipped_fresh": len(outcome.skipped)},
             tags={SKIPPED_TAG: str(len(outcome.skipped))},
         )
-    code_version = context.assets_def.code_versions_by_key[asset_key]
     for key in outcome.skipped:
         outcome.records.setdefault(key, records.read(asset, key))
-    provenance = input_provenance(context, list(outcome.records))
-    for key, record in outcome.records.items():
+    yield from partition_events(context, outcome.records, metadata_for)
+    if outcome.failures:
+        raise dg.Failure(
+            description=f"{len(outcome.failures)} partition(s) of {asset} failed: "
+            + "; ".join(f"{key}: {error}" for key, error in outcome.failures.items()),
+            metadata={key: dg.MetadataValue.text(error) for key, error in outcome.failures.items()},
+            allow_retries=False,
+        )
+
+
+def partition_events(
+    context: dg.AssetExecutionContext,
+    records_by_key: dict[str, dict],
+    metadata_for: Callable[[str, dict], dict],
+) -> Iterator[dg.AssetMaterialization]:
+    """One materialization per partition, with its own data version and input provenance."""
+    asset_key = context.asset_key
+    code_version = context.assets_def.code_versions_by_key[asset_key]
+    provenance = input_provenance(context, list(records_by_key))
+    for key, record in records_by_key.items():
         yield dg.AssetMaterialization(
             asset_key=asset_key,
             partition=key,
@@ -94,13 +111,6 @@ def emit(
                 "dagster/code_version": code_version,
                 **provenance[key],
             },
-        )
-    if outcome.failures:
-        raise dg.Failure(
-            description=f"{len(outcome.failures)} partition(s) of {asset} failed: "
-            + "; ".join(f"{key}: {error}" for key, error in outcome.failures.items()),
-            metadata={key: dg.MetadataValue.text(error) for key, error in outcome.failures.items()},
-            allow_retries=False,
         )
 
 

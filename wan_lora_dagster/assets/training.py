@@ -5,7 +5,16 @@ import json
 import dagster as dg
 
 from wan_lora_dagster.assets.metadata import caption_table, image_markdown
-from wan_lora_dagster.assets.partitioned import CHECKPOINT_PARTITIONS, SINGLE_RUN, StepOutcome, emit
+from wan_lora_dagster.assets.partitioned import (
+    CHECKPOINT_PARTITIONS,
+    SINGLE_RUN,
+    StepOutcome,
+    emit,
+    partition_events,
+    stale_partitions,
+)
+from wan_lora_dagster.engines.background import deliveries
+from wan_lora_dagster.engines.base import CheckpointInfo
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline import training as domain
 from wan_lora_dagster.pipeline.plots import loss_curve
@@ -110,34 +119,53 @@ def lora_checkpoints(
             "These checkpoints are not the current training run's: materialize training_set and "
             "dataset_report first (`wan-lora run` does it in order)."
         )
-    recipe = catalog.project.recipe
+    keys = context.partition_keys
+    wanted = {key: expectations.fingerprint("lora_checkpoints", key) for key in keys}
+    _, fresh = stale_partitions(catalog.records, "lora_checkpoints", keys, wanted)
+    outcome = StepOutcome(skipped=fresh)
+    metadata = _checkpoint_metadata(catalog, manifest)
     losses: list[tuple[int, float]] = []
-    outcome = StepOutcome()
     throttle = ProgressThrottle("lora_checkpoints", context.log.info)
-
-    def on_progress(progress):
-        throttle(progress)
-        if progress.loss is not None:
-            losses.append((progress.done, progress.loss))
-
-    def on_checkpoint(info):
-        key = domain.checkpoint_key(plan, info.epoch, info.step)
-        if key is None:
-            context.log.warning(
-                f"{info.path.name}: not a planned checkpoint, kept but not recorded"
-            )
-            return
-        record = domain.checkpoint_record(catalog, plan, key, manifest, info)
-        record["loss_curve"] = str(
-            loss_curve(losses, catalog.project.out("checkpoints", f"{key}.loss.png"))
-        )
-        outcome.records[key] = record
-        context.log.info(f"checkpoint {key}: {info.path.name}, loss {info.loss}")
-
     request = domain.train_request(catalog, manifest, plan)
     domain.set_aside_unrecorded(catalog, plan)
     with engine.session(catalog.project) as trainer:
-        trainer.train(request, on_progress, on_checkpoint)
+        training = deliveries(
+            lambda deliver: trainer.train(request, deliver, deliver), trainer.cancel
+        )
+        for landed in training:
+            if isinstance(landed, CheckpointInfo):
+                key = _record_checkpoint(context, catalog, plan, manifest, landed, losses)
+                if key:
+                    outcome.records[key] = catalog.records.read("lora_checkpoints", key)
+                    yield from partition_events(context, {key: outcome.records[key]}, metadata)
+            else:
+                throttle(landed)
+                if landed.loss is not None:
+                    losses.append((landed.done, landed.loss))
+    # Dagster's range-wide Output goes first, so each checkpoint's own event stays the latest.
+    yield from emit(context, outcome, catalog.records, metadata)
+
+
+def _record_checkpoint(context, catalog, plan, manifest, info: CheckpointInfo, losses):
+    """Write a landed checkpoint's record and loss curve; its partition key (None: unplanned)."""
+    key = domain.checkpoint_key(plan, info.epoch, info.step)
+    if key is None:
+        context.log.warning(f"{info.path.name}: not a planned checkpoint, kept but not recorded")
+        return None
+    domain.checkpoint_record(catalog, plan, key, manifest, info)
+    loss_curve(losses, _loss_curve_path(catalog, key))
+    context.log.info(f"checkpoint {key}: {info.path.name}, loss {info.loss}")
+    return key
+
+
+def _loss_curve_path(catalog, key: str):
+    return catalog.project.out("checkpoints", f"{key}.loss.png")
+
+
+def _checkpoint_metadata(catalog, manifest):
+    """The metadata of a checkpoint's event: its lineage (manifest, captions) and training."""
+    settings = dg.MetadataValue.json(json.loads(catalog.project.recipe.training.model_dump_json()))
+    manifest_file = domain.manifest_dir(catalog).relative_to(catalog.project.root)
     table = caption_table(
         [
             {
@@ -153,17 +181,14 @@ def lora_checkpoints(
     def metadata(key: str, record: dict) -> dict:
         return {
             "training_set": record["training_set"],
-            "manifest": dg.MetadataValue.path(
-                str(domain.manifest_dir(catalog).relative_to(catalog.project.root))
-                + f"/{manifest.version}.json"
-            ),
+            "manifest": dg.MetadataValue.path(f"{manifest_file}/{record['training_set']}.json"),
             "captions": table,
             "epoch": record["epoch"],
             "step": record["step"],
             "loss": record["loss"],
             "lora_file": dg.MetadataValue.path(record["file"]),
-            "settings": dg.MetadataValue.json(json.loads(recipe.training.model_dump_json())),
-            "loss_curve": image_markdown(catalog.project.root / record["loss_curve"], "loss curve"),
+            "settings": settings,
+            "loss_curve": image_markdown(_loss_curve_path(catalog, key), "loss curve"),
         }
 
-    yield from emit(context, outcome, catalog.records, metadata)
+    return metadata

@@ -110,6 +110,9 @@ class Engine(Protocol):
     def sample(self, request: SampleRequest, progress: ProgressCallback) -> list[SampleVideo]:
         """One mp4 per prompt x strength x seed; strength 0 is the base model."""
 
+    def cancel(self) -> None:
+        """From another thread: end the work in progress, which raises EngineCancelled."""
+
     def validation_loss(
         self, checkpoint: Path | None, manifest: TrainingSetManifest, settings: TrainingSettings
     ) -> float:

@@ -112,6 +112,10 @@ class DiffusersEngine:
     def sample(self, request: SampleRequest, progress: ProgressCallback) -> list[SampleVideo]:
         return sample_videos(self.models, request, progress)
 
+    def cancel(self) -> None:
+        """Nothing to end out of process: in-process work run through `engines.background`
+        stops at its next progress report."""
+
     def validation_loss(
         self, checkpoint: Path | None, manifest: TrainingSetManifest, settings: TrainingSettings
     ) -> float:

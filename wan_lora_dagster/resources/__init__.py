@@ -64,13 +64,12 @@ class EngineResource(dg.ConfigurableResource):
     def session(self, project: Project) -> Iterator[Engine]:
         """The engine, with a run's termination (SIGTERM/SIGINT) ending its subprocesses first."""
         engine = self.engine(project)
-        cancel = getattr(engine, "cancel", None)
-        if cancel is None or threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
             yield engine
             return
         from wan_lora_dagster.engines.musubi import cancel_on_signals
 
-        with cancel_on_signals(cancel):
+        with cancel_on_signals(engine.cancel):
             yield engine
 
 

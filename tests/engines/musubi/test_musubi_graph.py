@@ -1,36 +1,51 @@
-"""The musubi engine inside the graph, with the fake musubi-tuner clone (no model, no GPU)."""
+"""The musubi engine inside the graph, with the FAKE musubi-tuner clone (no model, no GPU):
+`wan-lora train --dry-run`, and `wan-lora run` cancelled after its first checkpoint, then resumed.
+test_musubi_graph_gpu.py runs the same scenario against the real musubi-tuner on a GPU."""
 
+import hashlib
 import shlex
+import signal
 
 import pytest
+from gpu_fixtures import live_processes
+from graph_scenario import (
+    CANCEL_SECONDS,
+    CliRun,
+    checkpoint_events,
+    interrupt,
+    musubi_demo_project,
+    wait_for_checkpoint_event,
+)
 from musubi_fixtures import make_fake_musubi, make_weights
 
 from wan_lora_dagster.cli import main
+from wan_lora_dagster.formats.lora import read_lora_header
 from wan_lora_dagster.scaffold import create_demo_project
 
 pytestmark = pytest.mark.slow
 
+EPOCHS = 3
+STEP_SECONDS = "0.2"  # the fake trainer's pace: a cancel lands mid-epoch
+
 
 @pytest.fixture(scope="module")
 def musubi_project(tmp_path_factory):
-    """The demo's clips and captions, with [training] switched to the musubi engine."""
     root = tmp_path_factory.mktemp("musubi-graph")
-    project = create_demo_project(root / "demo")
-    assert main(["run", "--project", str(project), "--select", "+captions"]) == 0
     clone = make_fake_musubi(root / "fake-musubi-tuner")
-    weights = make_weights(root / "weights")
-    recipe = project / "wan_lora.toml"
-    recipe.write_text(
-        recipe.read_text().replace(
-            '[training]\nmodel = "tiny"',
-            f'[training]\nengine = "musubi"\nmusubi_dir = "{clone}"\ndit = "{weights["dit"]}"\n'
-            f'vae = "{weights["vae"]}"\nt5 = "{weights["t5"]}"',
-        )
-    )
-    return project
+    training = {
+        "engine": "musubi",
+        "musubi_dir": str(clone),
+        **make_weights(root / "weights"),
+        "network_dim": 4,
+        "network_alpha": 4,
+        "max_train_epochs": EPOCHS,
+        "save_every_n_epochs": 1,
+    }
+    return musubi_demo_project(root / "demo", training)
 
 
 def test_dry_run_prints_every_command_and_runs_none(musubi_project, capsys):
+    assert main(["run", "--project", str(musubi_project), "--select", "+captions"]) == 0
     capsys.readouterr()
     assert main(["train", "--project", str(musubi_project), "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
@@ -49,7 +64,79 @@ def test_dry_run_prints_every_command_and_runs_none(musubi_project, capsys):
     assert not (musubi_project / "out" / "checkpoints").exists()
 
 
+@pytest.fixture(scope="module")
+def cancelled(musubi_project):
+    """`wan-lora run` stopped with Ctrl-C once its first checkpoint was recorded."""
+    run = CliRun.start(musubi_project, {"FAKE_MUSUBI_STEP_SECONDS": STEP_SECONDS})
+    wait_for_checkpoint_event(musubi_project, run, timeout=300)
+    code, seconds = interrupt(run, signal.SIGINT)
+    return {
+        "code": code,
+        "seconds": seconds,
+        "output": run.text,
+        "left": live_processes("fake-musubi-tuner"),
+        "events": checkpoint_events(musubi_project),
+        "files": _digests(musubi_project),
+    }
+
+
+@pytest.fixture(scope="module")
+def resumed(musubi_project, cancelled):
+    run = CliRun.start(musubi_project)
+    code = run.finish(timeout=300)
+    return {"code": code, "output": run.text, "events": checkpoint_events(musubi_project)}
+
+
+def test_ctrl_c_stops_the_run_and_its_trainer_within_seconds(cancelled):
+    assert cancelled["code"] == 130, cancelled["output"]
+    assert cancelled["seconds"] < CANCEL_SECONDS
+    assert cancelled["left"] == {}, "a musubi process outlived the cancel"
+    assert "cancelled during lora_checkpoints" in cancelled["output"]
+    assert "Traceback" not in cancelled["output"]
+    assert "eval_videos" not in cancelled["output"], "the run went on after the cancel"
+
+
+def test_the_checkpoint_saved_before_the_cancel_is_in_dagster_with_its_lineage(cancelled):
+    (key, metadata), *others = cancelled["events"].items()
+    assert not others
+    assert key.endswith("-e0001")
+    assert metadata["epoch"] == 1
+    assert "demostyle" in metadata["captions"].records[0].data["text"]
+    assert metadata["training_set"]
+
+
+def test_the_next_run_resumes_without_rewriting_a_checkpoint(musubi_project, cancelled, resumed):
+    assert resumed["code"] == 0, resumed["output"]
+    events = resumed["events"]
+    train_id = next(iter(cancelled["events"])).rsplit("-", 1)[0]
+    assert sorted(events) == [f"{train_id}-e{epoch:04d}" for epoch in range(1, EPOCHS + 1)]
+    steps = [events[key]["step"] for key in sorted(events)]
+    per_epoch = steps[0]
+    assert steps == [per_epoch * epoch for epoch in range(1, EPOCHS + 1)], "counters restarted"
+    files = _digests(musubi_project)
+    assert {name: files[name] for name in cancelled["files"]} == cancelled["files"]
+    for metadata in events.values():
+        header = read_lora_header(musubi_project / metadata["lora_file"])
+        assert header["wan_lora.training_set"] == metadata["training_set"]
+        assert header["ss_steps"] == str(metadata["step"])
+
+
+def test_every_checkpoint_gets_its_eval_video_and_the_best_is_exported(musubi_project, resumed):
+    videos = sorted((musubi_project / "out" / "eval").glob("*/*.mp4"))
+    assert len(videos) == EPOCHS, "one prompt x one strength x one seed per checkpoint"
+    assert (musubi_project / "out" / "best" / "adapter_model.safetensors").is_file()
+    assert main(["status", "--project", str(musubi_project)]) == 0
+
+
 def test_dry_run_with_the_diffusers_engine_says_why_not(tmp_path, capsys):
     project = create_demo_project(tmp_path / "demo")
     assert main(["train", "--project", str(project), "--dry-run"]) == 2
     assert "engine is 'diffusers'" in capsys.readouterr().err
+
+
+def _digests(project) -> dict[str, str]:
+    folder = project / "out" / "checkpoints"
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in folder.glob("*.safetensors")
+    }

@@ -20,17 +20,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.errors import EngineCancelled, EngineError
 
 TERMINATE_GRACE_SECONDS = 5.0
 KILL_WAIT_SECONDS = 10.0
 TICK_SECONDS = 0.5
 _LINE_BREAK = re.compile(rb"[\r\n]")  # tqdm redraws with "\r"
 _PROC = Path("/proc")
-
-
-class EngineCancelled(EngineError):
-    """The run was cancelled; its process group has been ended."""
 
 
 class CancelToken:

@@ -1,0 +1,104 @@
+"""The musubi engine driven through the whole graph by `wan-lora run`, as a user drives it.
+
+Shared by the CPU test (the FAKE musubi-tuner clone) and the GPU test (the real musubi-tuner with
+real-shape weights): the demo project switched to `engine = "musubi"`, a `wan-lora run` that is
+cancelled once its first checkpoint is recorded, and a second `wan-lora run` that resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from wan_lora_dagster.scaffold import create_demo_project
+
+CANCEL_SECONDS = 10.0
+
+
+def musubi_demo_project(root: Path, training: dict, num_repeats: int = 1) -> Path:
+    """The demo project (synthetic film, tiny captioner) training with the musubi engine.
+
+    training: the `[training]` table, in place of the demo's; eval keeps one strength (1.0).
+    """
+    project = create_demo_project(root)
+    recipe = project / "wan_lora.toml"
+    head, rest = recipe.read_text().split("[training]\n")
+    evaluation = rest[rest.index("[eval]") :].replace("strengths = [0.0, 1.0]", "strengths = [1.0]")
+    table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in training.items())
+    section = 'frame_extraction = "chunk"\n'
+    head = head.replace(section, f"{section}num_repeats = {num_repeats}\n")
+    recipe.write_text(f"{head}[training]\n{table}\n{evaluation}")
+    return project
+
+
+@dataclass
+class CliRun:
+    """A `wan-lora run` in its own session, its output kept."""
+
+    process: subprocess.Popen
+    output: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, project: Path, environment: dict[str, str] | None = None) -> CliRun:
+        command = [sys.executable, "-m", "wan_lora_dagster.cli", "run", "--project", str(project)]
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(environment or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        return cls(process)
+
+    def finish(self, timeout: float) -> int:
+        out, _ = self.process.communicate(timeout=timeout)
+        self.output.append(out)
+        return self.process.returncode
+
+    @property
+    def text(self) -> str:
+        return "".join(self.output)
+
+
+def wait_for_checkpoint_event(project: Path, run: CliRun, timeout: float) -> dict[str, dict]:
+    """The checkpoint partitions in Dagster, once the running training has recorded one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (project / ".dagster").is_dir() and (events := checkpoint_events(project)):
+            return events
+        if run.process.poll() is not None:
+            run.finish(timeout=5)
+            raise AssertionError(f"wan-lora run ended ({run.process.returncode}):\n{run.text}")
+        time.sleep(0.2)
+    raise AssertionError(f"no checkpoint recorded within {timeout} s")
+
+
+def interrupt(run: CliRun, number: int = signal.SIGINT) -> tuple[int, float]:
+    """Ctrl-C (or Dagster's SIGTERM) to the command: (exit code, seconds until it exited)."""
+    started = time.monotonic()
+    run.process.send_signal(number)
+    code = run.finish(timeout=60)
+    return code, time.monotonic() - started
+
+
+def checkpoint_events(project: Path) -> dict[str, dict]:
+    """Per lora_checkpoints partition, the metadata of its latest materialization in Dagster."""
+    instance = dg.DagsterInstance.from_config(str(project / ".dagster"))
+    records = instance.fetch_materializations(dg.AssetKey("lora_checkpoints"), limit=100).records
+    latest: dict[str, dict] = {}
+    for record in records:  # newest first
+        materialization = record.asset_materialization
+        latest.setdefault(
+            materialization.partition,
+            {key: value.value for key, value in materialization.metadata.items()},
+        )
+    return latest

@@ -1,0 +1,58 @@
+"""Engine work on a worker thread, its results handed back as they land."""
+
+import threading
+import time
+
+import pytest
+
+from wan_lora_dagster.engines.background import deliveries
+from wan_lora_dagster.errors import EngineCancelled, EngineError
+
+
+def test_each_result_is_handed_back_before_the_work_ends():
+    release = threading.Event()
+    seen = []
+
+    def work(deliver):
+        deliver("checkpoint 1")
+        release.wait(timeout=10)  # the work goes on only once the caller has the first result
+        deliver("checkpoint 2")
+
+    for item in deliveries(work, cancel=lambda: None):
+        seen.append(item)
+        release.set()
+    assert seen == ["checkpoint 1", "checkpoint 2"]
+
+
+def test_the_works_error_comes_after_what_it_delivered():
+    def work(deliver):
+        deliver("checkpoint 1")
+        raise EngineError("CUDA out of memory")
+
+    seen = []
+    with pytest.raises(EngineError, match="out of memory"):
+        for item in deliveries(work, cancel=lambda: None):
+            seen.append(item)
+    assert seen == ["checkpoint 1"]
+
+
+def test_a_caller_that_stops_early_cancels_the_work_and_waits_for_it():
+    cancelled, ended = threading.Event(), threading.Event()
+    outcome = []
+
+    def work(deliver):
+        try:
+            for step in range(1000):  # an in-process engine: it only reports progress
+                deliver(step)
+                time.sleep(0.01)
+        except EngineCancelled:
+            outcome.append("stopped at its next report")
+        finally:
+            ended.set()
+
+    results = deliveries(work, cancel=cancelled.set)
+    assert next(results) == 0
+    results.close()  # what an interrupt of the caller's thread does to the generator
+    assert cancelled.is_set()
+    assert ended.is_set(), "the worker was still running when the caller went on"
+    assert outcome == ["stopped at its next report"]
