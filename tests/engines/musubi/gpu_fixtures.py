@@ -32,6 +32,7 @@ from wan_lora_dagster.project import DatasetSection, TrainingSettings
 DIT_NAME = "wan2.1_t2v_1.3B_random_bf16.safetensors"
 VAE_NAME = "wan2.1_vae_random_bf16.safetensors"
 T5_NAME = "t5-unused.pth"  # check() wants a T5 file; training from caches never opens it
+REAL_T5_NAME = "umt5-xxl-enc_random_bf16.safetensors"  # 5.7B parameters: 11.4 GB
 # The 1.3B release prefixes its keys; musubi's loader strips the prefix (wan/modules/model.py).
 DIT_KEY_PREFIX = "model.diffusion_model."
 TEXT_DIM = 4096
@@ -96,6 +97,45 @@ def random_weights(folder: Path, musubi_dir: Path) -> dict[str, str]:
         subprocess.run([sys.executable, __file__, str(dit), str(vae)], check=True, env=environment)
     t5.write_bytes(b"unused: training reads text caches")
     return {"dit": str(dit), "vae": str(vae), "t5": str(t5)}
+
+
+def random_text_encoder(folder: Path, musubi_dir: Path) -> str:
+    """The UMT5-XXL encoder of the real shapes (text caching and generation load it): built
+    once, in a subprocess, on the GPU when there is one."""
+    path = folder / REAL_T5_NAME
+    if not path.is_file():
+        environment = {**os.environ, "PYTHONPATH": _python_path(musubi_dir)}
+        command = [sys.executable, __file__, "--t5", str(path)]
+        subprocess.run(command, check=True, env=environment)
+    return str(path)
+
+
+def offline_tokenizer(folder: Path) -> str:
+    """A byte-level BPE tokenizer trained here, saved as a tokenizer folder: what `[training]
+    tokenizer` points at where the hub's UMT5 tokenizer cannot be downloaded. Any text encodes
+    (ids < 512, inside UMT5's vocabulary); pad 0 and end-of-text 1, as UMT5's."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if (folder / "tokenizer.json").is_file():
+        return str(folder)
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512,
+        special_tokens=["<pad>", "</s>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(["shapes moving on a coloured background"], trainer)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A </s>", special_tokens=[("</s>", 1)]
+    )
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
+    )
+    wrapped.save_pretrained(str(folder))
+    return str(folder)
 
 
 def musubi_settings(musubi_dir: Path, weights: dict[str, str], **overrides) -> TrainingSettings:
@@ -333,7 +373,21 @@ def _build_vae(path: Path) -> None:
     _save_atomically(_random_state(shapes, seed=1), path)
 
 
+def _build_text_encoder(path: Path) -> None:
+    """musubi's T5Encoder (umt5_xxl, encoder only), whose loader strips "encoder." from keys."""
+    from accelerate import init_empty_weights
+    from musubi_tuner.wan.modules.t5 import umt5_xxl
+
+    with init_empty_weights():
+        model = umt5_xxl(encoder_only=True, return_tokenizer=False)
+    shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    _save_atomically(_random_state(shapes, seed=2), path)
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--t5":
+        _build_text_encoder(Path(sys.argv[2]))
+        sys.exit()
     dit_path, vae_path = map(Path, sys.argv[1:3])
     if not dit_path.is_file():
         _build_dit(dit_path)

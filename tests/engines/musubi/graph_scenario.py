@@ -7,6 +7,7 @@ cancelled once its first checkpoint is recorded, and a second `wan-lora run` tha
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import dagster as dg
 
+from wan_lora_dagster.project import open_project
+from wan_lora_dagster.runner import open_instance
 from wan_lora_dagster.scaffold import create_demo_project
 
 CANCEL_SECONDS = 10.0
@@ -72,8 +75,11 @@ class CliRun:
 def wait_for_checkpoint_event(project: Path, run: CliRun, timeout: float) -> dict[str, dict]:
     """The checkpoint partitions in Dagster, once the running training has recorded one."""
     deadline = time.monotonic() + timeout
+    records = project / "out" / "records" / "lora_checkpoints"
     while time.monotonic() < deadline:
-        if (project / ".dagster").is_dir() and (events := checkpoint_events(project)):
+        # the instance is read only once the run has made it (two processes creating its
+        # tables at once collide) and has written a checkpoint's record (its event follows)
+        if any(records.glob("*.json")) and (events := checkpoint_events(project)):
             return events
         if run.process.poll() is not None:
             run.finish(timeout=5)
@@ -90,9 +96,13 @@ def interrupt(run: CliRun, number: int = signal.SIGINT) -> tuple[int, float]:
     return code, time.monotonic() - started
 
 
+def project_instance(project: Path) -> dg.DagsterInstance:
+    return open_instance(open_project(project))
+
+
 def checkpoint_events(project: Path) -> dict[str, dict]:
     """Per lora_checkpoints partition, the metadata of its latest materialization in Dagster."""
-    instance = dg.DagsterInstance.from_config(str(project / ".dagster"))
+    instance = project_instance(project)
     records = instance.fetch_materializations(dg.AssetKey("lora_checkpoints"), limit=100).records
     latest: dict[str, dict] = {}
     for record in records:  # newest first
@@ -102,3 +112,12 @@ def checkpoint_events(project: Path) -> dict[str, dict]:
             {key: value.value for key, value in materialization.metadata.items()},
         )
     return latest
+
+
+def checkpoint_digests(project: Path) -> dict[str, str]:
+    """LoRA file name -> sha256, to show that no checkpoint is ever rewritten."""
+    folder = project / "out" / "checkpoints"
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in folder.glob("*.safetensors")
+    }

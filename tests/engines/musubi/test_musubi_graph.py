@@ -2,7 +2,6 @@
 `wan-lora train --dry-run`, and `wan-lora run` cancelled after its first checkpoint, then resumed.
 test_musubi_graph_gpu.py runs the same scenario against the real musubi-tuner on a GPU."""
 
-import hashlib
 import shlex
 import signal
 
@@ -11,6 +10,7 @@ from gpu_fixtures import live_processes
 from graph_scenario import (
     CANCEL_SECONDS,
     CliRun,
+    checkpoint_digests,
     checkpoint_events,
     interrupt,
     musubi_demo_project,
@@ -76,7 +76,7 @@ def cancelled(musubi_project):
         "output": run.text,
         "left": live_processes("fake-musubi-tuner"),
         "events": checkpoint_events(musubi_project),
-        "files": _digests(musubi_project),
+        "files": checkpoint_digests(musubi_project),
     }
 
 
@@ -113,7 +113,7 @@ def test_the_next_run_resumes_without_rewriting_a_checkpoint(musubi_project, can
     steps = [events[key]["step"] for key in sorted(events)]
     per_epoch = steps[0]
     assert steps == [per_epoch * epoch for epoch in range(1, EPOCHS + 1)], "counters restarted"
-    files = _digests(musubi_project)
+    files = checkpoint_digests(musubi_project)
     assert {name: files[name] for name in cancelled["files"]} == cancelled["files"]
     for metadata in events.values():
         header = read_lora_header(musubi_project / metadata["lora_file"])
@@ -132,11 +132,3 @@ def test_dry_run_with_the_diffusers_engine_says_why_not(tmp_path, capsys):
     project = create_demo_project(tmp_path / "demo")
     assert main(["train", "--project", str(project), "--dry-run"]) == 2
     assert "engine is 'diffusers'" in capsys.readouterr().err
-
-
-def _digests(project) -> dict[str, str]:
-    folder = project / "out" / "checkpoints"
-    return {
-        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in folder.glob("*.safetensors")
-    }

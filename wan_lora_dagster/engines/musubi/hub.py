@@ -15,6 +15,7 @@ treats as a failed download) and point HF_HUB_CACHE at it.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,11 @@ from wan_lora_dagster.errors import ConfigError
 class HubTokenizer:
     repo: str
     subfolder: str
+    model_type: str  # of the text model it belongs to
 
 
-T5_TOKENIZER = HubTokenizer("Wan-AI/Wan2.1-T2V-14B", "google/umt5-xxl")
-CLIP_TOKENIZER = HubTokenizer("Wan-AI/Wan2.1-I2V-14B-720P", "xlm-roberta-large")
+T5_TOKENIZER = HubTokenizer("Wan-AI/Wan2.1-T2V-14B", "google/umt5-xxl", "umt5")
+CLIP_TOKENIZER = HubTokenizer("Wan-AI/Wan2.1-I2V-14B-720P", "xlm-roberta-large", "xlm-roberta")
 # Files transformers looks for when it loads a tokenizer; one of the first three must exist.
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "sentencepiece.bpe.model")
 PROBED_FILES = (
@@ -83,6 +85,10 @@ def fill_hub_cache(hub_cache: Path, tokenizer: HubTokenizer, folder: Path) -> Pa
         marker.unlink(missing_ok=True)
         if source.is_file():
             link.symlink_to(source)
+        elif name == "config.json":
+            # AutoTokenizer reads the model's config first, and offline some transformers
+            # releases (5.17) take a missing one for a failed download even with its marker.
+            link.write_text(json.dumps({"model_type": tokenizer.model_type}))
         else:
             marker.touch()
     return snapshot
