@@ -27,7 +27,7 @@ OBSERVED_SOURCES = {
     "clip_ranges": observations.range_versions,
     "caption_files": observations.caption_file_versions,
     "stills": observations.still_versions,
-    "still_caption_files": observations.still_caption_file_versions,
+    "still_caption_txt": observations.still_caption_file_versions,
 }
 DATA_VERSION_TAG = "dagster/data_version"
 # The run log keeps every event for the UI; the terminal shows progress bars and errors only.

@@ -47,7 +47,7 @@ DESIGN_ASSETS = [
     "clip_ranges",
     "caption_files",
     "stills",
-    "still_caption_files",
+    "still_caption_txt",
     "clips",
     "captions",
     "text_cache",

@@ -130,7 +130,7 @@ captions = _captions_asset(
 still_captions = _captions_asset(
     "still_captions",
     STILL_PARTITIONS,
-    ["stills", "still_caption_files"],
+    ["stills", "still_caption_txt"],
     make_still_caption,
     "stills/<still>.txt beside each image: the user's hand caption when there is one (never "
     "overwritten), else written by the captioner from the image and `auto` until edited by "

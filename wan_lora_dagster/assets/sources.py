@@ -57,10 +57,10 @@ stills = _observer(
     "stem: the content hash of the image. Observed while a section has source = 'stills'.",
     STILL_PARTITIONS,
 )
-still_caption_files = _observer(
-    "still_caption_files",
+still_caption_txt = _observer(
+    "still_caption_txt",
     observations.still_caption_file_versions,
     "Hand-written stills/<still>.txt captions; an edit is a new version, a touch is not.",
     STILL_PARTITIONS,
 )
-SOURCE_ASSETS = [films, clip_ranges, caption_files, stills, still_caption_files]
+SOURCE_ASSETS = [films, clip_ranges, caption_files, stills, still_caption_txt]
