@@ -2,7 +2,11 @@
 
 import dagster as dg
 
-from wan_lora_dagster.assets.partitioned import CHECKPOINT_PARTITIONS, CLIP_PARTITIONS
+from wan_lora_dagster.assets.partitioned import (
+    CHECKPOINT_PARTITIONS,
+    CLIP_PARTITIONS,
+    STILL_PARTITIONS,
+)
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.status import Expectations
@@ -23,16 +27,22 @@ FOLLOWS_INPUT_VERSIONS = (
 TRAINING_TARGET = ["lora_checkpoints", "eval_videos"]
 
 
-def sync_partitions(instance: dg.DagsterInstance, catalog: Catalog) -> PartitionChanges:
-    """Add the clips the ranges declare, remove the others (their captions are orphaned)."""
-    changes = partition_changes(
-        catalog.clip_ids, instance.get_dynamic_partitions(CLIP_PARTITIONS.name)
-    )
+def sync_partitions(instance: dg.DagsterInstance, catalog: Catalog) -> dict[str, PartitionChanges]:
+    """Clip partitions equal to what ranges/ declares (a removed clip's caption is orphaned), still
+    partitions equal to stills/ (a removed image's caption stays beside where it was)."""
+    clips = _sync(instance, CLIP_PARTITIONS, catalog.clip_ids)
+    retire_clips(catalog, clips.removed)
+    return {"clip": clips, "still": _sync(instance, STILL_PARTITIONS, catalog.still_ids)}
+
+
+def _sync(
+    instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition, declared: list[str]
+) -> PartitionChanges:
+    changes = partition_changes(declared, instance.get_dynamic_partitions(partitions.name))
     if changes.added:
-        instance.add_dynamic_partitions(CLIP_PARTITIONS.name, changes.added)
-    for clip_id in changes.removed:
-        instance.delete_dynamic_partition(CLIP_PARTITIONS.name, clip_id)
-    retire_clips(catalog, changes.removed)
+        instance.add_dynamic_partitions(partitions.name, changes.added)
+    for key in changes.removed:
+        instance.delete_dynamic_partition(partitions.name, key)
     return changes
 
 
@@ -45,7 +55,8 @@ def add_checkpoint_partitions(instance: dg.DagsterInstance, keys: list[str]) -> 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def project_files_sensor(context: dg.SensorEvaluationContext, project: ProjectResource):
-    """Keeps the clip partitions equal to ranges/, and names the next training run's checkpoints."""
+    """Keeps the clip and still partitions equal to ranges/ and stills/, and names the next
+    training run's checkpoints."""
     try:
         catalog = project.catalog()
     except UserError as error:
@@ -54,7 +65,12 @@ def project_files_sensor(context: dg.SensorEvaluationContext, project: ProjectRe
     plan = Expectations(catalog).plan
     if plan:
         add_checkpoint_partitions(context.instance, list(plan.keys))
-    return dg.SkipReason(f"{len(changes.added)} clip(s) added, {len(changes.removed)} removed")
+    return dg.SkipReason(
+        "; ".join(
+            f"{len(change.added)} {kind}(s) added, {len(change.removed)} removed"
+            for kind, change in changes.items()
+        )
+    )
 
 
 def retrain_schedule(cron: str) -> dg.ScheduleDefinition:

@@ -53,11 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=_status)
 
     lineage = commands.add_parser(
-        "lineage", help="the captions that fed a checkpoint, or a clip's checkpoints"
+        "lineage", help="the captions that fed a checkpoint, or a clip's (or still's) checkpoints"
     )
     _project_arguments(lineage)
     lineage.add_argument("checkpoint", nargs="?", help="a checkpoint partition key or a LoRA file")
-    lineage.add_argument("--clip", help="list every checkpoint this clip fed")
+    lineage.add_argument("--clip", help="list every checkpoint this clip (or still) fed")
     lineage.set_defaults(handler=_lineage)
 
     train = commands.add_parser("train", help="train on the current training set")
@@ -163,7 +163,7 @@ def _lineage(args: argparse.Namespace) -> int:
         for row in result["clips"]:
             mark = "  (changed since)" if row["changed_since"] else ""
             version = f"[{row['origin']}] {row['caption_version']}"
-            print(f"  {row['clip']} {version}: {row['caption']}{mark}")
+            print(f"  {row['kind']} {row['clip']} {version}: {row['caption']}{mark}")
     return 0
 
 

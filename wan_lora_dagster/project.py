@@ -211,13 +211,19 @@ class Project:
         return _files_by_stem(self.films_dir, FILM_SUFFIXES)
 
     def stills(self) -> dict[str, Path]:
+        """Still stem (its id) -> path, for every image in stills/."""
         return _files_by_stem(self.stills_dir, STILL_SUFFIXES)
 
 
 def _files_by_stem(directory: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     if not directory.is_dir():
         return {}
-    found = sorted(p for p in directory.iterdir() if p.suffix.lower() in suffixes and p.is_file())
+    # Hidden names (macOS "._x.png" resource forks) are no media and cannot name a partition.
+    found = sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix.lower() in suffixes and p.is_file() and not p.name.startswith(".")
+    )
     return {path.stem: path for path in found}
 
 

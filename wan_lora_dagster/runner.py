@@ -14,24 +14,20 @@ from importlib import resources
 
 import dagster as dg
 
-from wan_lora_dagster.assets.partitioned import CHECKPOINT_PARTITIONS, CLIP_PARTITIONS
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
 from wan_lora_dagster.pipeline import observations
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
-from wan_lora_dagster.pipeline.status import (
-    ASSET_ORDER,
-    PER_CHECKPOINT_ASSETS,
-    PER_CLIP_ASSETS,
-    Expectations,
-)
+from wan_lora_dagster.pipeline.status import ASSET_ORDER, PER_CHECKPOINT_ASSETS, Expectations
 from wan_lora_dagster.project import Project
 
 OBSERVED_SOURCES = {
     "films": observations.film_versions,
     "clip_ranges": observations.range_versions,
     "caption_files": observations.caption_file_versions,
+    "stills": observations.still_versions,
+    "still_caption_txt": observations.still_caption_file_versions,
 }
 DATA_VERSION_TAG = "dagster/data_version"
 INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "EngineCancelled"}
@@ -70,7 +66,7 @@ class ProjectRunner:
         self.graph = self.defs.resolve_asset_graph()
 
     def sync(self) -> Catalog:
-        """Partitions equal to ranges/; observations of films, ranges and captions recorded."""
+        """Partitions equal to ranges/ and stills/; observations of the user's files recorded."""
         catalog = load_catalog(self.project)
         sync_partitions(self.instance, catalog)
         for asset, versions_of in OBSERVED_SOURCES.items():
@@ -78,14 +74,14 @@ class ProjectRunner:
         return catalog
 
     def _observe(self, asset: str, versions: dict[str, str]) -> None:
-        """Record an observation for each clip whose version differs from the last one seen."""
+        """Record an observation for each item whose version differs from the last one seen."""
         seen = self.instance.event_log_storage.get_latest_tags_by_partition(
             dg.AssetKey(asset), dg.DagsterEventType.ASSET_OBSERVATION, [DATA_VERSION_TAG]
         )
-        for clip, version in versions.items():
-            if seen.get(clip, {}).get(DATA_VERSION_TAG) != version:
+        for key, version in versions.items():
+            if seen.get(key, {}).get(DATA_VERSION_TAG) != version:
                 self.instance.report_runless_asset_event(
-                    dg.AssetObservation(asset, partition=clip, tags={DATA_VERSION_TAG: version})
+                    dg.AssetObservation(asset, partition=key, tags={DATA_VERSION_TAG: version})
                 )
 
     def select(self, selection: str | None) -> list[str]:
@@ -149,8 +145,8 @@ class ProjectRunner:
             return []
         if keys == [UNPARTITIONED]:
             return [keys]
-        name = CLIP_PARTITIONS.name if asset in PER_CLIP_ASSETS else CHECKPOINT_PARTITIONS.name
-        order = self.instance.get_dynamic_partitions(name)
+        partitions = self.graph.get(dg.AssetKey(asset)).partitions_def
+        order = self.instance.get_dynamic_partitions(partitions.name)
         wanted = set(keys)
         stretches: list[list[str]] = []
         for position, key in enumerate(order):

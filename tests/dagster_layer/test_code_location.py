@@ -16,6 +16,10 @@ DESIGN_ASSETS = {
     "captions",
     "text_cache",
     "latent_cache",
+    "stills",
+    "still_captions",
+    "still_text_cache",
+    "still_latent_cache",
     "training_set",
     "dataset_report",
     "lora_checkpoints",
@@ -60,5 +64,6 @@ def test_gpu_stages_share_the_gpu_pool(tmp_path):
         for key in graph.get_all_asset_keys()
         if graph.get(key).is_materializable
     }
-    for asset in ("text_cache", "latent_cache", "lora_checkpoints", "eval_videos"):
+    gpu_stages = ("text_cache", "latent_cache", "still_text_cache", "still_latent_cache")
+    for asset in (*gpu_stages, "lora_checkpoints", "eval_videos"):
         assert pools[asset] == {"gpu"}, asset

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from wan_lora_dagster.media.frames import read_frames
 
 from wan_lora_dagster.engines.base import LatentJob, Progress, TextJob
 from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
@@ -14,6 +13,7 @@ from wan_lora_dagster.formats.musubi_cache import (
     load_text_cache,
     text_cache_name,
 )
+from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.project import DatasetSection, TrainingSettings
 
 

@@ -1,17 +1,22 @@
-"""The caches group: UMT5 text embeddings and VAE latents, in musubi-tuner's file format."""
+"""The caches group: UMT5 text embeddings and VAE latents, in musubi-tuner's file format.
+
+Clips and stills have their own cache assets (one asset has one partitions definition), made by
+the same steps.
+"""
 
 import dagster as dg
 
 from wan_lora_dagster.assets.partitioned import (
     CLIP_PARTITIONS,
     SINGLE_RUN,
+    STILL_PARTITIONS,
     StepOutcome,
     emit,
     stale_partitions,
 )
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline import caches as domain
-from wan_lora_dagster.pipeline.dataset import clip_path
+from wan_lora_dagster.pipeline.items import CLIPS, STILLS, ItemKind
 from wan_lora_dagster.pipeline.status import expected_fingerprints
 from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import EngineResource, ProjectResource
@@ -19,71 +24,125 @@ from wan_lora_dagster.resources import EngineResource, ProjectResource
 CACHES_GROUP = "caches"
 
 
-def _encode(context, project: ProjectResource, asset: str, encode) -> StepOutcome:
-    """Encode the stale partitions in one batch (the model loads once for the whole run)."""
+def _encode(context, project: ProjectResource, asset: str, encode, unreadable=None):
+    """Encode the stale partitions in one batch (the model loads once for the whole run).
+
+    An item whose media cannot be decoded fails alone, before the batch, which would fail whole.
+    """
     catalog = project.catalog()
     wanted = expected_fingerprints(catalog, asset, context.partition_keys)
     stale, fresh = stale_partitions(catalog.records, asset, context.partition_keys, wanted)
     context.log.info(f"{len(stale)} to encode, {len(fresh)} fresh")
-    outcome = StepOutcome(skipped=fresh)
+    outcome = StepOutcome(skipped=fresh, failures=unreadable(catalog, stale) if unreadable else {})
+    for key, error in outcome.failures.items():
+        context.log.error(f"{key}: {error}")
+    readable = [key for key in stale if key not in outcome.failures]
     progress = ProgressThrottle(asset, context.log.info)
-    if stale:
+    if readable:
         try:
-            outcome.records = encode(catalog, stale, progress)
+            outcome.records = encode(catalog, readable, progress)
         except UserError as error:
-            outcome.failures = dict.fromkeys(stale, str(error))
+            outcome.failures.update(dict.fromkeys(readable, str(error)))
     return catalog, outcome
 
 
-@dg.asset(
-    group_name=CACHES_GROUP,
-    partitions_def=CLIP_PARTITIONS,
-    backfill_policy=SINGLE_RUN,
-    code_version=domain.TEXT_CODE_VERSION,
-    deps=["captions"],
-    output_required=False,
-    pool="gpu",
-    description="UMT5 embedding of each final caption (`<clip>_wan_te.safetensors`, musubi "
-    "format). Depends on the caption text only: a caption edit re-encodes one file.",
-)
-def text_cache(context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource):
-    def encode(catalog, stale, progress):
-        recipe = catalog.project.recipe
-        with engine.session(catalog.project) as model:
-            return domain.make_text_caches(catalog, stale, recipe.training, model, progress)
-
-    catalog, outcome = _encode(context, project, "text_cache", encode)
-    yield from emit(context, outcome, catalog.records, lambda _key, r: {"file": r["file"]})
+def _cache_asset(name: str, partitions_def, code_version: str, dep: str, description: str):
+    """The decorator of a cache asset: many partitions a step, on the GPU pool."""
+    return dg.asset(
+        name=name,
+        group_name=CACHES_GROUP,
+        partitions_def=partitions_def,
+        backfill_policy=SINGLE_RUN,
+        code_version=code_version,
+        deps=[dep],
+        output_required=False,
+        pool="gpu",
+        description=description,
+    )
 
 
-@dg.asset(
-    group_name=CACHES_GROUP,
-    partitions_def=CLIP_PARTITIONS,
-    backfill_policy=SINGLE_RUN,
-    code_version=domain.LATENT_CODE_VERSION,
-    deps=["clips"],
-    output_required=False,
-    pool="gpu",
-    description="VAE latents of each clip for every clip section: the frame windows of "
-    "musubi-tuner's rules, bucketed to the section's resolution. Depends on the clip and the "
-    "section settings only; a section's change re-encodes that section alone.",
-)
-def latent_cache(
-    context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
-):
-    def encode(catalog, stale, progress):
-        recipe = catalog.project.recipe
-        versions = {clip: catalog.records.read("clips", clip)["data_version"] for clip in stale}
-        media = {clip: clip_path(catalog.project, clip) for clip in stale}
-        sections = recipe.sections_for("clips")
-        with engine.session(catalog.project) as model:
-            return domain.make_latent_caches(
-                catalog, stale, media, versions, sections, recipe.training, model, progress
-            )
+def _text_cache_asset(kind: ItemKind, partitions_def, description: str) -> dg.AssetsDefinition:
+    @_cache_asset(
+        kind.text_cache, partitions_def, domain.TEXT_CODE_VERSION, kind.captions, description
+    )
+    def encode_texts(
+        context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
+    ):
+        def encode(catalog, stale, progress):
+            recipe = catalog.project.recipe
+            with engine.session(catalog.project) as model:
+                return domain.make_text_caches(
+                    catalog, stale, recipe.training, model, progress, kind.captions, kind.text_cache
+                )
 
-    catalog, outcome = _encode(context, project, "latent_cache", encode)
-    yield from emit(context, outcome, catalog.records, _latent_metadata)
+        catalog, outcome = _encode(context, project, kind.text_cache, encode)
+        yield from emit(context, outcome, catalog.records, lambda _key, r: {"file": r["file"]})
+
+    return encode_texts
+
+
+def _latent_cache_asset(
+    kind: ItemKind, partitions_def, media_asset: str, description: str
+) -> dg.AssetsDefinition:
+    @_cache_asset(
+        kind.latent_cache, partitions_def, domain.LATENT_CODE_VERSION, media_asset, description
+    )
+    def encode_latents(
+        context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
+    ):
+        def encode(catalog, stale, progress):
+            recipe = catalog.project.recipe
+            versions = {item: kind.version(catalog, item) for item in stale}
+            media = {item: kind.media(catalog, item) for item in stale}
+            sections = recipe.sections_for(kind.source)
+            with engine.session(catalog.project) as model:
+                return domain.make_latent_caches(
+                    catalog,
+                    stale,
+                    media,
+                    versions,
+                    sections,
+                    recipe.training,
+                    model,
+                    progress,
+                    kind.latent_cache,
+                )
+
+        catalog, outcome = _encode(context, project, kind.latent_cache, encode, kind.unreadable)
+        yield from emit(context, outcome, catalog.records, _latent_metadata)
+
+    return encode_latents
 
 
 def _latent_metadata(_key: str, record: dict) -> dict:
     return {name: len(section["files"]) for name, section in record["sections"].items()}
+
+
+text_cache = _text_cache_asset(
+    CLIPS,
+    CLIP_PARTITIONS,
+    "UMT5 embedding of each final caption (`<clip>_wan_te.safetensors`, musubi format). "
+    "Depends on the caption text only: a caption edit re-encodes one file.",
+)
+latent_cache = _latent_cache_asset(
+    CLIPS,
+    CLIP_PARTITIONS,
+    "clips",
+    "VAE latents of each clip for every clip section: the frame windows of musubi-tuner's "
+    "rules, bucketed to the section's resolution. Depends on the clip and the section settings "
+    "only; a section's change re-encodes that section alone.",
+)
+still_text_cache = _text_cache_asset(
+    STILLS,
+    STILL_PARTITIONS,
+    "UMT5 embedding of each still's final caption (`<still>_wan_te.safetensors`, musubi "
+    "format). Depends on the caption text only.",
+)
+still_latent_cache = _latent_cache_asset(
+    STILLS,
+    STILL_PARTITIONS,
+    "stills",
+    "VAE latent of each still for every stills section: one frame, bucketed as musubi-tuner "
+    "buckets images, named by the image's own size (`<still>_<W>x<H>_wan.safetensors`). "
+    "Depends on the image and the section settings only; an undecodable image fails alone.",
+)

@@ -1,4 +1,4 @@
-"""The dataset group: 16 fps clips cut from the films, and a caption for each clip."""
+"""The dataset group: 16 fps clips cut from the films, and a caption for each clip and still."""
 
 from pathlib import Path
 
@@ -8,6 +8,7 @@ from wan_lora_dagster.assets.metadata import image_markdown
 from wan_lora_dagster.assets.partitioned import (
     CLIP_PARTITIONS,
     SINGLE_RUN,
+    STILL_PARTITIONS,
     StepOutcome,
     emit,
     make_each,
@@ -15,6 +16,7 @@ from wan_lora_dagster.assets.partitioned import (
 )
 from wan_lora_dagster.pipeline import dataset as domain
 from wan_lora_dagster.pipeline.status import expected_fingerprints
+from wan_lora_dagster.pipeline.stills import make_still_caption
 from wan_lora_dagster.resources import CaptionerResource, FfmpegResource, ProjectResource
 
 DATASET_GROUP = "dataset"
@@ -91,47 +93,75 @@ def _clip_checks(outcome: StepOutcome):
     )
 
 
-@dg.asset(
-    group_name=DATASET_GROUP,
-    partitions_def=CLIP_PARTITIONS,
-    backfill_policy=SINGLE_RUN,
-    code_version=domain.CAPTIONS_CODE_VERSION,
-    deps=["clips", "caption_files"],
-    output_required=False,
-    check_specs=[
-        dg.AssetCheckSpec(
-            "no_banned_words", asset="captions", description="No caption names a banned word."
-        )
-    ],
-    description="captions/<clip>.txt: written by the captioner, edited by hand. A hand edit is "
-    "never overwritten; each partition records whether its caption is `auto` or `edited`.",
-)
-def captions(
-    context: dg.AssetExecutionContext, project: ProjectResource, captioner: CaptionerResource
-):
-    catalog = project.catalog()
-    wanted = expected_fingerprints(catalog, "captions", context.partition_keys)
-    stale, fresh = stale_partitions(catalog.records, "captions", context.partition_keys, wanted)
-    settings = catalog.project.recipe.captions
-    config = domain.captioner_settings(catalog.project, settings, captioner.device)
-    model = captioner.load(catalog.project) if stale else None
-    outcome = make_each(
-        "captions",
-        stale,
-        lambda clip: domain.make_caption(catalog, clip, settings, config, model),
-        context.log,
+def _captions_asset(
+    name: str, partitions_def, deps: list[str], make, description: str
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=name,
+        group_name=DATASET_GROUP,
+        partitions_def=partitions_def,
+        backfill_policy=SINGLE_RUN,
+        code_version=domain.CAPTIONS_CODE_VERSION,
+        deps=deps,
+        output_required=False,
+        check_specs=[
+            dg.AssetCheckSpec(
+                "no_banned_words", asset=name, description="No caption names a banned word."
+            )
+        ],
+        description=description,
     )
+    def caption(
+        context: dg.AssetExecutionContext, project: ProjectResource, captioner: CaptionerResource
+    ):
+        yield from _caption_step(context, project, captioner, make)
+
+    return caption
+
+
+captions = _captions_asset(
+    "captions",
+    CLIP_PARTITIONS,
+    ["clips", "caption_files"],
+    domain.make_caption,
+    "captions/<clip>.txt: written by the captioner, edited by hand. A hand edit is never "
+    "overwritten; each partition records whether its caption is `auto` or `edited`.",
+)
+still_captions = _captions_asset(
+    "still_captions",
+    STILL_PARTITIONS,
+    ["stills", "still_caption_txt"],
+    make_still_caption,
+    "stills/<still>.txt beside each image: the user's hand caption when there is one (never "
+    "overwritten), else written by the captioner from the image and `auto` until edited by "
+    "hand. Trigger phrase and banned words as for clips.",
+)
+
+
+def _caption_step(context, project: ProjectResource, captioner: CaptionerResource, make):
+    """Caption the stale partitions with the captioner loaded once; check for banned words."""
+    asset = context.asset_key.to_user_string()
+    catalog = project.catalog()
+    wanted = expected_fingerprints(catalog, asset, context.partition_keys)
+    stale, fresh = stale_partitions(catalog.records, asset, context.partition_keys, wanted)
+    settings = catalog.project.recipe.captions
+    captioning = domain.Captioning(
+        settings,
+        domain.captioner_settings(catalog.project, settings, captioner.device),
+        captioner.load(catalog.project) if stale else None,
+    )
+    outcome = make_each(asset, stale, lambda key: make(catalog, key, captioning), context.log)
     outcome.skipped = fresh
     yield from emit(context, outcome, catalog.records, _caption_metadata)
-    banned = {clip: r["banned_words"] for clip, r in outcome.records.items() if r["banned_words"]}
+    banned = {key: r["banned_words"] for key, r in outcome.records.items() if r["banned_words"]}
     yield dg.AssetCheckResult(
         check_name="no_banned_words",
         passed=not banned,
-        metadata={clip: ", ".join(words) for clip, words in banned.items()},
-        description="; ".join(f"{clip}: {', '.join(words)}" for clip, words in banned.items())
+        metadata={key: ", ".join(words) for key, words in banned.items()},
+        description="; ".join(f"{key}: {', '.join(words)}" for key, words in banned.items())
         or None,
     )
 
 
-def _caption_metadata(clip_id: str, record: dict) -> dict:
+def _caption_metadata(_key: str, record: dict) -> dict:
     return {"caption": record["text"], "origin": record["origin"], "file": record["path"]}

@@ -16,6 +16,7 @@ from wan_lora_dagster.pipeline.records import RecordStore
 from wan_lora_dagster.progress import ProgressThrottle
 
 CLIP_PARTITIONS = dg.DynamicPartitionsDefinition(name="clips")
+STILL_PARTITIONS = dg.DynamicPartitionsDefinition(name="stills")
 CHECKPOINT_PARTITIONS = dg.DynamicPartitionsDefinition(name="checkpoints")
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 SKIPPED_TAG = "wan_lora/skipped_fresh"

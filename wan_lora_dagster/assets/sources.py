@@ -1,12 +1,13 @@
-"""Observed sources: the user's films, ranges files and caption files.
+"""Observed sources: the user's films, ranges files, stills and caption files.
 
-Each is observed per clip, with a content hash as its version, so that editing one caption or
-replacing one film marks exactly the affected clips unsynced, and touching a file marks nothing.
+Each is observed per clip or still, with a content hash as its version, so that editing one caption
+or replacing one film or image marks exactly the affected items unsynced, and touching a file marks
+nothing.
 """
 
 import dagster as dg
 
-from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS
+from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS, STILL_PARTITIONS
 from wan_lora_dagster.pipeline import observations
 from wan_lora_dagster.resources import ProjectResource
 
@@ -14,11 +15,16 @@ SOURCES_GROUP = "sources"
 OBSERVE_EVERY_MINUTES = 1
 
 
-def _observer(name: str, versions_of, description: str) -> dg.SourceAsset:
+def _observer(
+    name: str,
+    versions_of,
+    description: str,
+    partitions_def: dg.DynamicPartitionsDefinition = CLIP_PARTITIONS,
+) -> dg.SourceAsset:
     @dg.observable_source_asset(
         name=name,
         group_name=SOURCES_GROUP,
-        partitions_def=CLIP_PARTITIONS,
+        partitions_def=partitions_def,
         auto_observe_interval_minutes=OBSERVE_EVERY_MINUTES,
         description=description,
     )
@@ -44,4 +50,17 @@ caption_files = _observer(
     observations.caption_file_versions,
     "Hand-editable captions/<clip>.txt files; an edit is a new version, a touch is not.",
 )
-SOURCE_ASSETS = [films, clip_ranges, caption_files]
+stills = _observer(
+    "stills",
+    observations.still_versions,
+    "High-resolution images in stills/ (png, jpg, webp), one partition per image, named by its "
+    "stem: the content hash of the image. Observed while a section has source = 'stills'.",
+    STILL_PARTITIONS,
+)
+still_caption_txt = _observer(
+    "still_caption_txt",
+    observations.still_caption_file_versions,
+    "Hand-written stills/<still>.txt captions; an edit is a new version, a touch is not.",
+    STILL_PARTITIONS,
+)
+SOURCE_ASSETS = [films, clip_ranges, caption_files, stills, still_caption_txt]

@@ -29,10 +29,10 @@ TRAINING_GROUP = "training"
 @dg.asset(
     group_name=TRAINING_GROUP,
     code_version=domain.LORA_CODE_VERSION,
-    deps=["text_cache", "latent_cache"],
-    description="The manifest of every cache file that feeds training, with each clip's caption "
-    "text and versions. Its data version is the manifest's hash: the source of truth for "
-    "staleness and lineage at any number of clips.",
+    deps=["text_cache", "latent_cache", "still_text_cache", "still_latent_cache"],
+    description="The manifest of every cache file that feeds training, with each clip's and "
+    "still's caption text and versions. Its data version is the manifest's hash: the source of "
+    "truth for staleness and lineage at any number of clips.",
 )
 def training_set(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
     catalog = project.catalog()
@@ -62,7 +62,7 @@ def training_set(context: dg.AssetExecutionContext, project: ProjectResource) ->
     group_name=TRAINING_GROUP,
     code_version=domain.LORA_CODE_VERSION,
     deps=["training_set"],
-    description="Per dataset section: samples per epoch, excluded clips and why, frame and "
+    description="Per dataset section: samples per epoch, excluded items and why, frame and "
     "aspect statistics, and bucket resolutions that keep the aspect ratio.",
 )
 def dataset_report(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from wan_lora_dagster.errors import MediaError
 from wan_lora_dagster.media.probe import UNREADABLE_HINT, count_frames, first_video_stream
+
+# EXIF orientations that turn the picture by a quarter (exif_transpose swaps width and height).
+QUARTER_TURNS = (5, 6, 7, 8)
+# What PIL raises for a damaged, truncated, unknown or oversized (decompression bomb) image.
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
 def read_frames(path: Path, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -43,10 +49,25 @@ def sample_frames(path: Path, count: int) -> list[Image.Image]:
 
 def read_image(path: Path) -> np.ndarray:
     """A still as (height, width, 3) uint8 RGB with its EXIF orientation applied."""
+    with _open_image(path) as image:
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """A still's upright (width, height), as read_image gives it, from its header alone."""
+    with _open_image(path) as image:
+        width, height = image.size
+        turned = image.getexif().get(ExifTags.Base.Orientation) in QUARTER_TURNS
+    return (height, width) if turned else (width, height)
+
+
+@contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    """The image, with PIL's errors while it is open turned into a MediaError naming the file."""
     try:
         with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
-    except OSError as error:
+            yield image
+    except IMAGE_ERRORS as error:
         raise MediaError(f"{path}: cannot read image: {error}") from error
 
 

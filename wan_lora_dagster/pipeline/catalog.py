@@ -19,6 +19,7 @@ class Catalog:
     project: Project
     film_hashes: dict[str, str]
     ranges: tuple[ClipRange, ...]
+    still_paths: dict[str, Path]
     still_hashes: dict[str, str]
     warnings: tuple[str, ...] = field(default=())
 
@@ -52,20 +53,38 @@ class Catalog:
 
 
 def load_catalog(project: Project) -> Catalog:
-    """Parse every ranges file and hash every film; errors name the file and line."""
+    """Parse every ranges file, hash every film and still; errors name the file and line."""
     hashes = FileHashCache(project.out(".state", "file_hashes.json"))
     films = project.films()
+    # Images in stills/ are training items only where a section trains on stills: without one
+    # they would be captioned (or, with no captioner, fail) for nothing.
+    stills = project.stills() if project.recipe.sections_for("stills") else {}
     ranges, warnings = load_project_ranges(films, project.ranges_dir)
     _check_durations(films, ranges)
+    _check_still_ids(stills, ranges)
     catalog = Catalog(
         project=project,
         film_hashes={stem: hashes.hash(path) for stem, path in films.items()},
         ranges=tuple(ranges),
-        still_hashes={stem: hashes.hash(path) for stem, path in project.stills().items()},
+        still_paths=stills,
+        still_hashes={stem: hashes.hash(path) for stem, path in stills.items()},
         warnings=tuple(warnings),
     )
     hashes.save()
     return catalog
+
+
+def _check_still_ids(stills: dict[str, Path], ranges: list[ClipRange]) -> None:
+    """A still's id is its stem; sharing one with a clip would mix up their captions and caches."""
+    clips = {clip_range.clip_id: clip_range for clip_range in ranges}
+    problems = [
+        f"{path}: its id '{still_id}' is also the clip of {clips[still_id].location}; "
+        "rename the image or give the range another name"
+        for still_id, path in stills.items()
+        if still_id in clips
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def _check_durations(films: dict[str, Path], ranges: list[ClipRange]) -> None:

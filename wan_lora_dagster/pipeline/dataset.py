@@ -7,7 +7,11 @@ of the inputs; a caption's data version is the hash of its final text).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from PIL import Image
 
 from wan_lora_dagster.captioning.backends import Captioner, CaptionerSettings
 from wan_lora_dagster.captioning.rules import apply_trigger, find_banned_words
@@ -96,9 +100,9 @@ def caption_store(project: Project) -> CaptionStore:
 
 
 def caption_fingerprint(
-    state: CaptionState, clip_version: str, settings: CaptionSettings, captioner: CaptionerSettings
+    state: CaptionState, media_version: str, settings: CaptionSettings, captioner: CaptionerSettings
 ) -> str:
-    """A hand edit depends on its text only; an auto caption on the clip and the captioner."""
+    """A hand edit depends on its text only; an auto caption on the media and the captioner."""
     if state.origin == "edited":
         return fingerprint(
             "captions", CAPTIONS_CODE_VERSION, "edited", state.text, settings.trigger
@@ -107,45 +111,69 @@ def caption_fingerprint(
         "captions",
         CAPTIONS_CODE_VERSION,
         "auto",
-        clip_version,
+        media_version,
         captioner.fingerprint(),
         settings.trigger,
     )
 
 
-def make_caption(
-    catalog: Catalog,
-    clip_id: str,
-    settings: CaptionSettings,
-    captioner_config: CaptionerSettings,
-    captioner: Captioner | None,
-) -> dict:
-    """Caption a clip unless its caption was edited by hand; record the final text."""
-    project = catalog.project
-    store = caption_store(project)
+@dataclass(frozen=True)
+class Captioning:
+    """What a captions step captions with: the recipe's rules, the captioner and its settings."""
+
+    settings: CaptionSettings
+    config: CaptionerSettings
+    model: Captioner | None  # None for captioner "none": hand captions only
+
+
+def make_caption(catalog: Catalog, clip_id: str, captioning: Captioning) -> dict:
+    """Caption a clip from a few of its frames unless its caption was edited by hand."""
     clip_record = catalog.records.read("clips", clip_id)
-    state = store.state(clip_id)
+    clip_file = catalog.project.root / clip_record["path"]
+    return caption_item(
+        catalog,
+        "captions",
+        caption_store(catalog.project),
+        clip_id,
+        clip_record["data_version"],
+        lambda: sample_frames(clip_file, captioning.settings.frames_per_clip),
+        captioning,
+    )
+
+
+def caption_item(
+    catalog: Catalog,
+    asset: str,
+    store: CaptionStore,
+    item_id: str,
+    media_version: str,
+    frames: Callable[[], list[Image.Image]],
+    captioning: Captioning,
+) -> dict:
+    """Caption an item unless its caption was edited by hand; record the final text.
+
+    `frames` is called only when the captioner runs, so a hand caption never decodes media.
+    """
+    settings, config = captioning.settings, captioning.config
+    state = store.state(item_id)
     if state.origin != "edited":
-        if captioner is None:
+        if captioning.model is None:
             raise ConfigError(
-                f"{state.path}: no caption for clip {clip_id}, and [captions] captioner is 'none'. "
+                f"{state.path}: no caption for {item_id}, and [captions] captioner is 'none'. "
                 "Write the caption in that file, or choose a captioner in wan_lora.toml."
             )
-        frames = sample_frames(project.root / clip_record["path"], settings.frames_per_clip)
-        generated = captioner.caption(frames, settings.prompt)
+        generated = captioning.model.caption(frames(), settings.prompt)
         state = store.write_auto(
-            clip_id, apply_trigger(generated, settings.trigger), captioner_config.fingerprint()
+            item_id, apply_trigger(generated, settings.trigger), config.fingerprint()
         )
     final_text = apply_trigger(state.text, settings.trigger)
     record = {
-        "fingerprint": caption_fingerprint(
-            state, clip_record["data_version"], settings, captioner_config
-        ),
+        "fingerprint": caption_fingerprint(state, media_version, settings, config),
         "data_version": fingerprint("caption-text", final_text),
         "text": final_text,
         "origin": state.origin,
-        "path": str(state.path.relative_to(project.root)),
+        "path": str(state.path.relative_to(catalog.project.root)),
         "banned_words": find_banned_words(final_text, settings.banned_words),
     }
-    catalog.records.write("captions", clip_id, record)
+    catalog.records.write(asset, item_id, record)
     return record

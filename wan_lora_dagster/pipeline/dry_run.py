@@ -1,7 +1,7 @@
 """`wan-lora train --dry-run`: every command the musubi engine would run, without running any.
 
-Cache commands list only the clips whose caches are not fresh; the training command trains on
-the training set as the project stands, with the checkpoint names the graph would give it.
+Cache commands list only the clips and stills whose caches are not fresh; the training command
+trains on the training set as the project stands, with the checkpoint names the graph would give it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from wan_lora_dagster.engines.base import LatentJob, TextJob
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline import caches, training
 from wan_lora_dagster.pipeline.catalog import Catalog
-from wan_lora_dagster.pipeline.dataset import clip_path
+from wan_lora_dagster.pipeline.items import ITEM_KINDS, ItemKind
 from wan_lora_dagster.pipeline.status import Expectations
 
 
@@ -31,22 +31,37 @@ def dry_run(catalog: Catalog) -> str:
     report = training.dataset_report(catalog, manifest, recipe)
     plan = training.checkpoint_plan(manifest, recipe, training.steps_per_epoch(report))
     request = training.train_request(catalog, manifest, plan)
-    stale = [c for c in catalog.clip_ids if not expectations.is_fresh("latent_cache", c)]
-    latent_jobs = [
-        LatentJob(
-            clip, clip_path(project, clip), section, caches.section_cache_dir(project, section)
-        )
-        for clip in stale
-        for section in recipe.sections_for("clips")
-    ]
-    text_jobs = [
-        TextJob(
-            clip, catalog.records.read("captions", clip)["text"], caches.text_cache_dir(project)
-        )
-        for clip in catalog.clip_ids
-        if not expectations.is_fresh("text_cache", clip)
-    ]
+    latent_jobs, text_jobs = [], []
+    for kind in ITEM_KINDS:
+        latent_jobs += _latent_jobs(catalog, kind, _stale(expectations, kind.latent_cache))
+        text_jobs += [
+            TextJob(
+                item_id,
+                catalog.records.read(kind.captions, item_id)["text"],
+                caches.text_cache_dir(project),
+            )
+            for item_id in _stale(expectations, kind.text_cache)
+        ]
     return format_commands(engine.plan(request, latent_jobs, text_jobs))
+
+
+def _stale(expectations: Expectations, asset: str) -> list[str]:
+    keys = expectations.partitions(asset)
+    return [key for key in keys if not expectations.is_fresh(asset, key)]
+
+
+def _latent_jobs(catalog: Catalog, kind: ItemKind, item_ids: list[str]) -> list[LatentJob]:
+    project = catalog.project
+    return [
+        LatentJob(
+            item_id,
+            kind.media(catalog, item_id),
+            section,
+            caches.section_cache_dir(project, section),
+        )
+        for item_id in item_ids
+        for section in project.recipe.sections_for(kind.source)
+    ]
 
 
 def _training_set(catalog: Catalog, expectations: Expectations):
@@ -54,14 +69,15 @@ def _training_set(catalog: Catalog, expectations: Expectations):
     if expectations.manifest:
         return expectations.manifest
     missing = [
-        clip
-        for clip in catalog.clip_ids
-        if catalog.records.read("captions", clip) is None
-        or catalog.records.read("clips", clip) is None
+        item_id
+        for kind in ITEM_KINDS
+        for item_id in kind.ids(catalog)
+        if catalog.records.read(kind.captions, item_id) is None
     ]
     if missing:
+        selection = "+captions,+still_captions"
         raise UserError(
-            f"{len(missing)} clip(s) have no clip or caption yet ({', '.join(missing[:5])}): "
-            f"run `wan-lora run --project {catalog.project.root} --select +captions` first."
+            f"{len(missing)} clip(s) or still(s) have no caption yet ({', '.join(missing[:5])}): "
+            f"run `wan-lora run --project {catalog.project.root} --select {selection}` first."
         )
     return training.build_manifest(catalog, catalog.project.recipe, planned=True)

@@ -1,4 +1,4 @@
-"""From a checkpoint back to the exact captions that fed it, and from a clip to its checkpoints.
+"""From a checkpoint back to the exact captions that fed it, and from an item to its checkpoints.
 
 The manifest a checkpoint was trained on is kept under out/training_set/<version>.json and named
 in the LoRA file's header, so a LoRA found on disk is traced even after the project moved on.
@@ -12,6 +12,7 @@ from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.formats.lora import read_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.items import ITEM_KINDS
 from wan_lora_dagster.pipeline.training import load_manifest
 
 HEADER_TRAINING_SET = "wan_lora.training_set"
@@ -21,13 +22,18 @@ def checkpoint_lineage(catalog: Catalog, checkpoint: str) -> dict:
     """`checkpoint` is a partition key or a path to a LoRA file."""
     training_set, name = _training_set_of(catalog, checkpoint)
     manifest = _manifest(catalog, training_set)
-    current = {clip: catalog.records.read("captions", clip) for clip in catalog.clip_ids}
+    current = {
+        item_id: catalog.records.read(kind.captions, item_id)
+        for kind in ITEM_KINDS
+        for item_id in kind.ids(catalog)
+    }
     clips = []
     for entry in manifest.captions_by_item().values():
         now = current.get(entry.item_id)
         clips.append(
             {
                 "clip": entry.item_id,
+                "kind": entry.kind,
                 "caption": entry.caption,
                 "caption_version": entry.caption_version,
                 "origin": entry.caption_origin,
@@ -40,7 +46,7 @@ def checkpoint_lineage(catalog: Catalog, checkpoint: str) -> dict:
 
 
 def clip_lineage(catalog: Catalog, clip_id: str) -> dict:
-    """Every checkpoint whose training set held the clip, with the caption each one saw."""
+    """Every checkpoint whose training set held the clip (or still), with the caption it saw."""
     fed = []
     manifests: dict[str, TrainingSetManifest] = {}
     for record_path in sorted(catalog.records.root.joinpath("lora_checkpoints").glob("*.json")):

@@ -1,9 +1,11 @@
-"""Versions of the user's hand-made inputs, per clip, so one edit marks one clip unsynced."""
+"""Versions of the user's hand-made inputs, per item, so that one edit marks one item unsynced."""
 
 from __future__ import annotations
 
+from wan_lora_dagster.captioning.store import CaptionStore
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.dataset import caption_store
+from wan_lora_dagster.pipeline.stills import still_caption_store
 from wan_lora_dagster.project import fingerprint
 
 
@@ -17,14 +19,25 @@ def range_versions(catalog: Catalog) -> dict[str, str]:
     return {r.clip_id: fingerprint(r.film_stem, r.start, r.end) for r in catalog.ranges}
 
 
-def caption_file_versions(catalog: Catalog) -> dict[str, str]:
-    """Clip -> hash of its hand-edited caption text, or 'auto' while the captioner owns it.
+def still_versions(catalog: Catalog) -> dict[str, str]:
+    """Still -> content hash of its image."""
+    return dict(catalog.still_hashes)
 
-    The source is the user's hand edits: the captioner writing its own file is no new version.
-    """
-    store = caption_store(catalog.project)
+
+def caption_file_versions(catalog: Catalog) -> dict[str, str]:
+    """Clip -> hash of its hand-edited caption text, or 'auto' while the captioner owns it."""
+    return _hand_caption_versions(caption_store(catalog.project), catalog.clip_ids)
+
+
+def still_caption_file_versions(catalog: Catalog) -> dict[str, str]:
+    """Still -> hash of its hand-written caption text, or 'auto' while the captioner owns it."""
+    return _hand_caption_versions(still_caption_store(catalog.project), catalog.still_ids)
+
+
+def _hand_caption_versions(store: CaptionStore, item_ids: list[str]) -> dict[str, str]:
+    """The source is the user's hand edits: the captioner writing its own file is no new version."""
     versions = {}
-    for clip_id in catalog.clip_ids:
-        state = store.state(clip_id)
-        versions[clip_id] = fingerprint(state.text) if state.origin == "edited" else "auto"
+    for item_id in item_ids:
+        state = store.state(item_id)
+        versions[item_id] = fingerprint(state.text) if state.origin == "edited" else "auto"
     return versions

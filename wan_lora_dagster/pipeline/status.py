@@ -9,18 +9,28 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from wan_lora_dagster.captioning.backends import CaptionerSettings
+from wan_lora_dagster.captioning.store import CaptionStore
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.media.cut import CutSettings
-from wan_lora_dagster.pipeline import caches, dataset, evaluation, training
+from wan_lora_dagster.pipeline import caches, dataset, evaluation, stills, training
 from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.items import STILLS
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.project import fingerprint
 
 PER_CLIP_ASSETS = ("clips", "captions", "text_cache", "latent_cache")
+PER_STILL_ASSETS = STILLS.assets
 TRAINING_ASSETS = ("training_set", "dataset_report")
 PER_CHECKPOINT_ASSETS = ("lora_checkpoints", "eval_videos")
-ASSET_ORDER = (*PER_CLIP_ASSETS, *TRAINING_ASSETS, *PER_CHECKPOINT_ASSETS, "best_lora")
+ASSET_ORDER = (
+    *PER_CLIP_ASSETS,
+    *PER_STILL_ASSETS,
+    *TRAINING_ASSETS,
+    *PER_CHECKPOINT_ASSETS,
+    "best_lora",
+)
 FRESH, UNSYNCED, MISSING = "fresh", "unsynced", "missing"
 
 
@@ -62,6 +72,8 @@ class Expectations:
     def partitions(self, asset: str) -> list[str]:
         if asset in PER_CLIP_ASSETS:
             return self.catalog.clip_ids
+        if asset in PER_STILL_ASSETS:
+            return self.catalog.still_ids
         if asset in PER_CHECKPOINT_ASSETS:
             plan = self.plan
             return list(plan.keys) if plan else []
@@ -73,28 +85,53 @@ class Expectations:
     def _clips(self, clip_id: str) -> str:
         return dataset.clip_fingerprint(self.catalog, clip_id, CutSettings())
 
-    def _captions(self, clip_id: str) -> str:
+    @cached_property
+    def _captioner(self) -> CaptionerSettings:
         project = self.catalog.project
-        settings = self.recipe.captions
-        state = dataset.caption_store(project).state(clip_id)
-        captioner = dataset.captioner_settings(project, settings, device="cpu")
-        return dataset.caption_fingerprint(state, self._clips(clip_id), settings, captioner)
+        return dataset.captioner_settings(project, self.recipe.captions, device="cpu")
+
+    def _captions(self, clip_id: str) -> str:
+        store = dataset.caption_store(self.catalog.project)
+        return self._caption(store, clip_id, self._clips(clip_id), self._captioner)
+
+    def _still_captions(self, still_id: str) -> str:
+        store = stills.still_caption_store(self.catalog.project)
+        captioner = stills.still_captioner(self._captioner)
+        return self._caption(store, still_id, self.catalog.still_hashes[still_id], captioner)
+
+    def _caption(
+        self, store: CaptionStore, item_id: str, media_version: str, captioner: CaptionerSettings
+    ) -> str:
+        state = store.state(item_id)
+        return dataset.caption_fingerprint(state, media_version, self.recipe.captions, captioner)
 
     def _text_cache(self, clip_id: str) -> str | None:
-        caption_version = self._fresh_data_version("captions", clip_id)
+        return self._text_of("captions", clip_id)
+
+    def _still_text_cache(self, still_id: str) -> str | None:
+        return self._text_of("still_captions", still_id)
+
+    def _text_of(self, caption_asset: str, item_id: str) -> str | None:
+        caption_version = self._fresh_data_version(caption_asset, item_id)
         if caption_version is None:
             return None
         return caches.text_fingerprint(caption_version, self.recipe.training)
 
     def _latent_cache(self, clip_id: str) -> str:
-        sections = self.recipe.sections_for("clips")
-        return caches.latent_fingerprint(self._clips(clip_id), sections, self.recipe.training)
+        return self._latent_of("clips", self._clips(clip_id))
+
+    def _still_latent_cache(self, still_id: str) -> str:
+        return self._latent_of("stills", self.catalog.still_hashes[still_id])
+
+    def _latent_of(self, source: str, media_version: str) -> str:
+        sections = self.recipe.sections_for(source)
+        return caches.latent_fingerprint(media_version, sections, self.recipe.training)
 
     @cached_property
     def _manifest_attempt(self) -> tuple[TrainingSetManifest | None, UserError | None]:
-        """The manifest the fresh per-clip caches make, or why there is none."""
-        clip_ids = self.catalog.clip_ids
-        if not all(self.is_fresh(a, clip) for a in PER_CLIP_ASSETS for clip in clip_ids):
+        """The manifest the fresh per-clip and per-still caches make, or why there is none."""
+        per_item = (*PER_CLIP_ASSETS, *PER_STILL_ASSETS)
+        if not all(self.is_fresh(a, key) for a in per_item for key in self.partitions(a)):
             return None, None
         try:
             return training.build_manifest(self.catalog, self.recipe), None
@@ -103,7 +140,7 @@ class Expectations:
 
     @property
     def manifest(self) -> TrainingSetManifest | None:
-        """None while any clip's caption or cache is not fresh, or the recipe cannot be fed."""
+        """None while any item's caption or cache is not fresh, or the recipe cannot be fed."""
         return self._manifest_attempt[0]
 
     def require_manifest(self) -> TrainingSetManifest:
@@ -112,8 +149,8 @@ class Expectations:
             raise error
         if manifest is None:
             raise UserError(
-                "Some clips' captions or caches are not up to date, so a manifest now would "
-                "list stale files. Materialize them first (`wan-lora run` does it in order)."
+                "Some clips' or stills' captions or caches are not up to date, so a manifest now "
+                "would list stale files. Materialize them first (`wan-lora run` does it in order)."
             )
         return manifest
 

@@ -21,9 +21,15 @@ from wan_lora_dagster.pipeline.caches import (
     text_fingerprint,
 )
 from wan_lora_dagster.pipeline.catalog import Catalog
-from wan_lora_dagster.project import Recipe, fingerprint
+from wan_lora_dagster.pipeline.items import ITEM_KINDS, KIND_BY_NAME, ItemKind, MediaShape
+from wan_lora_dagster.project import STILL_SUFFIXES, DatasetSection, Recipe, fingerprint
 
 LORA_CODE_VERSION = "1"
+NOTHING_TO_TRAIN = {
+    "clips": "no training clips (no ranges, every clip too short, or all held out)",
+    "stills": f"no training stills (no {', '.join(STILL_SUFFIXES)} image in stills/, "
+    "or all held out)",
+}
 
 
 def held_out_clips(clip_ids: list[str], recipe: Recipe) -> set[str]:
@@ -37,7 +43,7 @@ def held_out_clips(clip_ids: list[str], recipe: Recipe) -> set[str]:
 
 
 def build_manifest(catalog: Catalog, recipe: Recipe, planned: bool = False) -> TrainingSetManifest:
-    """Every cache file of every clip under every clip section, with its caption.
+    """Every cache file of every clip and still under each section of its source, with its caption.
 
     `planned`: the files the engine will write (names from musubi's rules), for a dry run
     before any cache exists; otherwise the files the cache records list.
@@ -45,72 +51,79 @@ def build_manifest(catalog: Catalog, recipe: Recipe, planned: bool = False) -> T
     held_out = held_out_clips(catalog.clip_ids, recipe)
     caches_of = _planned_caches if planned else _recorded_caches
     entries, excluded = [], []
-    for clip_id in catalog.clip_ids:
-        caption = catalog.records.read("captions", clip_id)
-        clip = catalog.records.read("clips", clip_id)
-        for section in recipe.sections_for("clips"):
-            files, latent_version, text_file, text_version = caches_of(
-                catalog, clip_id, clip, caption, section
-            )
-            if not files:
-                reason = excluded_reason(clip["num_frames"], section) or "no latent was written"
-                excluded.append(ExcludedItem(clip_id, section.name, reason))
-                continue
-            entries.append(
-                ManifestEntry(
-                    item_id=clip_id,
-                    kind="clip",
-                    section=section.name,
-                    latent_files=tuple(files),
-                    text_file=text_file,
-                    caption=caption["text"],
-                    caption_origin=caption["origin"],
-                    caption_version=caption["data_version"],
-                    latent_version=latent_version,
-                    text_version=text_version,
-                    num_repeats=section.num_repeats,
-                    held_out=clip_id in held_out,
+    for kind in ITEM_KINDS:
+        for item_id in kind.ids(catalog):
+            caption = catalog.records.read(kind.captions, item_id)
+            for section in recipe.sections_for(kind.source):
+                files, latent_version, text_file, text_version = caches_of(
+                    catalog, kind, item_id, caption, section
                 )
-            )
+                if not files:
+                    reason = _exclusion_reason(catalog, kind, item_id, section)
+                    excluded.append(ExcludedItem(item_id, section.name, reason))
+                    continue
+                entries.append(
+                    ManifestEntry(
+                        item_id=item_id,
+                        kind=kind.name,
+                        section=section.name,
+                        latent_files=tuple(files),
+                        text_file=text_file,
+                        caption=caption["text"],
+                        caption_origin=caption["origin"],
+                        caption_version=caption["data_version"],
+                        latent_version=latent_version,
+                        text_version=text_version,
+                        num_repeats=section.num_repeats,
+                        held_out=item_id in held_out,
+                    )
+                )
     manifest = TrainingSetManifest(tuple(entries), tuple(excluded), root=catalog.project.root)
     _require_every_section_fed(manifest, recipe)
     return manifest
 
 
-def _recorded_caches(catalog: Catalog, clip_id: str, _clip: dict, _caption: dict, section):
-    text = catalog.records.read("text_cache", clip_id)
-    latent = catalog.records.read("latent_cache", clip_id)["sections"].get(section.name, {})
+def _exclusion_reason(catalog: Catalog, kind: ItemKind, item_id: str, section) -> str:
+    num_frames = kind.shape(catalog, item_id).num_frames
+    return excluded_reason(num_frames, section) or "no latent was written"
+
+
+def _recorded_caches(catalog: Catalog, kind: ItemKind, item_id: str, _caption: dict, section):
+    text = catalog.records.read(kind.text_cache, item_id)
+    latent = catalog.records.read(kind.latent_cache, item_id)["sections"].get(section.name, {})
     files = latent.get("files", [])
     return files, latent.get("fingerprint"), text["file"], text["data_version"]
 
 
-def _planned_caches(catalog: Catalog, clip_id: str, clip: dict, caption: dict, section):
+def _planned_caches(catalog: Catalog, kind: ItemKind, item_id: str, caption: dict, section):
     project, settings = catalog.project, catalog.project.recipe.training
-    bucket = bucket_for_section(clip["width"], clip["height"], section)
     directory = section_cache_dir(project, section).relative_to(project.root)
-    files = [
-        str(directory / latent_cache_name(clip_id, *bucket, window.start_frame, window.num_frames))
-        for window in frame_windows(clip["num_frames"], section)
-    ]
-    text_file = text_cache_dir(project).relative_to(project.root) / text_cache_name(clip_id)
+    names = _planned_latent_names(item_id, kind.shape(catalog, item_id), section)
+    text_file = text_cache_dir(project).relative_to(project.root) / text_cache_name(item_id)
     return (
-        files,
-        section_latent_fingerprint(clip["data_version"], section, settings),
+        [str(directory / name) for name in names],
+        section_latent_fingerprint(kind.version(catalog, item_id), section, settings),
         str(text_file),
         text_fingerprint(caption["data_version"], settings),
     )
+
+
+def _planned_latent_names(item_id: str, shape: MediaShape, section: DatasetSection) -> list[str]:
+    """The latent files musubi's rules name: one per frame window, or one per image."""
+    if section.source == "stills":
+        return [latent_cache_name(item_id, shape.width, shape.height)]  # its original size
+    bucket = bucket_for_section(shape.width, shape.height, section)
+    return [
+        latent_cache_name(item_id, *bucket, window.start_frame, window.num_frames)
+        for window in frame_windows(shape.num_frames, section)
+    ]
 
 
 def _require_every_section_fed(manifest: TrainingSetManifest, recipe: Recipe) -> None:
     """A section that feeds nothing is a mistake to stop at before any GPU time is spent."""
     fed = {entry.section for entry in manifest.training_entries()}
     problems = [
-        f"[[datasets]] section '{section.name}': "
-        + (
-            "stills sections are not built by the graph yet; remove it or use source = 'clips'"
-            if section.source == "stills"
-            else "no training clips (no ranges, every clip too short, or all held out)"
-        )
+        f"[[datasets]] section '{section.name}': {NOTHING_TO_TRAIN[section.source]}"
         for section in recipe.datasets
         if section.name not in fed
     ]
@@ -120,16 +133,20 @@ def _require_every_section_fed(manifest: TrainingSetManifest, recipe: Recipe) ->
 
 def dataset_report(catalog: Catalog, manifest: TrainingSetManifest, recipe: Recipe) -> dict:
     """Per section: samples per epoch, exclusions, frame and aspect statistics, bucket ideas."""
-    clips = {clip: catalog.records.read("clips", clip) for clip in catalog.clip_ids}
+    shapes: dict[str, MediaShape] = {}
+    for entry in manifest.training_entries():
+        if entry.item_id not in shapes:
+            shapes[entry.item_id] = KIND_BY_NAME[entry.kind].shape(catalog, entry.item_id)
     sections = []
     for section in recipe.datasets:
         entries = [e for e in manifest.training_entries() if e.section == section.name]
         windows = sum(len(entry.latent_files) for entry in entries)
-        sizes = [(clips[e.item_id]["width"], clips[e.item_id]["height"]) for e in entries]
-        frames = [clips[e.item_id]["num_frames"] for e in entries]
+        sizes = [(shapes[e.item_id].width, shapes[e.item_id].height) for e in entries]
+        frames = [shapes[e.item_id].num_frames for e in entries]
         sections.append(
             {
                 "section": section.name,
+                "source": section.source,
                 "resolution": list(section.resolution),
                 "items": len(entries),
                 "samples_per_epoch": windows * section.num_repeats,

@@ -1,0 +1,43 @@
+"""Stills: the images in stills/, each captioned like a clip and trained as one frame.
+
+A still's caption is `stills/<id>.txt` beside it, where musubi-tuner's image datasets keep theirs.
+A file the user put there is a hand caption, never overwritten. Where there is none, the
+captioner writes that same file and keeps a record of its text under out/ (captioning/store.py),
+exactly as for captions/<clip>.txt: a later hand edit of the file is then told apart and kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from PIL import Image
+
+from wan_lora_dagster.captioning.backends import CaptionerSettings
+from wan_lora_dagster.captioning.store import CaptionStore
+from wan_lora_dagster.media.frames import read_image
+from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.dataset import Captioning, caption_item
+from wan_lora_dagster.project import Project
+
+
+def still_caption_store(project: Project) -> CaptionStore:
+    return CaptionStore(project.stills_dir, project.out("records", "still_captioner_output"))
+
+
+def still_captioner(config: CaptionerSettings) -> CaptionerSettings:
+    """A still is one image: the clips' frames_per_clip neither applies nor re-captions it."""
+    return replace(config, frames_per_clip=1)
+
+
+def make_still_caption(catalog: Catalog, still_id: str, captioning: Captioning) -> dict:
+    """Caption a still unless its caption was written by hand; record the final text."""
+    path = catalog.still_paths[still_id]
+    return caption_item(
+        catalog,
+        "still_captions",
+        still_caption_store(catalog.project),
+        still_id,
+        catalog.still_hashes[still_id],
+        lambda: [Image.fromarray(read_image(path))],
+        replace(captioning, config=still_captioner(captioning.config)),
+    )
