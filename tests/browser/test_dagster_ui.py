@@ -175,7 +175,7 @@ def test_checkpoint_page_shows_its_captions_and_loss_curve(page, project: Path):
     page.set_viewport_size(CHECKPOINT_VIEWPORT)
     page.goto(f"/assets/lora_checkpoints?view=partitions&partition={checkpoint}")
     captions = page.locator("table:has(> thead > tr > th:text-is('origin'))")
-    expect(captions.locator("th")).to_have_text(["clip", "origin", "version", "text"])
+    expect(captions.locator("th")).to_have_text(["item", "origin", "version", "text"])
     rows = [row.locator("td").all_inner_texts() for row in captions.locator("tbody > tr").all()]
     assert {cells[0]: cells[1:] for cells in rows} == _caption_records(project)
 

@@ -18,8 +18,8 @@ def image_markdown(path: Path, alt: str) -> dg.MetadataValue:
 
 
 def caption_table(rows: list[dict]) -> dg.MetadataValue:
-    """clip, auto/edited, version, text: what fed a checkpoint."""
-    columns = ["clip", "origin", "version", "text"]
+    """item (clip or still), auto/edited, version, text: what fed a checkpoint."""
+    columns = ["item", "origin", "version", "text"]
     return dg.MetadataValue.table(
         records=[dg.TableRecord({column: row[column] for column in columns}) for row in rows],
         schema=dg.TableSchema(columns=[dg.TableColumn(column, "string") for column in columns]),

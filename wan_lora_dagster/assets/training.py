@@ -169,7 +169,7 @@ def _checkpoint_metadata(catalog, manifest):
     table = caption_table(
         [
             {
-                "clip": e.item_id,
+                "item": e.item_id,
                 "origin": e.caption_origin,
                 "version": e.caption_version,
                 "text": e.caption,
