@@ -31,14 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engines" / "musubi"))
 
-from gpu_fixtures import (
-    musubi_checkout,
-    offline_tokenizer,
-    random_text_encoder,
-    random_weights,
-    skip_reason,
-    weights_dir,
-)
+from gpu_fixtures import real_shape_training, skip_reason
 from graph_scenario import musubi_demo_project
 
 GOAL_RATIO = 1.02
@@ -62,21 +55,7 @@ def main() -> None:
 
 def prepare(scratch: Path, num_repeats: int) -> Path:
     """The musubi demo project with every cache and the training set made by the graph."""
-    musubi, folder = musubi_checkout(), weights_dir()
-    weights = random_weights(folder, musubi)
-    training = {
-        "engine": "musubi",
-        "task": "t2v-1.3B",
-        "musubi_dir": str(musubi),
-        "dit": weights["dit"],
-        "vae": weights["vae"],
-        "t5": random_text_encoder(folder, musubi),
-        "tokenizer": offline_tokenizer(folder / "umt5-tokenizer"),
-        "network_dim": 32,
-        "network_alpha": 32,
-        "max_train_epochs": EPOCHS,
-        "save_every_n_epochs": 1,
-    }
+    training = real_shape_training(max_train_epochs=EPOCHS, save_every_n_epochs=1)
     project = musubi_demo_project(scratch / "demo", training, num_repeats=num_repeats)
     wan_lora("run", "--project", str(project), "--select", "+dataset_report")
     return project

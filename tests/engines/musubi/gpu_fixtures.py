@@ -138,6 +138,25 @@ def offline_tokenizer(folder: Path) -> str:
     return str(folder)
 
 
+def real_shape_training(**overrides) -> dict:
+    """A `[training]` table for the real musubi-tuner: t2v-1.3B, every weight of the real shapes
+    (built once), the offline tokenizer."""
+    musubi, folder = musubi_checkout(), weights_dir()
+    weights = random_weights(folder, musubi)
+    return {
+        "engine": "musubi",
+        "task": "t2v-1.3B",
+        "musubi_dir": str(musubi),
+        "dit": weights["dit"],
+        "vae": weights["vae"],
+        "t5": random_text_encoder(folder, musubi),
+        "tokenizer": offline_tokenizer(folder / "umt5-tokenizer"),
+        "network_dim": 32,
+        "network_alpha": 32,
+        **overrides,
+    }
+
+
 def musubi_settings(musubi_dir: Path, weights: dict[str, str], **overrides) -> TrainingSettings:
     base = {
         "engine": "musubi",

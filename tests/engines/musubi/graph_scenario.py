@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from wan_lora_dagster.formats.lora import read_lora_header
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.runner import open_instance
 from wan_lora_dagster.scaffold import create_demo_project
@@ -121,3 +122,19 @@ def checkpoint_digests(project: Path) -> dict[str, str]:
         path.name: hashlib.sha256(path.read_bytes()).hexdigest()
         for path in folder.glob("*.safetensors")
     }
+
+
+def check_resumed(project: Path, before: dict[str, str], events: dict[str, dict], epochs: int):
+    """The resumed training: a checkpoint per epoch with steps going on from the cancelled run's,
+    none of the files saved `before` it rewritten, each file's header naming its training set."""
+    keys = sorted(events)
+    train_id = keys[0].rsplit("-", 1)[0]
+    assert keys == [f"{train_id}-e{epoch:04d}" for epoch in range(1, epochs + 1)]
+    steps = [events[key]["step"] for key in keys]
+    assert steps == [steps[0] * epoch for epoch in range(1, epochs + 1)], "counters restarted"
+    now = checkpoint_digests(project)
+    assert {name: now[name] for name in before} == before, "a checkpoint was rewritten"
+    for metadata in events.values():
+        header = read_lora_header(project / metadata["lora_file"])
+        assert header["wan_lora.training_set"] == metadata["training_set"]
+        assert header["ss_steps"] == str(metadata["step"])

@@ -10,6 +10,7 @@ from gpu_fixtures import live_processes
 from graph_scenario import (
     CANCEL_SECONDS,
     CliRun,
+    check_resumed,
     checkpoint_digests,
     checkpoint_events,
     interrupt,
@@ -19,7 +20,6 @@ from graph_scenario import (
 from musubi_fixtures import make_fake_musubi, make_weights
 
 from wan_lora_dagster.cli import main
-from wan_lora_dagster.formats.lora import read_lora_header
 from wan_lora_dagster.scaffold import create_demo_project
 
 pytestmark = pytest.mark.slow
@@ -107,18 +107,7 @@ def test_the_checkpoint_saved_before_the_cancel_is_in_dagster_with_its_lineage(c
 
 def test_the_next_run_resumes_without_rewriting_a_checkpoint(musubi_project, cancelled, resumed):
     assert resumed["code"] == 0, resumed["output"]
-    events = resumed["events"]
-    train_id = next(iter(cancelled["events"])).rsplit("-", 1)[0]
-    assert sorted(events) == [f"{train_id}-e{epoch:04d}" for epoch in range(1, EPOCHS + 1)]
-    steps = [events[key]["step"] for key in sorted(events)]
-    per_epoch = steps[0]
-    assert steps == [per_epoch * epoch for epoch in range(1, EPOCHS + 1)], "counters restarted"
-    files = checkpoint_digests(musubi_project)
-    assert {name: files[name] for name in cancelled["files"]} == cancelled["files"]
-    for metadata in events.values():
-        header = read_lora_header(musubi_project / metadata["lora_file"])
-        assert header["wan_lora.training_set"] == metadata["training_set"]
-        assert header["ss_steps"] == str(metadata["step"])
+    check_resumed(musubi_project, cancelled["files"], resumed["events"], EPOCHS)
 
 
 def test_every_checkpoint_gets_its_eval_video_and_the_best_is_exported(musubi_project, resumed):

@@ -28,15 +28,13 @@ from gpu_fixtures import (
     gpu_compute_pids,
     live_processes,
     musubi_checkout,
-    offline_tokenizer,
-    random_text_encoder,
-    random_weights,
+    real_shape_training,
     skip_reason,
-    weights_dir,
 )
 from graph_scenario import (
     CANCEL_SECONDS,
     CliRun,
+    check_resumed,
     checkpoint_digests,
     checkpoint_events,
     interrupt,
@@ -45,7 +43,6 @@ from graph_scenario import (
     wait_for_checkpoint_event,
 )
 
-from wan_lora_dagster.formats.lora import read_lora_header
 from wan_lora_dagster.formats.musubi_cache import load_text_cache
 
 pytestmark = [
@@ -71,22 +68,7 @@ def metrics():
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    musubi = musubi_checkout()
-    folder = weights_dir()
-    weights = random_weights(folder, musubi)
-    training = {
-        "engine": "musubi",
-        "task": "t2v-1.3B",
-        "musubi_dir": str(musubi),
-        "dit": weights["dit"],
-        "vae": weights["vae"],
-        "t5": random_text_encoder(folder, musubi),
-        "tokenizer": offline_tokenizer(folder / "umt5-tokenizer"),
-        "network_dim": 32,
-        "network_alpha": 32,
-        "max_train_epochs": EPOCHS,
-        "save_every_n_epochs": 1,
-    }
+    training = real_shape_training(max_train_epochs=EPOCHS, save_every_n_epochs=1)
     root = tmp_path_factory.mktemp("musubi-graph-gpu")
     return musubi_demo_project(root / "demo", training, num_repeats=REPEATS)
 
@@ -152,15 +134,7 @@ def test_ctrl_c_ends_every_musubi_process_and_frees_the_gpu(cancelled):
 
 def test_the_resumed_run_lands_the_second_checkpoint_and_rewrites_none(project, cancelled, resumed):
     assert resumed["code"] == 0, resumed["output"][-3000:]
-    events = resumed["events"]
-    steps = [events[key]["step"] for key in sorted(events)]
-    assert len(steps) == EPOCHS and steps == [steps[0] * epoch for epoch in (1, 2)], steps
-    files = checkpoint_digests(project)
-    assert {name: files[name] for name in cancelled["files"]} == cancelled["files"]
-    for metadata in events.values():
-        header = read_lora_header(project / metadata["lora_file"])
-        assert header["wan_lora.training_set"] == metadata["training_set"]
-        assert header["ss_steps"] == str(metadata["step"])
+    check_resumed(project, cancelled["files"], resumed["events"], EPOCHS)
 
 
 def test_wan_generate_video_made_one_eval_video_per_checkpoint(project, resumed):
