@@ -15,13 +15,12 @@ from peft import LoraConfig, get_peft_model_state_dict
 from safetensors import safe_open
 
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.formats.cache_files import read_lora_header, update_lora_header
 from wan_lora_dagster.formats.lora import (
     PEFT_TARGET_MODULES,
     musubi_to_peft,
     peft_to_musubi,
-    read_lora_header,
     save_lora,
-    update_lora_header,
 )
 
 RANK, ALPHA = 4, 2.0

@@ -26,18 +26,20 @@ from safetensors.torch import load_file, save_file
 
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.formats import musubi_cache
-from wan_lora_dagster.formats.musubi_cache import (
+from wan_lora_dagster.formats.cache_files import (
     ARCHITECTURE,
     CacheFileError,
     LatentCacheName,
     latent_cache_name,
+    parse_latent_cache_name,
+    text_cache_name,
+)
+from wan_lora_dagster.formats.musubi_cache import (
     load_latent_cache,
     load_text_cache,
-    parse_latent_cache_name,
     save_latent_cache,
     save_text_cache,
     strip_dtype_suffix,
-    text_cache_name,
 )
 
 

@@ -14,12 +14,8 @@ from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from wan_lora_dagster.engines.base import LatentJob
 from wan_lora_dagster.engines.wan_models import TEXT_LENGTH, WanModels
-from wan_lora_dagster.formats.musubi_cache import (
-    latent_cache_name,
-    save_latent_cache,
-    save_text_cache,
-    text_cache_name,
-)
+from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
+from wan_lora_dagster.formats.musubi_cache import save_latent_cache, save_text_cache
 from wan_lora_dagster.media.buckets import bucket_for_section, resize_to_bucket
 from wan_lora_dagster.media.frames import read_frames, read_image
 from wan_lora_dagster.media.windows import frame_windows

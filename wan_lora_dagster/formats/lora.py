@@ -16,12 +16,8 @@ import re
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from wan_lora_dagster.formats.musubi_cache import (
-    CacheFileError,
-    read_safetensors_metadata,
     write_safetensors,
 )
 
@@ -110,22 +106,6 @@ def musubi_to_peft(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch
 def save_lora(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
     """Write a LoRA file atomically; metadata values must be strings (safetensors' rule)."""
     write_safetensors(Path(path), state_dict, metadata)
-
-
-def read_lora_header(path: Path) -> dict[str, str]:
-    """The safetensors `__metadata__` of a LoRA file, without loading its tensors."""
-    return read_safetensors_metadata(Path(path))
-
-
-def update_lora_header(path: Path, fields: dict[str, str]) -> None:
-    """Add or replace metadata fields, keeping the tensors and the other fields; atomic."""
-    path = Path(path)
-    metadata = read_lora_header(path)
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError) as error:
-        raise CacheFileError(f"{path}: cannot read the LoRA tensors ({error})") from None
-    write_safetensors(path, tensors, {**metadata, **fields})
 
 
 def _strip_peft_prefix(key: str) -> str:

@@ -23,43 +23,25 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.formats.cache_files import (
+    ARCHITECTURE,
+    CacheFileError,
+    parse_latent_cache_name,
+    read_safetensors_metadata,
+)
 
 logger = logging.getLogger(__name__)
 
-ARCHITECTURE = "wan"
 FORMAT_VERSION = "1.0.1"
 VAE_TEMPORAL_STRIDE = 4
-
-_LATENT_NAME = re.compile(
-    r"^(?P<item_id>.+?)(?:_(?P<start_frame>\d{5,})-(?P<num_frames>\d{3,}))?"
-    r"_(?P<width>\d{4,})x(?P<height>\d{4,})_" + ARCHITECTURE + r"\.safetensors$"
-)
-
-
-class CacheFileError(UserError):
-    """A cache or LoRA file cannot be read or does not hold what its name promises."""
-
-
-@dataclass(frozen=True)
-class LatentCacheName:
-    """What a latent cache file name says: musubi-tuner reads a file's meaning from its name."""
-
-    item_id: str
-    width: int
-    height: int
-    start_frame: int | None = None
-    num_frames: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,44 +58,6 @@ class LatentCache:
     clip_embedding: torch.Tensor | None
     image_latent: torch.Tensor | None
     metadata: dict[str, str]
-
-
-def latent_cache_name(
-    item_id: str,
-    width: int,
-    height: int,
-    start_frame: int | None = None,
-    num_frames: int | None = None,
-) -> str:
-    """The file name musubi-tuner gives a latent: a video window when start_frame is given.
-
-    width, height: the frames' size after bucketing for a video, the original size for an image.
-    """
-    _check_item_id(item_id)
-    size = f"{width:04d}x{height:04d}_{ARCHITECTURE}.safetensors"
-    if (start_frame is None) != (num_frames is None):
-        raise ValueError("give both start_frame and num_frames for a video window, or neither")
-    if start_frame is None:
-        return f"{item_id}_{size}"
-    return f"{item_id}_{start_frame:05d}-{num_frames:03d}_{size}"
-
-
-def parse_latent_cache_name(name: str) -> LatentCacheName:
-    """The inverse of latent_cache_name (a name with a frame range is read as a video window)."""
-    match = _LATENT_NAME.match(name)
-    if match is None:
-        raise CacheFileError(
-            f"{name}: not a musubi-tuner Wan latent cache name "
-            f"(<item>[_<start>-<frames>]_<width>x<height>_{ARCHITECTURE}.safetensors)"
-        )
-    fields = {key: value for key, value in match.groupdict().items() if value is not None}
-    numbers = {key: int(value) for key, value in fields.items() if key != "item_id"}
-    return LatentCacheName(item_id=fields["item_id"], **numbers)
-
-
-def text_cache_name(item_id: str) -> str:
-    _check_item_id(item_id)
-    return f"{item_id}_{ARCHITECTURE}_te.safetensors"
 
 
 def save_latent_cache(
@@ -241,15 +185,6 @@ def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata:
         raise
 
 
-def read_safetensors_metadata(path: Path) -> dict[str, str]:
-    """The `__metadata__` of a safetensors header; no tensor is loaded."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return dict(handle.metadata() or {})
-    except (SafetensorError, OSError) as error:
-        raise CacheFileError(f"{path}: not a readable safetensors file ({error})") from None
-
-
 def _load_wan_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     metadata = read_safetensors_metadata(path)
     if metadata.get("architecture") != ARCHITECTURE:
@@ -272,9 +207,3 @@ def _zero_nans(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, torch.
             tensor = torch.where(torch.isnan(tensor), torch.zeros_like(tensor), tensor)
         cleaned[key] = tensor
     return cleaned
-
-
-def _check_item_id(item_id: str) -> None:
-    # A leading dot would hide the file from musubi's glob; a separator would leave the directory.
-    if not item_id or "/" in item_id or "\\" in item_id or item_id.startswith("."):
-        raise ValueError(f"item id {item_id!r} cannot name a cache file")

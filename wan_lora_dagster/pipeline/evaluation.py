@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 
 from wan_lora_dagster.engines.base import Engine, SampleRequest, SampleVideo
 from wan_lora_dagster.errors import EngineError, UserError
-from wan_lora_dagster.formats.lora import update_lora_header
+from wan_lora_dagster.formats.cache_files import update_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.pipeline.catalog import Catalog

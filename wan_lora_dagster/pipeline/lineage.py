@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wan_lora_dagster.errors import UserError
-from wan_lora_dagster.formats.lora import read_lora_header
+from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.items import ITEM_KINDS

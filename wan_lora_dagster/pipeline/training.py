@@ -9,8 +9,8 @@ from pathlib import Path
 
 from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.errors import ConfigError
+from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
 from wan_lora_dagster.formats.manifest import ExcludedItem, ManifestEntry, TrainingSetManifest
-from wan_lora_dagster.formats.musubi_cache import latent_cache_name, text_cache_name
 from wan_lora_dagster.media.buckets import bucket_for_section, suggest_buckets
 from wan_lora_dagster.media.windows import excluded_reason, frame_windows
 from wan_lora_dagster.pipeline.caches import (

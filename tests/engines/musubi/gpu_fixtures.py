@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from wan_lora_dagster.engines.base import LatentJob, TrainRequest
+from wan_lora_dagster.formats.cache_files import text_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
-from wan_lora_dagster.formats.musubi_cache import save_text_cache, text_cache_name
+from wan_lora_dagster.formats.musubi_cache import save_text_cache
 from wan_lora_dagster.media.video_writer import write_video
 from wan_lora_dagster.project import DatasetSection, TrainingSettings
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from wan_lora_dagster.formats.lora import read_lora_header
+from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.runner import open_instance
 from wan_lora_dagster.scaffold import create_demo_project

@@ -25,8 +25,11 @@ from wan_lora_dagster.engines.musubi.resume import Journal
 from wan_lora_dagster.engines.musubi.training_run import run_identity
 from wan_lora_dagster.engines.sampling import sample_video_name
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.formats.lora import read_lora_header
-from wan_lora_dagster.formats.musubi_cache import latent_cache_name, read_safetensors_metadata
+from wan_lora_dagster.formats.cache_files import (
+    latent_cache_name,
+    read_lora_header,
+    read_safetensors_metadata,
+)
 from wan_lora_dagster.project import EvalSettings
 
 

@@ -39,8 +39,8 @@ from gpu_fixtures import (
 from safetensors.torch import load_file
 
 from wan_lora_dagster.engines.musubi import EngineCancelled, MusubiEngine
-from wan_lora_dagster.formats.lora import read_lora_header
-from wan_lora_dagster.formats.musubi_cache import latent_cache_name, load_latent_cache
+from wan_lora_dagster.formats.cache_files import latent_cache_name, read_lora_header
+from wan_lora_dagster.formats.musubi_cache import load_latent_cache
 
 pytestmark = [
     pytest.mark.gpu,

@@ -27,7 +27,7 @@ from wan_lora_dagster.engines.musubi.resume import (
     state_name,
 )
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.formats.lora import read_lora_header, update_lora_header
+from wan_lora_dagster.formats.cache_files import read_lora_header, update_lora_header
 
 _HEADER_LIMIT = 100 * 1024 * 1024
 

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.formats.musubi_cache import (
+from wan_lora_dagster.formats.cache_files import (
     CacheFileError,
     parse_latent_cache_name,
     text_cache_name,
 )
+from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.project import DatasetSection
 
 # docs/wan.md caches text with `--batch_size 16`; the dataset's batch size is what batches captions.

@@ -35,8 +35,8 @@ from wan_lora_dagster.engines.musubi.progress import TrainingLog, saved_video
 from wan_lora_dagster.engines.musubi.resume import SegmentOptions, plan_segment, segment_dir
 from wan_lora_dagster.engines.musubi.training_run import finish_run, next_launch
 from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.formats.cache_files import text_cache_name
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.formats.musubi_cache import text_cache_name
 from wan_lora_dagster.project import TrainingSettings
 
 logger = logging.getLogger(__name__)

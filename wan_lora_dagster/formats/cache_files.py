@@ -1,0 +1,139 @@
+"""The torch-free half of musubi-tuner's file formats: cache file names and safetensors headers.
+
+`wan-lora status`, lineage and the manifest need names and headers only; keeping them apart from
+the tensor code (musubi_cache.py, lora.py) spares every command the second it takes to import
+torch. Names follow musubi-tuner's rules, documented in musubi_cache.py.
+
+A safetensors file is an 8-byte little-endian header length, the JSON header (with the string
+map `__metadata__`), then the tensors' bytes, addressed relative to the header's end: so the
+header can be read, and rewritten, without touching a tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from wan_lora_dagster.errors import UserError
+
+ARCHITECTURE = "wan"
+_HEADER_LENGTH = struct.Struct("<Q")
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
+_LATENT_NAME = re.compile(
+    r"^(?P<item_id>.+?)(?:_(?P<start_frame>\d{5,})-(?P<num_frames>\d{3,}))?"
+    r"_(?P<width>\d{4,})x(?P<height>\d{4,})_" + ARCHITECTURE + r"\.safetensors$"
+)
+
+
+class CacheFileError(UserError):
+    """A cache or LoRA file cannot be read or does not hold what its name promises."""
+
+
+@dataclass(frozen=True)
+class LatentCacheName:
+    """What a latent cache file name says: musubi-tuner reads a file's meaning from its name."""
+
+    item_id: str
+    width: int
+    height: int
+    start_frame: int | None = None
+    num_frames: int | None = None
+
+
+def latent_cache_name(
+    item_id: str,
+    width: int,
+    height: int,
+    start_frame: int | None = None,
+    num_frames: int | None = None,
+) -> str:
+    """The file name musubi-tuner gives a latent: a video window when start_frame is given.
+
+    width, height: the frames' size after bucketing for a video, the original size for an image.
+    """
+    _check_item_id(item_id)
+    size = f"{width:04d}x{height:04d}_{ARCHITECTURE}.safetensors"
+    if (start_frame is None) != (num_frames is None):
+        raise ValueError("give both start_frame and num_frames for a video window, or neither")
+    if start_frame is None:
+        return f"{item_id}_{size}"
+    return f"{item_id}_{start_frame:05d}-{num_frames:03d}_{size}"
+
+
+def parse_latent_cache_name(name: str) -> LatentCacheName:
+    """The inverse of latent_cache_name (a name with a frame range is read as a video window)."""
+    match = _LATENT_NAME.match(name)
+    if match is None:
+        raise CacheFileError(
+            f"{name}: not a musubi-tuner Wan latent cache name "
+            f"(<item>[_<start>-<frames>]_<width>x<height>_{ARCHITECTURE}.safetensors)"
+        )
+    fields = {key: value for key, value in match.groupdict().items() if value is not None}
+    numbers = {key: int(value) for key, value in fields.items() if key != "item_id"}
+    return LatentCacheName(item_id=fields["item_id"], **numbers)
+
+
+def text_cache_name(item_id: str) -> str:
+    _check_item_id(item_id)
+    return f"{item_id}_{ARCHITECTURE}_te.safetensors"
+
+
+def read_safetensors_metadata(path: Path) -> dict[str, str]:
+    """The `__metadata__` of a safetensors header; no tensor is read."""
+    return dict(_read_header(Path(path))[0].get("__metadata__") or {})
+
+
+def read_lora_header(path: Path) -> dict[str, str]:
+    """The metadata of a LoRA file (what musubi-tuner and ComfyUI show as its header)."""
+    return read_safetensors_metadata(path)
+
+
+def update_lora_header(path: Path, fields: dict[str, str]) -> None:
+    """Add or replace metadata fields, keeping the tensors' bytes and the other fields; atomic:
+    a reader sees the old file or the whole new one."""
+    path = Path(path)
+    bad = sorted(key for key, value in fields.items() if not isinstance(value, str))
+    if bad:
+        raise ValueError(f"safetensors metadata values must be strings: {bad}")
+    header, data_start = _read_header(path)
+    header["__metadata__"] = {**(header.get("__metadata__") or {}), **fields}
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # tensors stay 8-byte aligned, as safetensors writes
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as target, open(path, "rb") as source:
+            target.write(_HEADER_LENGTH.pack(len(encoded)) + encoded)
+            source.seek(data_start)
+            shutil.copyfileobj(source, target)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _read_header(path: Path) -> tuple[dict, int]:
+    """(the JSON header, where the tensors' bytes start)."""
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(_HEADER_LENGTH.size)
+            (length,) = _HEADER_LENGTH.unpack(prefix)
+            if length > _MAX_HEADER_BYTES:
+                raise ValueError(f"header length {length} is not plausible")
+            header = json.loads(handle.read(length))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except (OSError, ValueError, struct.error) as error:
+        raise CacheFileError(f"{path}: not a readable safetensors file ({error})") from None
+    return header, _HEADER_LENGTH.size + length
+
+
+def _check_item_id(item_id: str) -> None:
+    # A leading dot would hide the file from musubi's glob; a separator would leave the directory.
+    if not item_id or "/" in item_id or "\\" in item_id or item_id.startswith("."):
+        raise ValueError(f"item id {item_id!r} cannot name a cache file")
