@@ -37,5 +37,5 @@ def test_a_file_that_is_not_a_video_is_a_media_error(tmp_path):
     path = tmp_path / "notes.mp4"
     path.write_text("not a video")
 
-    with pytest.raises(MediaError, match=re.escape(f"{path}: cannot look for scene cuts")):
+    with pytest.raises(MediaError, match=re.escape(f"{path}: cannot")):
         detect_hard_cuts(path)

@@ -6,11 +6,12 @@ import math
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from wan_lora_dagster.errors import MediaError
-from wan_lora_dagster.media.probe import probe_video
+from wan_lora_dagster.media.probe import FrameWatcher, probe_video
 from wan_lora_dagster.media.ranges import format_time
 
 STDERR_TAIL_LINES = 12
@@ -101,13 +102,19 @@ def ffmpeg_cut_command(
 
 
 def cut_clip(
-    film: Path, start: float, end: float, out_path: Path, settings: CutSettings = CutSettings()
+    film: Path,
+    start: float,
+    end: float,
+    out_path: Path,
+    settings: CutSettings = CutSettings(),
+    watchers: Sequence[FrameWatcher] = (),
 ) -> ClipInfo:
     """Cut seconds `start` to `end` of `film` to `out_path` (h264 yuv420p mp4, no audio).
 
-    The clip is written to a temporary file, decoded to count its frames, and only then renamed
-    to `out_path`: a failed cut leaves a previous good clip there untouched. Raises MediaError
-    naming the film and the range, with ffmpeg's last error lines.
+    The clip is written to a temporary file, decoded to count its frames (`watchers` see each
+    frame of that decode), and only then renamed to `out_path`: a failed cut leaves a previous
+    good clip there untouched. Raises MediaError naming the film and the range, with ffmpeg's
+    last error lines.
     """
     film, out_path = Path(film), Path(out_path)
     cutting = f"cannot cut {film} {format_time(start)}-{format_time(end)}"
@@ -118,7 +125,7 @@ def cut_clip(
     try:
         _run(ffmpeg_cut_command(film, start, end, partial, settings), cutting)
         try:
-            info = probe_video(partial, count_frames=True)
+            info = probe_video(partial, count_frames=True, watchers=watchers)
         except MediaError as error:
             raise MediaError(f"{cutting}: ffmpeg wrote no readable frames ({error})") from error
         partial.replace(out_path)

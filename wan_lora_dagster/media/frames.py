@@ -11,7 +11,12 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
 from wan_lora_dagster.errors import MediaError
-from wan_lora_dagster.media.probe import UNREADABLE_HINT, count_frames, first_video_stream
+from wan_lora_dagster.media.probe import (
+    UNREADABLE_HINT,
+    count_frames,
+    first_video_stream,
+    upright_rgb,
+)
 
 # EXIF orientations that turn the picture by a quarter (exif_transpose swaps width and height).
 QUARTER_TURNS = (5, 6, 7, 8)
@@ -82,7 +87,7 @@ def _decode(path: Path, wanted: set[int] | None) -> tuple[dict[int, np.ndarray],
             stream.thread_type = "AUTO"
             for frame in container.decode(stream):
                 if wanted is None or num_decoded in wanted:
-                    by_position[num_decoded] = _upright(frame)
+                    by_position[num_decoded] = upright_rgb(frame)
                 num_decoded += 1
                 if num_decoded - 1 == last_wanted:
                     break
@@ -95,11 +100,3 @@ def _decode(path: Path, wanted: set[int] | None) -> tuple[dict[int, np.ndarray],
     if not num_decoded:
         raise MediaError(f"{path}: has no decodable video frames; {UNREADABLE_HINT}")
     return by_position, num_decoded
-
-
-def _upright(frame: av.VideoFrame) -> np.ndarray:
-    """RGB array with the display matrix applied (phones record sideways and tag the turn)."""
-    array = frame.to_ndarray(format="rgb24")
-    # The display matrix angle is counter-clockwise, as np.rot90 turns.
-    turns = round(frame.rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array

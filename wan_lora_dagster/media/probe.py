@@ -6,15 +6,18 @@ only frame count reported is one made by decoding every frame.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
 
 from wan_lora_dagster.errors import MediaError
 
 UNREADABLE_HINT = "check that it plays in a video player, or re-encode it with ffmpeg"
+# Sees each decoded frame, upright RGB (height, width, 3) uint8, in order.
+FrameWatcher = Callable[[np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -36,11 +39,15 @@ class VideoInfo:
     codec: str
 
 
-def probe_video(path: Path, count_frames: bool = False) -> VideoInfo:
-    """Probe `path` with PyAV, decoding one frame (or all with `count_frames`).
+def probe_video(
+    path: Path, count_frames: bool = False, watchers: Sequence[FrameWatcher] = ()
+) -> VideoInfo:
+    """Probe `path` with PyAV, decoding one frame (or all with `count_frames`, or `watchers`).
 
-    The duration is the stream's, else the container's, else found by decoding. Raises
-    MediaError naming the file when it cannot be opened or a frame cannot be decoded.
+    `watchers` see every frame of that one decode, so whatever else a caller needs from the frames
+    (scene cuts, a thumbnail strip) costs no decode of its own. The duration is the stream's,
+    else the container's, else found by decoding. Raises MediaError naming the file when it
+    cannot be opened or a frame cannot be decoded.
     """
     path = Path(path)
     try:
@@ -54,8 +61,8 @@ def probe_video(path: Path, count_frames: bool = False) -> VideoInfo:
             fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or 0)
             duration = _declared_duration(stream, container)
             num_frames = None
-            if count_frames or duration is None:
-                num_frames, last = _count_rest(frames, first, path)
+            if count_frames or watchers or duration is None:
+                num_frames, last = _count_rest(frames, first, path, watchers)
                 duration = duration or _decoded_duration(last, fps)
             return _video_info(path, stream, first, fps, duration, num_frames)
     except OSError as error:  # before FFmpegError: PyAV's FileNotFoundError is both
@@ -116,16 +123,36 @@ def _video_info(
     )
 
 
+def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """RGB array with the display matrix applied (phones record sideways and tag the turn)."""
+    array = frame.to_ndarray(format="rgb24")
+    # The display matrix angle is counter-clockwise, as np.rot90 turns.
+    turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array
+
+
 def _count_rest(
-    frames: Iterator[av.VideoFrame], first: av.VideoFrame, path: Path
+    frames: Iterator[av.VideoFrame],
+    first: av.VideoFrame,
+    path: Path,
+    watchers: Sequence[FrameWatcher],
 ) -> tuple[int, av.VideoFrame]:
     """Decode the frames after `first`: (frame count including `first`, the last frame)."""
     count, last = 1, first
+    _show(first, watchers)
     try:
-        for last in frames:  # noqa: B007 (the last frame is the result)
+        for last in frames:
             count += 1
+            _show(last, watchers)
     except av.FFmpegError as error:
         raise MediaError(
             f"{path}: decoding fails after frame {count}: {error}; {UNREADABLE_HINT}"
         ) from error
     return count, last
+
+
+def _show(frame: av.VideoFrame, watchers: Sequence[FrameWatcher]) -> None:
+    if watchers:
+        rgb = upright_rgb(frame)
+        for watch in watchers:
+            watch(rgb)

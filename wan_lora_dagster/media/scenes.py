@@ -4,23 +4,48 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import av
-from scenedetect import ContentDetector, VideoOpenFailure, detect
+import cv2
+import numpy as np
+from scenedetect import ContentDetector, FrameTimecode
+from scenedetect.scene_manager import compute_downscale_factor
 
-from wan_lora_dagster.errors import MediaError
+from wan_lora_dagster.media.probe import probe_video
 
 
-def detect_hard_cuts(path: Path, threshold: float = 27.0, min_scene_frames: int = 4) -> list[float]:
-    """Seconds from the start of `path` where a new shot begins (PySceneDetect ContentDetector).
+class HardCutFinder:
+    """PySceneDetect's ContentDetector fed frame by frame: a `FrameWatcher` of `probe_video`, so
+    looking for cuts shares the decode that counts a clip's frames.
 
     `threshold` is ContentDetector's (mean change of hue, saturation and brightness between
     frames, 0-255); cuts closer than `min_scene_frames` frames to the previous one are ignored.
+    Frames are downscaled as scenedetect's own SceneManager does, so the scores are its scores.
     """
-    detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_frames)
-    try:
-        # OpenCV, not PyAV: scenedetect's PyAV backend resets libav's global log callback, after
-        # which every later PyAV encode in the process prints x264's statistics to stderr.
-        scenes = detect(str(path), detector, backend="opencv")
-    except (VideoOpenFailure, av.FFmpegError, OSError) as error:
-        raise MediaError(f"{path}: cannot look for scene cuts: {error}") from error
-    return [round(start.seconds, 3) for start, _ in scenes[1:]]
+
+    def __init__(self, fps: float, threshold: float = 27.0, min_scene_frames: int = 4):
+        self.fps = fps
+        self.detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_frames)
+        self.cut_frames: list[FrameTimecode] = []
+        self._position = 0
+
+    def __call__(self, rgb: np.ndarray) -> None:
+        height, width = rgb.shape[:2]
+        factor = compute_downscale_factor(width)
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        if factor > 1:
+            size = (max(1, round(width / factor)), max(1, round(height / factor)))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+        timecode = FrameTimecode(self._position, self.fps)
+        self.cut_frames += self.detector.process_frame(timecode, bgr)
+        self._position += 1
+
+    @property
+    def cuts(self) -> list[float]:
+        """Seconds from the clip's start where a new shot begins."""
+        return [round(cut.seconds, 3) for cut in self.cut_frames if cut.frame_num > 0]
+
+
+def detect_hard_cuts(path: Path, threshold: float = 27.0, min_scene_frames: int = 4) -> list[float]:
+    """Seconds from the start of `path` where a new shot begins (see HardCutFinder)."""
+    finder = HardCutFinder(probe_video(path).fps, threshold, min_scene_frames)
+    probe_video(path, watchers=[finder])
+    return finder.cuts

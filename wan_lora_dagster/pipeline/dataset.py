@@ -19,8 +19,8 @@ from wan_lora_dagster.captioning.store import CaptionState, CaptionStore
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.media.cut import CutSettings, cut_clip, expected_frame_count
 from wan_lora_dagster.media.frames import sample_frames
-from wan_lora_dagster.media.scenes import detect_hard_cuts
-from wan_lora_dagster.media.thumbnails import thumbnail_strip
+from wan_lora_dagster.media.scenes import HardCutFinder
+from wan_lora_dagster.media.thumbnails import StripFrames
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.project import CaptionSettings, Project, fingerprint
 
@@ -42,12 +42,15 @@ def clip_fingerprint(catalog: Catalog, clip_id: str, settings: CutSettings) -> s
 
 
 def make_clip(catalog: Catalog, clip_id: str, settings: CutSettings) -> dict:
-    """Cut, resample to 16 fps, look for hard cuts and draw a thumbnail strip."""
+    """Cut, resample to 16 fps, look for hard cuts and draw a thumbnail strip: one decode of
+    the new clip counts its frames, finds the cuts and picks the strip's frames."""
     project = catalog.project
     clip_range = catalog.ranges_by_clip[clip_id]
     film = project.films()[clip_range.film_stem]
-    info = cut_clip(film, clip_range.start, clip_range.end, clip_path(project, clip_id), settings)
-    thumbnail = thumbnail_strip(info.path, project.out("thumbnails", f"{clip_id}.png"))
+    cuts, strip = HardCutFinder(settings.fps), StripFrames()
+    out_path = clip_path(project, clip_id)
+    info = cut_clip(film, clip_range.start, clip_range.end, out_path, settings, [cuts, strip])
+    thumbnail = strip.save(project.out("thumbnails", f"{clip_id}.png"))
     version = clip_fingerprint(catalog, clip_id, settings)
     record = {
         "fingerprint": version,
@@ -63,7 +66,7 @@ def make_clip(catalog: Catalog, clip_id: str, settings: CutSettings) -> dict:
         "fps": info.fps,
         "width": info.width,
         "height": info.height,
-        "scene_cuts": detect_hard_cuts(info.path),
+        "scene_cuts": cuts.cuts,
         "thumbnail": str(thumbnail.relative_to(project.root)),
     }
     catalog.records.write("clips", clip_id, record)
