@@ -31,19 +31,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def check_ui(command: str, cwd: Path, env: dict) -> None:
-    """`wan-lora ui` runs until stopped: start it, see it serve, stop its whole process group."""
+def check_ui(command: str, cwd: Path, env: dict, log: Path) -> None:
+    """`wan-lora ui` runs until stopped: start it, see it serve, stop its whole process group.
+
+    Its output goes to a file: the daemon logs every tick, and an unread pipe fills up and
+    blocks it, so that it can no longer shut down."""
     port = free_port()
-    server = subprocess.Popen(
-        f"{command} --port {port}",
-        shell=True,
-        cwd=cwd,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    with open(log, "w") as output:
+        server = subprocess.Popen(
+            f"{command} --port {port}",
+            shell=True,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
@@ -51,9 +54,9 @@ def check_ui(command: str, cwd: Path, env: dict) -> None:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
                     return
             except OSError:
-                assert server.poll() is None, server.stdout.read()
+                assert server.poll() is None, log.read_text()
                 time.sleep(2)
-        pytest.fail(f"{command} did not serve on port {port} within 180 s")
+        pytest.fail(f"{command} did not serve on port {port} within 180 s:\n{log.read_text()}")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
@@ -67,7 +70,7 @@ def test_the_readme_commands_run_in_order(tmp_path):
     assert commands[0] == "make demo" and any(c.startswith("wan-lora ui") for c in commands)
     for command in commands:
         if command.startswith("wan-lora ui"):
-            check_ui(command, clone, env)
+            check_ui(command, clone, env, tmp_path / "ui.log")
             continue
         if command == "make demo":  # the environment exists already: skip its set-up
             command = f"make demo VENV={VENV_BIN.parent} INSTALLED="

@@ -221,5 +221,13 @@ def failure_messages(result: dg.ExecuteInProcessResult, keys: list[str]) -> dict
         metadata = failure.user_failure_data.metadata if failure.user_failure_data else {}
         for key in keys:
             value = metadata.get(key)
-            messages[key] = value.value if value is not None else failure.error.message.strip()
+            messages[key] = value.value if value is not None else _root_cause(failure.error)
     return messages
+
+
+def _root_cause(error) -> str:
+    """The innermost error's message: Dagster wraps an asset's own exception in a step error,
+    whose message says only which step it was."""
+    while error.cause is not None:
+        error = error.cause
+    return error.message.strip()

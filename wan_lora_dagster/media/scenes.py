@@ -22,7 +22,7 @@ class HardCutFinder:
     """
 
     def __init__(self, fps: float, threshold: float = 27.0, min_scene_frames: int = 4):
-        self.fps = fps
+        self.fps = float(fps)  # scenedetect refuses an int rate
         self.detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_frames)
         self.cut_frames: list[FrameTimecode] = []
         self._position = 0
