@@ -38,6 +38,7 @@ from _common import (
 
 from wan_lora_dagster.media import cut
 from wan_lora_dagster.media.cut import ffmpeg_cut_command
+from wan_lora_dagster.media.thumbnails import StripFrames
 from wan_lora_dagster.pipeline import dataset
 from wan_lora_dagster.resources import FfmpegResource
 from wan_lora_dagster.scaffold import DEMO_RECIPE, init_project
@@ -94,10 +95,9 @@ def time_plain(film: Path, ranges: list[tuple[float, float]], directory: Path) -
 
 def time_clip_parts(timers: Timers) -> None:
     timers.wrap(dataset, "make_clip", "make_clip")
-    timers.wrap(dataset, "thumbnail_strip", "thumbnail")
-    timers.wrap(dataset, "detect_hard_cuts", "scene cuts")
+    timers.wrap(StripFrames, "save", "thumbnail")
     timers.wrap(cut, "_run", "ffmpeg")
-    timers.wrap(cut, "probe_video", "frame count")
+    timers.wrap(cut, "probe_video", "decode")
     time_runner(timers)
 
 
@@ -107,9 +107,8 @@ def breakdown_rows(total: float, parts: dict[str, float], num_clips: int) -> lis
     make = get("make_clip", 0.0)
     named = [
         ("ffmpeg cut (the plain loop's argv)", get("ffmpeg", 0.0)),
-        ("frame count (decode the whole clip)", get("frame count", 0.0)),
-        ("scene-cut detection (OpenCV decode)", get("scene cuts", 0.0)),
-        ("thumbnail strip (count, pick 4, PNG)", get("thumbnail", 0.0)),
+        ("one decode: frame count, scene cuts, strip", get("decode", 0.0)),
+        ("thumbnail strip PNG (4 frames, 64 colours)", get("thumbnail", 0.0)),
     ]
     named.append(("rest of the clip work (rename, record)", make - sum(s for _, s in named)))
     named += runner_rows(total, parts, "clips", step_work=make)
@@ -171,10 +170,11 @@ def report(
         breakdown_rows(ours_wall[typical], parts[typical], num),
     )
     extra = median_of(ours, "wall") - median_of(plain, "wall")
-    checks = sum(parts[typical].get(k, 0.0) for k in ("frame count", "scene cuts", "thumbnail"))
+    checks = sum(parts[typical].get(k, 0.0) for k in ("decode", "thumbnail"))
     print(
         f"\n  ours - plain (median wall): {extra:.2f} s; in the median run the per-clip checks "
-        f"(frame count + scene cuts + thumbnail) took {checks:.2f} s and Dagster + runner "
+        f"(one decode for frame count, scene cuts and strip; the PNG) took {checks:.2f} s and "
+        "Dagster + runner "
         f"{ours_wall[typical] - parts[typical].get('make_clip', 0.0):.2f} s."
     )
     print(

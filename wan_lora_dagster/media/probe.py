@@ -16,8 +16,8 @@ import numpy as np
 from wan_lora_dagster.errors import MediaError
 
 UNREADABLE_HINT = "check that it plays in a video player, or re-encode it with ffmpeg"
-# Sees each decoded frame, upright RGB (height, width, 3) uint8, in order.
-FrameWatcher = Callable[[np.ndarray], None]
+# Sees each decoded frame, in order; takes from it what it needs (see upright_scaled).
+FrameWatcher = Callable[[av.VideoFrame], None]
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,7 @@ def _video_info(
 ) -> VideoInfo:
     # The display matrix turns counter-clockwise; players and the `rotate` tag count clockwise.
     rotation = round(-first.rotation) % 360
-    width, height = first.width, first.height
-    if rotation in (90, 270):
-        width, height = height, width
+    width, height = display_size(first)
     return VideoInfo(
         path=path,
         width=width,
@@ -128,6 +126,24 @@ def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
     array = frame.to_ndarray(format="rgb24")
     # The display matrix angle is counter-clockwise, as np.rot90 turns.
     turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array
+
+
+def display_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """(width, height) as a player shows the frame: the stored size, turned by its rotation."""
+    quarter_turned = round(frame.rotation / 90) % 2
+    return (frame.height, frame.width) if quarter_turned else (frame.width, frame.height)
+
+
+def upright_scaled(frame: av.VideoFrame, width: int, height: int, format: str) -> np.ndarray:
+    """The frame turned upright and scaled to `width` x `height` (upright sides), in `format`.
+
+    One libswscale pass does the colour conversion and the scaling, which costs a fraction of
+    converting the whole frame and scaling it after.
+    """
+    turns = round(frame.rotation / 90) % 4
+    stored_width, stored_height = (height, width) if turns % 2 else (width, height)
+    array = frame.reformat(width=stored_width, height=stored_height, format=format).to_ndarray()
     return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array
 
 
@@ -152,7 +168,5 @@ def _count_rest(
 
 
 def _show(frame: av.VideoFrame, watchers: Sequence[FrameWatcher]) -> None:
-    if watchers:
-        rgb = upright_rgb(frame)
-        for watch in watchers:
-            watch(rgb)
+    for watch in watchers:
+        watch(frame)

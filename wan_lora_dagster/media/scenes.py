@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
-import numpy as np
+import av
 from scenedetect import ContentDetector, FrameTimecode
 from scenedetect.scene_manager import compute_downscale_factor
 
-from wan_lora_dagster.media.probe import probe_video
+from wan_lora_dagster.media.probe import display_size, probe_video, upright_scaled
 
 
 class HardCutFinder:
@@ -18,7 +17,7 @@ class HardCutFinder:
 
     `threshold` is ContentDetector's (mean change of hue, saturation and brightness between
     frames, 0-255); cuts closer than `min_scene_frames` frames to the previous one are ignored.
-    Frames are downscaled as scenedetect's own SceneManager does, so the scores are its scores.
+    Frames are downscaled to the width scenedetect's own SceneManager picks.
     """
 
     def __init__(self, fps: float, threshold: float = 27.0, min_scene_frames: int = 4):
@@ -27,13 +26,11 @@ class HardCutFinder:
         self.cut_frames: list[FrameTimecode] = []
         self._position = 0
 
-    def __call__(self, rgb: np.ndarray) -> None:
-        height, width = rgb.shape[:2]
+    def __call__(self, frame: av.VideoFrame) -> None:
+        width, height = display_size(frame)
         factor = compute_downscale_factor(width)
-        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-        if factor > 1:
-            size = (max(1, round(width / factor)), max(1, round(height / factor)))
-            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_LINEAR)
+        size = (max(1, round(width / factor)), max(1, round(height / factor)))
+        bgr = upright_scaled(frame, *size, format="bgr24")
         timecode = FrameTimecode(self._position, self.fps)
         self.cut_frames += self.detector.process_frame(timecode, bgr)
         self._position += 1

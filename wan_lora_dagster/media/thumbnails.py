@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import av
 import numpy as np
 from PIL import Image
 
-from wan_lora_dagster.media.probe import probe_video
+from wan_lora_dagster.media.probe import display_size, probe_video, upright_scaled
 
 # A 64-colour palette keeps a strip at a few KB: Dagster stores it in metadata and the UI shows
 # hundreds of them.
@@ -24,10 +25,11 @@ class StripFrames:
         self.height = height
         self.frames: list[Image.Image] = []
 
-    def __call__(self, rgb: np.ndarray) -> None:
-        frame = Image.fromarray(rgb)
-        width = max(1, round(frame.width * self.height / frame.height))
-        self.frames.append(frame.resize((width, self.height), Image.Resampling.BILINEAR))
+    def __call__(self, frame: av.VideoFrame) -> None:
+        width, height = display_size(frame)
+        scaled_width = max(1, round(width * self.height / height))
+        rgb = upright_scaled(frame, scaled_width, self.height, format="rgb24")
+        self.frames.append(Image.fromarray(rgb))
 
     def save(self, out_png: Path, count: int = 4) -> Path:
         """Write `count` evenly spaced frames side by side, first and last included."""
