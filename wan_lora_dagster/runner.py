@@ -7,6 +7,7 @@ from it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -47,15 +48,22 @@ class StageSummary:
 
 
 def open_instance(project: Project) -> dg.DagsterInstance:
-    """The project's instance under .dagster/, created with our dagster.yaml on first use."""
+    """The project's instance under .dagster/, created with our dagster.yaml on first use.
+
+    Opening a new instance creates its SQLite tables; two commands doing that at once (`wan-lora
+    ui` and `wan-lora run` on a fresh project) collide ("table jobs already exists"), so opening
+    is serialized by a lock file beside it.
+    """
     home = project.dagster_home
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        template = resources.files("wan_lora_dagster") / "templates" / "dagster.yaml"
-        shutil.copyfile(str(template), config)
     os.environ["DAGSTER_HOME"] = str(home)
-    return dg.DagsterInstance.from_config(str(home))
+    with open(home / ".open.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        config = home / "dagster.yaml"
+        if not config.exists():
+            template = resources.files("wan_lora_dagster") / "templates" / "dagster.yaml"
+            shutil.copyfile(str(template), config)
+        return dg.DagsterInstance.from_config(str(home))
 
 
 class ProjectRunner:

@@ -1,8 +1,12 @@
 """What `wan-lora run` tells the user about a failed or interrupted step."""
 
+import subprocess
+import sys
+
 import dagster as dg
 
 from wan_lora_dagster.runner import failure_messages, was_interrupted
+from wan_lora_dagster.scaffold import init_project
 
 
 def _run_failing_with(error: BaseException) -> dg.ExecuteInProcessResult:
@@ -28,3 +32,23 @@ def test_a_failure_that_names_its_partitions_keeps_each_message():
         "a": "a.mp4: no video stream",
         "b": "b: too short",
     }
+
+
+def test_commands_opening_a_new_projects_instance_at_once_all_succeed(tmp_path):
+    """`wan-lora ui` and `wan-lora run` started together on a fresh project."""
+    init_project(tmp_path / "fresh")
+    opener = (
+        "import sys; from wan_lora_dagster.project import open_project; "
+        "from wan_lora_dagster.runner import open_instance; "
+        "open_instance(open_project(sys.argv[1])).get_runs()"
+    )
+    openers = [
+        subprocess.Popen(
+            [sys.executable, "-c", opener, str(tmp_path / "fresh")],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    errors = [opener.communicate(timeout=120)[1] for opener in openers]
+    assert [opener.returncode for opener in openers] == [0] * 4, errors
