@@ -226,3 +226,10 @@ def _length_args(segment: SegmentOptions) -> list[str]:
 
 def _path(value: str | None) -> str:
     return str(Path(value).expanduser().resolve()) if value else ""
+
+
+def with_environment(command: list[str], environment: dict[str, str]) -> list[str]:
+    """`env NAME=value ... command`: what runs is exactly what a dry run prints."""
+    if not environment:
+        return command
+    return ["env", *(f"{name}={value}" for name, value in environment.items()), *command]

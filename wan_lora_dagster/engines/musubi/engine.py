@@ -27,9 +27,9 @@ from wan_lora_dagster.engines.base import (
     TextJob,
     TrainRequest,
 )
-from wan_lora_dagster.engines.musubi import arguments, dataset_toml, hub, sampling
+from wan_lora_dagster.engines.musubi import arguments, dataset_toml, hub, preflight, sampling
 from wan_lora_dagster.engines.musubi.checkpoints import CheckpointLander
-from wan_lora_dagster.engines.musubi.locate import MusubiInstall, find_modules, find_musubi
+from wan_lora_dagster.engines.musubi.locate import MusubiInstall, find_musubi
 from wan_lora_dagster.engines.musubi.process import CancelToken, run_command
 from wan_lora_dagster.engines.musubi.progress import TrainingLog, saved_video
 from wan_lora_dagster.engines.musubi.resume import SegmentOptions, plan_segment, segment_dir
@@ -92,9 +92,10 @@ class MusubiEngine:
         if self._checked:
             return
         arguments.check_settings(self.settings)
-        self._check_weights()
+        preflight.check_weights(self.settings)
         arguments.check_dit_precision(self.settings, Path(self.settings.dit))
-        self._check_environment()
+        logger.debug("musubi-tuner scripts in %s", self.install.package_dir)
+        preflight.check_environment(self.python, self.settings)
         self._tokenizer_environment()
         self._checked = True
 
@@ -284,11 +285,11 @@ class MusubiEngine:
             self.install.script("wan_train_network"),
             script_args,
         )
-        return _with_environment(launch, self.install.environment())
+        return arguments.with_environment(launch, self.install.environment())
 
     def _script(self, name: str, script_args: list[str], environment: dict[str, str]) -> Command:
         command = [self.python, str(self.install.script(name)), *script_args]
-        return _with_environment(command, {**self.install.environment(), **environment})
+        return arguments.with_environment(command, {**self.install.environment(), **environment})
 
     # running
 
@@ -375,36 +376,6 @@ class MusubiEngine:
     def _image_to_video(self) -> bool:
         return self.settings.task == "i2v-14B"
 
-    def _check_weights(self) -> None:
-        needed = {"dit": "DiT", "vae": "VAE", "t5": "T5 text encoder"}
-        if self._image_to_video:
-            needed["clip"] = "CLIP image encoder"
-        problems = []
-        for key, what in needed.items():
-            value = getattr(self.settings, key)
-            if not value:
-                problems.append(f"[training] {key} is not set (the {what} checkpoint file)")
-            elif not Path(value).expanduser().is_file():
-                problems.append(f"{value}: [training] {key} file not found")
-        if problems:
-            raise EngineError("musubi-tuner needs its weights as files: " + "; ".join(problems))
-
-    def _check_environment(self) -> None:
-        """musubi-tuner, and what its Python must import besides: accelerate, the attention."""
-        logger.debug("musubi-tuner scripts in %s", self.install.package_dir)
-        module = arguments.ATTENTION_MODULES.get(self.settings.attention)
-        found = find_modules(self.python, ["accelerate", *([module] if module else [])])
-        if not found["accelerate"]:
-            raise EngineError(
-                f"{self.python} cannot import accelerate, which runs musubi's trainer"
-            )
-        if module and not found[module]:
-            raise EngineError(
-                f"wan_lora.toml: [training] attention = {self.settings.attention!r} needs the "
-                f"{module} package, which {self.python} cannot import: install it, or use "
-                "attention = 'sdpa'"
-            )
-
     def _tokenizer_environment(self) -> dict[str, str]:
         return hub.offline_environment(
             self.settings.tokenizer, self.work_dir / "hub-cache", self._image_to_video
@@ -422,10 +393,3 @@ class MusubiEngine:
         if not groups:
             raise EngineError("the training set has no training entries (all held out or empty)")
         return dataset_toml.write_dataset_config(run_dir / "dataset.toml", groups)
-
-
-def _with_environment(command: Command, environment: dict[str, str]) -> Command:
-    """`env NAME=value ... command`: what runs is exactly what a dry run prints."""
-    if not environment:
-        return command
-    return ["env", *(f"{name}={value}" for name, value in environment.items()), *command]
