@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.processes
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engines" / "musubi"))
 
 from gpu_fixtures import real_shape_training, skip_reason

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import default_signals
+
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -44,6 +46,7 @@ def check_ui(command: str, cwd: Path, env: dict, log: Path) -> None:
             cwd=cwd,
             env=env,
             start_new_session=True,
+            preexec_fn=default_signals,
             stdout=output,
             stderr=subprocess.STDOUT,
         )
@@ -59,7 +62,11 @@ def check_ui(command: str, cwd: Path, env: dict, log: Path) -> None:
         pytest.fail(f"{command} did not serve on port {port} within 180 s:\n{log.read_text()}")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            raise
 
 
 def test_the_readme_commands_run_in_order(tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from tests.processes import default_signals
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.runner import open_instance
@@ -60,6 +61,7 @@ class CliRun:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=default_signals,
         )
         return cls(process)
 
