@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.design import DESIGN_ASSETS
+
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
     pytest.mark.slow,
@@ -42,25 +44,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "ui_checkpoint.png"
-DESIGN_ASSETS = [
-    "films",
-    "clip_ranges",
-    "caption_files",
-    "stills",
-    "still_caption_txt",
-    "clips",
-    "captions",
-    "text_cache",
-    "latent_cache",
-    "still_captions",
-    "still_text_cache",
-    "still_latent_cache",
-    "training_set",
-    "dataset_report",
-    "lora_checkpoints",
-    "eval_videos",
-    "best_lora",
-]
 SERVER_START_SECONDS = 120
 STOP_GRACE_SECONDS = 20
 RUN_FINISH_SECONDS = 150

@@ -12,12 +12,11 @@ from wan_lora_dagster.assets.partitioned import (
     STILL_PARTITIONS,
     StepOutcome,
     emit,
-    stale_partitions,
 )
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline import caches as domain
 from wan_lora_dagster.pipeline.items import CLIPS, STILLS, ItemKind
-from wan_lora_dagster.pipeline.status import expected_fingerprints
+from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import EngineResource, ProjectResource
 
@@ -30,8 +29,7 @@ def _encode(context, project: ProjectResource, asset: str, encode, unreadable=No
     An item whose media cannot be decoded fails alone, before the batch, which would fail whole.
     """
     catalog = project.catalog()
-    wanted = expected_fingerprints(catalog, asset, context.partition_keys)
-    stale, fresh = stale_partitions(catalog.records, asset, context.partition_keys, wanted)
+    stale, fresh = Expectations(catalog).split_fresh(asset, context.partition_keys)
     context.log.info(f"{len(stale)} to encode, {len(fresh)} fresh")
     outcome = StepOutcome(skipped=fresh, failures=unreadable(catalog, stale) if unreadable else {})
     for key, error in outcome.failures.items():

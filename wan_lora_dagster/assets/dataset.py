@@ -12,10 +12,9 @@ from wan_lora_dagster.assets.partitioned import (
     StepOutcome,
     emit,
     make_each,
-    stale_partitions,
 )
 from wan_lora_dagster.pipeline import dataset as domain
-from wan_lora_dagster.pipeline.status import expected_fingerprints
+from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.pipeline.stills import make_still_caption
 from wan_lora_dagster.resources import CaptionerResource, FfmpegResource, ProjectResource
 
@@ -48,8 +47,7 @@ DATASET_GROUP = "dataset"
 def clips(context: dg.AssetExecutionContext, project: ProjectResource, ffmpeg: FfmpegResource):
     catalog = project.catalog()
     settings = ffmpeg.cut_settings()
-    wanted = expected_fingerprints(catalog, "clips", context.partition_keys)
-    stale, fresh = stale_partitions(catalog.records, "clips", context.partition_keys, wanted)
+    stale, fresh = Expectations(catalog).split_fresh("clips", context.partition_keys)
     context.log.info(f"{len(stale)} clip(s) to cut, {len(fresh)} fresh")
     outcome = make_each(
         "clips", stale, lambda clip: domain.make_clip(catalog, clip, settings), context.log
@@ -142,8 +140,7 @@ def _caption_step(context, project: ProjectResource, captioner: CaptionerResourc
     """Caption the stale partitions with the captioner loaded once; check for banned words."""
     asset = context.asset_key.to_user_string()
     catalog = project.catalog()
-    wanted = expected_fingerprints(catalog, asset, context.partition_keys)
-    stale, fresh = stale_partitions(catalog.records, asset, context.partition_keys, wanted)
+    stale, fresh = Expectations(catalog).split_fresh(asset, context.partition_keys)
     settings = catalog.project.recipe.captions
     captioning = domain.Captioning(
         settings,

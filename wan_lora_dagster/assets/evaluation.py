@@ -8,7 +8,6 @@ from wan_lora_dagster.assets.partitioned import (
     SINGLE_RUN,
     emit,
     make_each,
-    stale_partitions,
 )
 from wan_lora_dagster.pipeline import evaluation as domain
 from wan_lora_dagster.pipeline.status import Expectations
@@ -35,9 +34,7 @@ def eval_videos(
 ):
     catalog = project.catalog()
     expectations = Expectations(catalog)
-    keys = context.partition_keys
-    wanted = {key: expectations.fingerprint("eval_videos", key) for key in keys}
-    stale, fresh = stale_partitions(catalog.records, "eval_videos", keys, wanted)
+    stale, fresh = expectations.split_fresh("eval_videos", context.partition_keys)
     progress = ProgressThrottle("eval_videos", context.log.info)
     with engine.session(catalog.project) as model:
         outcome = make_each(

@@ -5,7 +5,7 @@ records one data version per partition: Dagster's `Output` carries a single data
 whole range, so each partition's own version follows it as an `AssetMaterialization`.
 """
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -35,18 +35,6 @@ class StepOutcome:
     records: dict[str, dict] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
-
-
-def stale_partitions(
-    records: RecordStore, asset: str, keys: list[str], fingerprints: Mapping[str, str]
-) -> tuple[list[str], list[str]]:
-    """Split keys into (stale, fresh) by comparing each record's fingerprint with the wanted one."""
-    stale, fresh = [], []
-    for key in keys:
-        record = records.read(asset, key)
-        is_fresh = record is not None and record["fingerprint"] == fingerprints.get(key)
-        (fresh if is_fresh else stale).append(key)
-    return stale, fresh
 
 
 def make_each(

@@ -11,7 +11,6 @@ from wan_lora_dagster.assets.partitioned import (
     StepOutcome,
     emit,
     partition_events,
-    stale_partitions,
 )
 from wan_lora_dagster.engines.background import deliveries
 from wan_lora_dagster.engines.base import CheckpointInfo
@@ -119,9 +118,7 @@ def lora_checkpoints(
             "These checkpoints are not the current training run's: materialize training_set and "
             "dataset_report first (`wan-lora run` does it in order)."
         )
-    keys = context.partition_keys
-    wanted = {key: expectations.fingerprint("lora_checkpoints", key) for key in keys}
-    _, fresh = stale_partitions(catalog.records, "lora_checkpoints", keys, wanted)
+    _, fresh = expectations.split_fresh("lora_checkpoints", context.partition_keys)
     outcome = StepOutcome(skipped=fresh)
     metadata = _checkpoint_metadata(catalog, manifest)
     losses: list[tuple[int, float]] = []
@@ -134,10 +131,9 @@ def lora_checkpoints(
         )
         for landed in training:
             if isinstance(landed, CheckpointInfo):
-                key = _record_checkpoint(context, catalog, plan, manifest, landed, losses)
-                if key:
-                    outcome.records[key] = catalog.records.read("lora_checkpoints", key)
-                    yield from partition_events(context, {key: outcome.records[key]}, metadata)
+                recorded = _record_checkpoint(context, catalog, plan, manifest, landed, losses)
+                outcome.records.update(recorded)
+                yield from partition_events(context, recorded, metadata)
             else:
                 throttle(landed)
                 if landed.loss is not None:
@@ -147,15 +143,15 @@ def lora_checkpoints(
 
 
 def _record_checkpoint(context, catalog, plan, manifest, info: CheckpointInfo, losses):
-    """Write a landed checkpoint's record and loss curve; its partition key (None: unplanned)."""
+    """Write a landed checkpoint's record and loss curve: {key: record}, empty if unplanned."""
     key = domain.checkpoint_key(plan, info.epoch, info.step)
     if key is None:
         context.log.warning(f"{info.path.name}: not a planned checkpoint, kept but not recorded")
-        return None
-    domain.checkpoint_record(catalog, plan, key, manifest, info)
+        return {}
+    record = domain.checkpoint_record(catalog, plan, key, manifest, info)
     loss_curve(losses, _loss_curve_path(catalog, key))
     context.log.info(f"checkpoint {key}: {info.path.name}, loss {info.loss}")
-    return key
+    return {key: record}
 
 
 def _loss_curve_path(catalog, key: str):

@@ -1,4 +1,5 @@
-"""Long engine work on a worker thread, so its caller can act on each result as it lands.
+"""Running engine work so that it can be followed and stopped: on a worker thread, handing
+each result back as it lands, and cancelled by a run's termination signals.
 
 A Dagster step records events only from its own thread and only when it yields them: a training
 that saves a checkpoint every hour for ten hours must hand each one back while it goes on, or the
@@ -8,8 +9,10 @@ first nine are recorded at hour ten, and none at all if the run is then cancelle
 from __future__ import annotations
 
 import queue
+import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from wan_lora_dagster.errors import EngineCancelled
@@ -58,3 +61,29 @@ def deliveries(work: Callable[[Deliver], None], cancel: Callable[[], None]) -> I
         worker.join()
     if failure:
         raise failure[0]
+
+
+@contextmanager
+def cancel_on_signals(
+    cancel: Callable[[], None], signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
+) -> Iterator[None]:
+    """Within the block, these signals call `cancel` first, then whatever handled them before.
+
+    For a caller (a CLI, a Dagster step) whose own handler must still run: the engine's work is
+    ended by `cancel`, or by the exception the earlier handler raises. Main thread only.
+    """
+    previous = {}
+
+    def handle(number, frame):
+        cancel()
+        earlier = previous[number]
+        if callable(earlier):
+            earlier(number, frame)
+
+    for number in signals:
+        previous[number] = signal.signal(number, handle)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

@@ -123,10 +123,7 @@ def _video_info(
 
 def upright_rgb(frame: av.VideoFrame) -> np.ndarray:
     """RGB array with the display matrix applied (phones record sideways and tag the turn)."""
-    array = frame.to_ndarray(format="rgb24")
-    # The display matrix angle is counter-clockwise, as np.rot90 turns.
-    turns = round(frame.rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array
+    return upright_scaled(frame, *display_size(frame), format="rgb24")
 
 
 def display_size(frame: av.VideoFrame) -> tuple[int, int]:
@@ -141,7 +138,7 @@ def upright_scaled(frame: av.VideoFrame, width: int, height: int, format: str) -
     One libswscale pass does the colour conversion and the scaling, which costs a fraction of
     converting the whole frame and scaling it after.
     """
-    turns = round(frame.rotation / 90) % 4
+    turns = round(frame.rotation / 90) % 4  # counter-clockwise, as np.rot90 turns
     stored_width, stored_height = (height, width) if turns % 2 else (width, height)
     array = frame.reformat(width=stored_width, height=stored_height, format=format).to_ndarray()
     return np.ascontiguousarray(np.rot90(array, k=turns)) if turns else array

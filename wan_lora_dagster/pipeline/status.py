@@ -64,6 +64,11 @@ class Expectations:
             self._fresh[asset, key] = fresh
         return self._fresh[asset, key]
 
+    def split_fresh(self, asset: str, keys: list[str]) -> tuple[list[str], list[str]]:
+        """(stale, fresh) partitions of `keys`: a step makes the stale ones, skips the fresh."""
+        fresh = [key for key in keys if self.is_fresh(asset, key)]
+        return [key for key in keys if key not in set(fresh)], fresh
+
     def state(self, asset: str, key: str = UNPARTITIONED) -> str:
         if self._record(asset, key) is None:
             return MISSING
@@ -189,11 +194,6 @@ class Expectations:
         if None in versions:
             return None
         return evaluation.best_fingerprint(versions, self.recipe)
-
-
-def expected_fingerprints(catalog: Catalog, asset: str, keys: list[str]) -> dict[str, str | None]:
-    expectations = Expectations(catalog)
-    return {key: expectations.fingerprint(asset, key) for key in keys}
 
 
 def summarize(catalog: Catalog) -> dict[str, dict[str, int]]:

@@ -10,6 +10,7 @@ import dagster as dg
 
 from wan_lora_dagster.captioning.backends import Captioner, load_captioner
 from wan_lora_dagster.engines import create_engine
+from wan_lora_dagster.engines.background import cancel_on_signals
 from wan_lora_dagster.engines.base import Engine
 from wan_lora_dagster.media.cut import CutSettings, find_ffmpeg
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
@@ -67,8 +68,6 @@ class EngineResource(dg.ConfigurableResource):
         if threading.current_thread() is not threading.main_thread():
             yield engine
             return
-        from wan_lora_dagster.engines.musubi import cancel_on_signals
-
         with cancel_on_signals(engine.cancel):
             yield engine
 

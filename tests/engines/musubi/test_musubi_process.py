@@ -30,7 +30,8 @@ sys.path.insert(0, sys.argv[2])
 from musubi_fixtures import (
     make_caches, make_fake_musubi, make_project, make_weights, musubi_settings, train_request
 )
-from wan_lora_dagster.engines.musubi import EngineCancelled, MusubiEngine, cancel_on_signals
+from wan_lora_dagster.engines.background import cancel_on_signals
+from wan_lora_dagster.engines.musubi import EngineCancelled, MusubiEngine
 
 root = Path(sys.argv[1])
 project = make_project(root / "project")

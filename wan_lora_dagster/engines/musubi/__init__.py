@@ -1,6 +1,6 @@
 """The `musubi` engine: kohya-ss/musubi-tuner's Wan 2.1 scripts as subprocesses (DESIGN.md §4)."""
 
 from wan_lora_dagster.engines.musubi.engine import MusubiEngine, format_commands
-from wan_lora_dagster.engines.musubi.process import EngineCancelled, cancel_on_signals
+from wan_lora_dagster.engines.musubi.process import EngineCancelled
 
-__all__ = ["EngineCancelled", "MusubiEngine", "cancel_on_signals", "format_commands"]
+__all__ = ["EngineCancelled", "MusubiEngine", "format_commands"]

@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wan_lora_dagster.errors import EngineCancelled, EngineError
@@ -104,32 +104,6 @@ def end_process_group(process: subprocess.Popen) -> None:
             time.sleep(0.05)
     if _group_alive(group, process):
         raise EngineError(f"process group {group} survived SIGKILL")
-
-
-@contextlib.contextmanager
-def cancel_on_signals(
-    cancel: Callable[[], None], signals: Sequence[int] = (signal.SIGTERM, signal.SIGINT)
-) -> Iterator[None]:
-    """Within the block, these signals call `cancel` first, then whatever handled them before.
-
-    For a caller (a CLI, a Dagster step) whose own handler must still run: the command's group is
-    ended by `cancel`, or by the exception the earlier handler raises. Main thread only.
-    """
-    previous = {}
-
-    def handle(number, frame):
-        cancel()
-        earlier = previous[number]
-        if callable(earlier):
-            earlier(number, frame)
-
-    for number in signals:
-        previous[number] = signal.signal(number, handle)
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _pump(
