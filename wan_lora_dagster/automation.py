@@ -29,16 +29,26 @@ TRAINING_TARGET = ["lora_checkpoints", "eval_videos"]
 
 def sync_partitions(instance: dg.DagsterInstance, catalog: Catalog) -> dict[str, PartitionChanges]:
     """Clip partitions equal to what ranges/ declares (a removed clip's caption is orphaned), still
-    partitions equal to stills/ (a removed image's caption stays beside where it was)."""
-    clips = _sync(instance, CLIP_PARTITIONS, catalog.clip_ids)
+    partitions equal to stills/ (a removed image's caption stays beside where it was).
+
+    While the project has errors nothing is removed: a mistyped line or an unplugged drive
+    hides clips the user still means, and their hand-edited captions must stay where they are.
+    """
+    remove = not catalog.problems.errors
+    clips = _sync(instance, CLIP_PARTITIONS, catalog.clip_ids, remove)
     retire_clips(catalog, clips.removed)
-    return {"clip": clips, "still": _sync(instance, STILL_PARTITIONS, catalog.still_ids)}
+    return {"clip": clips, "still": _sync(instance, STILL_PARTITIONS, catalog.still_ids, remove)}
 
 
 def _sync(
-    instance: dg.DagsterInstance, partitions: dg.DynamicPartitionsDefinition, declared: list[str]
+    instance: dg.DagsterInstance,
+    partitions: dg.DynamicPartitionsDefinition,
+    declared: list[str],
+    remove: bool,
 ) -> PartitionChanges:
     changes = partition_changes(declared, instance.get_dynamic_partitions(partitions.name))
+    if not remove:
+        changes.removed.clear()
     if changes.added:
         instance.add_dynamic_partitions(partitions.name, changes.added)
     for key in changes.removed:

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from wan_lora_dagster import progress
 from wan_lora_dagster.errors import UserError
-from wan_lora_dagster.project import open_project
+from wan_lora_dagster.problems import ProblemsError
+from wan_lora_dagster.project import CONFIG_NAME, find_project, open_project
 from wan_lora_dagster.scaffold import create_demo_project, init_project
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl-C
@@ -25,7 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "project", False) is None:
+            args.project = find_project(Path.cwd())
         return args.handler(args)
+    except ProblemsError as error:  # every problem of the project, not only the first
+        print(error.problems.report(), file=sys.stderr)
+        return 2
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -61,14 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     lineage.set_defaults(handler=_lineage)
 
     train = commands.add_parser("train", help="train on the current training set")
-    train.add_argument("--project", type=Path, required=True, help="the project folder")
+    _project_argument(train)
     train.add_argument(
         "--dry-run", action="store_true", help="print musubi-tuner's commands, run nothing"
     )
     train.set_defaults(handler=_train)
 
     ui = commands.add_parser("ui", help="the Dagster web UI on this project's instance")
-    ui.add_argument("--project", type=Path, required=True, help="the project folder")
+    _project_argument(ui)
     ui.add_argument("--port", type=int, default=3000)
     ui.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
@@ -78,8 +84,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _project_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--project", type=Path, required=True, help="the project folder")
+    _project_argument(command)
     command.add_argument("--json", action="store_true", help="print JSON on stdout")
+
+
+def _project_argument(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--project",
+        type=Path,
+        help=f"the project folder (default: the nearest folder at or above the current one "
+        f"that holds a {CONFIG_NAME})",
+    )
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -92,8 +107,10 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _runner(directory: Path):
+    from wan_lora_dagster.library_output import quiet_libraries
     from wan_lora_dagster.runner import ProjectRunner  # dagster imports take seconds
 
+    quiet_libraries()
     return ProjectRunner(open_project(directory))
 
 
@@ -102,10 +119,12 @@ def _run(args: argparse.Namespace) -> int:
     with _progress_bars():
         summary = runner.run(args.select)
     table = {asset: asdict(stage) for asset, stage in summary.items()}
+    problems = _problems(runner.project)
     if args.json:
         print(json.dumps(table, indent=1))
     else:
         _print_run_summary(table)
+    _print_problems(problems, to_stderr=args.json)
     if any(stage["interrupted"] for stage in table.values()):
         print(
             f"cancelled during {list(table)[-1]}: what was made is kept; "
@@ -113,7 +132,8 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return INTERRUPTED_EXIT
-    return 1 if any(stage["failed"] or stage["blocked"] for stage in table.values()) else 0
+    failed = any(stage["failed"] or stage["blocked"] for stage in table.values())
+    return 1 if failed or problems.errors else 0
 
 
 def _print_run_summary(table: dict) -> None:
@@ -127,10 +147,30 @@ def _print_run_summary(table: dict) -> None:
             print(f"  failed: {key}: {stage['errors'].get(key, 'see the run log in the UI')}")
 
 
+def _problems(project):
+    """Every problem and warning of the project's files and clips, each once."""
+    from wan_lora_dagster.pipeline.catalog import load_catalog
+    from wan_lora_dagster.pipeline.run_report import project_problems
+
+    return project_problems(load_catalog(project))
+
+
+def _print_problems(problems, to_stderr: bool = False) -> None:
+    """After the summary: errors (what is not made) and warnings (made, but look at it)."""
+    from wan_lora_dagster.pipeline.run_report import ERRORS_MEAN
+
+    if len(problems):
+        text = problems.report(errors_mean=ERRORS_MEAN)
+        print(f"\n{text}", file=sys.stderr if to_stderr else sys.stdout)
+
+
 def _status(args: argparse.Namespace) -> int:
-    summary = _runner(args.project).status()
+    runner = _runner(args.project)
+    summary = runner.status()
+    problems = _problems(runner.project)
     if args.json:
         print(json.dumps(summary, indent=1))
+        _print_problems(problems, to_stderr=True)
         return 0
     print(f"{'asset':18} {'fresh':>6} {'unsynced':>8} {'missing':>7} {'failed':>6}")
     for asset, counts in summary.items():
@@ -138,6 +178,7 @@ def _status(args: argparse.Namespace) -> int:
             f"{asset:18} {counts['fresh']:6d} {counts['unsynced']:8d} "
             f"{counts['missing']:7d} {counts['failed']:6d}"
         )
+    _print_problems(problems)
     return 0
 
 
@@ -209,12 +250,15 @@ def _demo(args: argparse.Namespace) -> int:
     runner = _runner(directory)
     with _progress_bars():
         summary = runner.run()
+    problems = _problems(runner.project)
     failed = [asset for asset, stage in summary.items() if stage.failed or stage.blocked]
     best = runner.project.out("records", "best_lora", "__all__.json")
     if failed or not best.exists():
+        _print_problems(problems)
         print(f"The demo did not finish: {', '.join(failed)} failed. See `wan-lora status`.")
         return 1
     _print_demo_outputs(runner.project, json.loads(best.read_text()))
+    _print_problems(problems)
     return 0
 
 

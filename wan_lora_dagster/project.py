@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wan_lora_dagster.errors import ConfigError
+from wan_lora_dagster.problems import Problems
 
 CONFIG_NAME = "wan_lora.toml"
 FILM_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
@@ -236,28 +237,71 @@ def open_project(root: str | Path) -> Project:
     return project
 
 
+def find_project(start: Path) -> Path:
+    """The nearest folder at or above `start` that holds a wan_lora.toml, as git finds its
+    repository; ConfigError naming `start` when there is none."""
+    start = Path(start).resolve()
+    for folder in (start, *start.parents):
+        if (folder / CONFIG_NAME).is_file():
+            return folder
+    raise ConfigError(
+        f"no {CONFIG_NAME} in {start} or any folder above it: run this inside a project, "
+        "give --project DIR, or create a project with `wan-lora init DIR`"
+    )
+
+
 def load_recipe(path: Path) -> Recipe:
-    text = path.read_text(encoding="utf-8")
+    """The recipe, or a ConfigError listing every problem of the file with its line."""
+    problems = Problems()
+    recipe = read_recipe(path, problems)
+    problems.raise_errors()
+    return recipe
+
+
+def read_recipe(path: Path, problems: Problems) -> Recipe | None:
+    """The recipe, or None with every problem of the file (each with its line) in `problems`."""
+    text = _read_text(path, problems)
+    if text is None:
+        return None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+        problems.error(path, _toml_error_line(error, text), f"not valid TOML: {error}")
+        return None
     try:
         return Recipe.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(error, path, text)) from None
+        _describe(error, path, text, problems)
+        return None
 
 
-def _describe(error: ValidationError, path: Path, text: str) -> str:
-    problems = []
+def _read_text(path: Path, problems: Problems) -> str | None:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        problems.error(path, None, f"cannot be read: {error.strerror or error}")
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        problems.error(path, line, f"not UTF-8 text ({error.reason}); save it as UTF-8")
+        return None
+
+
+def _toml_error_line(error: tomllib.TOMLDecodeError, text: str) -> int:
+    """tomllib (Python 3.11) says where only in its message: `(at line 3, column 5)`."""
+    found = re.search(r"at line (\d+)", str(error))
+    return int(found[1]) if found else text.count("\n") + 1  # "at end of document"
+
+
+def _describe(error: ValidationError, path: Path, text: str, problems: Problems) -> None:
     for issue in error.errors():
         location = tuple(part for part in issue["loc"] if not isinstance(part, str) or part)
         key = ".".join(str(part) for part in location) or "(top level)"
-        line = _line_of(text, location)
-        where = f"{path}:{line}" if line else str(path)
         reason = "unknown key" if issue["type"] == "extra_forbidden" else issue["msg"]
-        problems.append(f"{where}: {key}: {reason}")
-    return "\n".join(problems)
+        # a missing key has no line of its own: its table's header, else the top of the file
+        problems.error(path, _line_of(text, location) or 1, f"{key}: {reason}")
 
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?")

@@ -5,11 +5,12 @@ import pytest
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.media.probe import probe_video
 from wan_lora_dagster.media.ranges import (
-    check_ranges_within,
     load_project_ranges,
     parse_ranges_file,
     parse_time,
+    ranges_within,
 )
+from wan_lora_dagster.problems import Problems
 
 
 def write(path: Path, text: str) -> Path:
@@ -99,14 +100,14 @@ def test_a_windows_file_with_byte_order_mark_and_crlf_reads_the_same(tmp_path):
     assert spans(ranges) == {"first": (1.0, 3.0), "film_4000-6000": (4.0, 6.0)}
 
 
-def test_a_file_that_is_not_utf8_is_a_config_error_naming_it(tmp_path):
+def test_a_file_that_is_not_utf8_is_a_config_error_naming_it_and_the_line(tmp_path):
     path = tmp_path / "film.txt"
-    path.write_bytes("1 3 café\n".encode("latin-1"))
+    path.write_bytes("0 1\n1 3 café\n".encode("latin-1"))
 
-    with pytest.raises(ConfigError, match="is not UTF-8 text") as raised:
+    with pytest.raises(ConfigError, match="not UTF-8 text") as raised:
         parse_ranges_file(path)
 
-    assert str(raised.value).startswith(f"{path}: ")
+    assert str(raised.value).startswith(f"{path}:2: ")
 
 
 def test_clip_ids_stay_the_same_when_a_line_is_inserted_above(tmp_path):
@@ -184,50 +185,58 @@ def test_project_ranges_are_sorted_by_film_and_start(tmp_path):
     write(tmp_path / "ranges" / "b.txt", "0 1 b_first\n")
     write(tmp_path / "ranges" / "README.md", "not a ranges file")
 
-    ranges, warnings = load_project_ranges(films, tmp_path / "ranges")
+    problems = Problems()
+    ranges = load_project_ranges(films, tmp_path / "ranges", problems)
 
     assert [r.clip_id for r in ranges] == ["a_1000-3000", "a_20000-22000", "b_first"]
-    assert warnings == []
+    assert list(problems) == []
 
 
-def test_project_problems_are_all_listed_in_one_error(tmp_path):
+def test_project_problems_are_all_collected_and_the_good_ranges_kept(tmp_path):
     films = {stem: tmp_path / "films" / f"{stem}.mp4" for stem in ("lonely", "a", "b", "bad")}
     ranges_dir = tmp_path / "ranges"
     a = write(ranges_dir / "a.txt", "0 1 shared_name\n")
-    b = write(ranges_dir / "b.txt", "# b\n5 6 shared_name\n")
-    bad = write(ranges_dir / "bad.txt", "5 4\n")
+    b = write(ranges_dir / "b.txt", "# b\n5 6 shared_name\n7 8 b_own\n")
+    bad = write(ranges_dir / "bad.txt", "5 4\n6 7\n")
     orphan = write(ranges_dir / "orphan.txt", "0 1\n")
+    problems = Problems()
 
-    with pytest.raises(ConfigError) as raised:
-        load_project_ranges(films, ranges_dir)
+    ranges = load_project_ranges(films, ranges_dir, problems)
 
-    message = str(raised.value)
-    assert f"{films['lonely']} has no ranges file: create {ranges_dir / 'lonely.txt'}" in message
-    assert f"{orphan} has no film" in message
-    assert f"{bad}:1: end 00:04.000 is not after start 00:05.000" in message
-    assert f"{b}:2: clip id 'shared_name' is already used at {a}:1" in message
-    assert len(message.splitlines()) == 4
+    assert [r.clip_id for r in ranges] == ["shared_name", "b_own", "bad_6000-7000"]
+    assert [str(problem) for problem in problems.errors] == [
+        f"{orphan} has no film: there is no films/orphan.* (add the film, or remove this file)",
+        f"{bad}:1: end 00:04.000 is not after start 00:05.000",
+        f"{b}:2: clip id 'shared_name' is already used at {a}:1; "
+        "give one of them another name or other times",
+    ]
+    assert [str(problem) for problem in problems.warnings] == [
+        f"{films['lonely']} has no ranges file: create {ranges_dir / 'lonely.txt'}"
+    ]
 
 
 def test_a_ranges_file_without_ranges_is_a_warning(tmp_path):
     film = tmp_path / "films" / "quiet.mp4"
     path = write(tmp_path / "ranges" / "quiet.txt", "# nothing chosen yet\n")
 
-    ranges, warnings = load_project_ranges({"quiet": film}, tmp_path / "ranges")
+    problems = Problems()
 
-    assert ranges == []
-    assert warnings == [f"{path}: declares no ranges, so {film} is unused"]
+    assert load_project_ranges({"quiet": film}, tmp_path / "ranges", problems) == []
+    assert [str(problem) for problem in problems] == [
+        f"{path} declares no ranges, so {film} is unused"
+    ]
+    assert not problems.errors
 
 
 def test_a_range_past_the_end_of_the_film_names_line_and_duration(tmp_path, shared_media):
     film = shared_media / "bbb_480p_30s.mp4"
     path = write(tmp_path / "bbb_480p_30s.txt", "25 30\n31 33\n")
     ranges, _ = parse_ranges_file(path)
+    problems = Problems()
 
-    with pytest.raises(ConfigError) as raised:
-        check_ranges_within(ranges, probe_video(film).duration, film)
+    within = ranges_within(ranges, probe_video(film).duration, film, problems)
 
-    assert str(raised.value) == (
+    assert within == ranges[:1], "ending exactly at the end is fine"
+    assert [str(problem) for problem in problems] == [
         f"{path}:2: range 00:31.000-00:33.000 ends past the end of {film} (duration 30.000 s)"
-    )
-    check_ranges_within(ranges[:1], 30.0, film)  # ending exactly at the end is fine
+    ]

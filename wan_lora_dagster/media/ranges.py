@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from wan_lora_dagster.errors import ConfigError
+from wan_lora_dagster.problems import Problems
 
 RANGES_SUFFIX = ".txt"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -23,6 +23,7 @@ SECONDS_PATTERN = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 CLOCK_PATTERN = re.compile(r"(?:(\d+):)?(\d+):(\d+(?:\.\d*)?)")
 # Ranges end at most this far past a film's probed duration: times are written to the millisecond.
 END_TOLERANCE = 1e-3
+LONGEST_TIME = 1e7  # seconds (115 days): a bigger number is a typo, and would not print
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def format_time(seconds: float) -> str:
 def parse_time(text: str) -> float:
     """Seconds from `12`, `12.5`, `01:02.5` or `1:02:03.250`; ValueError says what is wrong."""
     if SECONDS_PATTERN.fullmatch(text):
-        return float(text)
+        return _within_reason(text, float(text))
     clock = CLOCK_PATTERN.fullmatch(text)
     if not clock:
         raise ValueError(f"'{text}' is not a time (use seconds like 12.5 or [HH:]MM:SS[.mmm])")
@@ -74,82 +75,111 @@ def parse_time(text: str) -> float:
         raise ValueError(f"'{text}' has {seconds:g} seconds (at most 59.999)")
     if clock[1] is not None and minutes >= 60:
         raise ValueError(f"'{text}' has {minutes} minutes (at most 59 after the hours)")
-    return hours * 3600 + minutes * 60 + seconds
+    whole = _within_reason(text, hours * 3600 + minutes * 60)  # an int: checked before a float
+    return _within_reason(text, whole + seconds)
+
+
+def _within_reason(text: str, seconds: float) -> float:
+    if not seconds <= LONGEST_TIME:  # also refuses inf and nan
+        raise ValueError(f"'{text}' is longer than any film ({LONGEST_TIME:.0f} s at most)")
+    return seconds
 
 
 def parse_ranges_file(path: Path) -> tuple[list[ClipRange], list[str]]:
     """The ranges of one file, in file order, and warnings (overlapping ranges).
 
-    Raises ConfigError listing every bad line as `file:line: what is wrong`.
+    Raises ConfigError (a ProblemsError) listing every bad line as `file:line: what is wrong`.
     """
-    ranges, problems = [], []
-    for number, text in enumerate(_read_lines(path), start=1):
+    problems = Problems()
+    ranges = read_ranges_file(path, problems)
+    problems.raise_errors()
+    return ranges, [str(warning) for warning in problems.warnings]
+
+
+def read_ranges_file(path: Path, problems: Problems) -> list[ClipRange]:
+    """The good ranges of one file, in file order; each bad line (and each overlap, a warning)
+    goes to `problems`, and a clip id used again keeps its first line."""
+    ranges = []
+    for number, text in enumerate(_read_lines(path, problems), start=1):
         try:
             clip_range = _parse_line(text, path, number)
         except ValueError as error:
-            problems.append(f"{path}:{number}: {error}")
+            problems.error(path, number, str(error))
             continue
         if clip_range is not None:
             ranges.append(clip_range)
-    problems += _duplicate_ids(ranges)
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return ranges, _overlaps(ranges)
+    ranges = _without_duplicate_ids(ranges, problems)
+    for overlap in _overlaps(ranges):
+        problems.warning(None, None, overlap)
+    return ranges
 
 
 def load_project_ranges(
-    films: dict[str, Path], ranges_dir: Path
-) -> tuple[list[ClipRange], list[str]]:
-    """Every film's ranges, sorted by (film_stem, start), and the warnings of every file.
+    films: dict[str, Path], ranges_dir: Path, problems: Problems
+) -> list[ClipRange]:
+    """Every film's good ranges, sorted by (film_stem, start); every problem goes to `problems`.
 
-    `films` maps a film stem to its path. Raises one ConfigError listing all problems: a film
-    without a ranges file, a ranges file without a film, bad lines, a clip id used twice.
+    `films` maps a film stem to its path. A film without a ranges file is a warning; a ranges
+    file without a film, a bad line and a clip id used twice are errors.
     """
-    ranges_files = _ranges_files(ranges_dir)
-    problems = [
-        f"{film} has no ranges file: create {ranges_dir / (stem + RANGES_SUFFIX)}"
-        for stem, film in sorted(films.items())
-        if stem not in ranges_files
-    ]
-    problems += [
-        f"{path} has no film: there is no films/{stem}.* (add the film, or remove this file)"
-        for stem, path in sorted(ranges_files.items())
-        if stem not in films
-    ]
-    ranges, warnings = [], []
+    ranges_files = find_ranges_files(ranges_dir)
+    for stem, film in sorted(films.items()):
+        if stem not in ranges_files:
+            problems.warning(
+                film, None, f"has no ranges file: create {ranges_dir / (stem + RANGES_SUFFIX)}"
+            )
+    for stem, path in sorted(ranges_files.items()):
+        if stem not in films:
+            problems.error(
+                path,
+                None,
+                f"has no film: there is no films/{stem}.* (add the film, or remove this file)",
+            )
+    ranges = []
     for stem in sorted(films.keys() & ranges_files.keys()):
-        try:
-            film_ranges, film_warnings = parse_ranges_file(ranges_files[stem])
-        except ConfigError as error:
-            problems.append(str(error))
-            continue
-        if not film_ranges:
-            warnings.append(f"{ranges_files[stem]}: declares no ranges, so {films[stem]} is unused")
+        errors_before = len(problems.errors)
+        film_ranges = read_ranges_file(ranges_files[stem], problems)
+        if not film_ranges and len(problems.errors) == errors_before:
+            problems.warning(
+                ranges_files[stem], None, f"declares no ranges, so {films[stem]} is unused"
+            )
         ranges += film_ranges
-        warnings += film_warnings
-    problems += _duplicate_ids(ranges)
-    if problems:
-        raise ConfigError("\n".join(problems))
-    return sorted(ranges, key=lambda r: (r.film_stem, r.start, r.end)), warnings
+    ranges = _without_duplicate_ids(ranges, problems)
+    return sorted(ranges, key=lambda r: (r.film_stem, r.start, r.end))
 
 
-def check_ranges_within(ranges: list[ClipRange], film_duration: float, film_path: Path) -> None:
-    """Raise ConfigError naming `file:line` for each range that ends past the film's end."""
-    problems = [
-        f"{clip_range.location}: range {clip_range.span} ends past the end of {film_path} "
-        f"(duration {film_duration:.3f} s)"
-        for clip_range in ranges
-        if clip_range.end > film_duration + END_TOLERANCE
-    ]
-    if problems:
-        raise ConfigError("\n".join(problems))
+def ranges_within(
+    ranges: list[ClipRange], film_duration: float, film_path: Path, problems: Problems
+) -> list[ClipRange]:
+    """The ranges that end within the film; each other one is an error naming its `file:line`."""
+    within = []
+    for clip_range in ranges:
+        if clip_range.end <= film_duration + END_TOLERANCE:
+            within.append(clip_range)
+            continue
+        problems.error(
+            clip_range.ranges_file,
+            clip_range.line,
+            f"range {clip_range.span} ends past the end of {film_path} "
+            f"(duration {film_duration:.3f} s)",
+        )
+    return within
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, problems: Problems) -> list[str]:
+    """The file's lines as an editor numbers them (split at newlines only); none if unreadable."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        problems.error(path, None, f"cannot be read: {error.strerror or error}")
+        return []
     try:  # utf-8-sig: editors on Windows start files with a byte-order mark
-        return path.read_text(encoding="utf-8-sig").splitlines()
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: is not UTF-8 text ({error}); save it as UTF-8") from error
+        line = data[: error.start].count(b"\n") + 1
+        problems.error(path, line, f"not UTF-8 text ({error.reason}); save the file as UTF-8")
+        return []
+    return text.split("\n")
 
 
 def _parse_line(text: str, path: Path, number: int) -> ClipRange | None:
@@ -192,7 +222,8 @@ def _parse_end(text: str, start: float) -> float:
     return end
 
 
-def _ranges_files(ranges_dir: Path) -> dict[str, Path]:
+def find_ranges_files(ranges_dir: Path) -> dict[str, Path]:
+    """Film stem -> its ranges file, for every `*.txt` in ranges/."""
     if not ranges_dir.is_dir():
         return {}
     return {
@@ -202,17 +233,19 @@ def _ranges_files(ranges_dir: Path) -> dict[str, Path]:
     }
 
 
-def _duplicate_ids(ranges: list[ClipRange]) -> list[str]:
+def _without_duplicate_ids(ranges: list[ClipRange], problems: Problems) -> list[ClipRange]:
+    """The ranges with the first line of each clip id; each later line of one is an error."""
     first_by_id: dict[str, ClipRange] = {}
-    problems = []
     for clip_range in ranges:
         first = first_by_id.setdefault(clip_range.clip_id, clip_range)
         if first is not clip_range:
-            problems.append(
-                f"{clip_range.location}: clip id '{clip_range.clip_id}' is already used at "
-                f"{first.location}; give one of them another name or other times"
+            problems.error(
+                clip_range.ranges_file,
+                clip_range.line,
+                f"clip id '{clip_range.clip_id}' is already used at {first.location}; "
+                "give one of them another name or other times",
             )
-    return problems
+    return list(first_by_id.values())
 
 
 def _overlaps(ranges: list[ClipRange]) -> list[str]:

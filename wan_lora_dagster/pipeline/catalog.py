@@ -6,22 +6,23 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from wan_lora_dagster.errors import ConfigError, MediaError
-from wan_lora_dagster.media.probe import probe_video
-from wan_lora_dagster.media.ranges import ClipRange, check_ranges_within, load_project_ranges
+from wan_lora_dagster.media.ranges import ClipRange
 from wan_lora_dagster.pipeline.file_hashes import FileHashCache
+from wan_lora_dagster.pipeline.film_checks import cuttable_ranges
 from wan_lora_dagster.pipeline.records import RecordStore
-from wan_lora_dagster.project import Project, fingerprint
+from wan_lora_dagster.problems import Problems
+from wan_lora_dagster.project import Project, fingerprint, read_recipe
 
 
 @dataclass(frozen=True)
 class Catalog:
     project: Project
+    film_paths: dict[str, Path]
     film_hashes: dict[str, str]
     ranges: tuple[ClipRange, ...]
     still_paths: dict[str, Path]
     still_hashes: dict[str, str]
-    warnings: tuple[str, ...] = field(default=())
+    problems: Problems = field(default_factory=Problems)  # what cannot be made, and why
 
     @cached_property
     def ranges_by_clip(self) -> dict[str, ClipRange]:
@@ -53,49 +54,46 @@ class Catalog:
 
 
 def load_catalog(project: Project) -> Catalog:
-    """Parse every ranges file, hash every film and still; errors name the file and line."""
-    hashes = FileHashCache(project.out(".state", "file_hashes.json"))
-    films = project.films()
+    """Parse every ranges file, probe every film they name, hash every film and still.
+
+    Every problem of wan_lora.toml, the ranges files, the films and the stills is collected in
+    one pass; the catalog holds only what can be made, and its `problems` say what cannot. A bad
+    recipe leaves nothing to make: it raises ProblemsError with every problem found.
+    """
+    problems = Problems()
+    recipe = read_recipe(project.config_path, problems)
+    films, ranges = cuttable_ranges(project, problems)
     # Images in stills/ are training items only where a section trains on stills: without one
     # they would be captioned (or, with no captioner, fail) for nothing.
-    stills = project.stills() if project.recipe.sections_for("stills") else {}
-    ranges, warnings = load_project_ranges(films, project.ranges_dir)
-    _check_durations(films, ranges)
-    _check_still_ids(stills, ranges)
+    stills = project.stills() if recipe and recipe.sections_for("stills") else {}
+    stills = _without_clip_ids(stills, ranges, problems)
+    if recipe is None:
+        problems.raise_errors()
+    hashes = FileHashCache(project.out(".state", "file_hashes.json"))
     catalog = Catalog(
         project=project,
+        film_paths=films,
         film_hashes={stem: hashes.hash(path) for stem, path in films.items()},
         ranges=tuple(ranges),
         still_paths=stills,
         still_hashes={stem: hashes.hash(path) for stem, path in stills.items()},
-        warnings=tuple(warnings),
+        problems=problems,
     )
     hashes.save()
     return catalog
 
 
-def _check_still_ids(stills: dict[str, Path], ranges: list[ClipRange]) -> None:
+def _without_clip_ids(
+    stills: dict[str, Path], ranges: list[ClipRange], problems: Problems
+) -> dict[str, Path]:
     """A still's id is its stem; sharing one with a clip would mix up their captions and caches."""
     clips = {clip_range.clip_id: clip_range for clip_range in ranges}
-    problems = [
-        f"{path}: its id '{still_id}' is also the clip of {clips[still_id].location}; "
-        "rename the image or give the range another name"
-        for still_id, path in stills.items()
-        if still_id in clips
-    ]
-    if problems:
-        raise ConfigError("\n".join(problems))
-
-
-def _check_durations(films: dict[str, Path], ranges: list[ClipRange]) -> None:
-    problems = []
-    for stem, film in films.items():
-        film_ranges = [clip_range for clip_range in ranges if clip_range.film_stem == stem]
-        try:
-            check_ranges_within(film_ranges, probe_video(film).duration, film)
-        except ConfigError as error:
-            problems.append(str(error))
-        except MediaError:
-            continue  # an unreadable film fails its own clips, with the error naming it
-    if problems:
-        raise ConfigError("\n".join(problems))
+    for still_id, path in stills.items():
+        if still_id in clips:
+            problems.error(
+                path,
+                None,
+                f"has the id '{still_id}' of the clip of {clips[still_id].location}; "
+                "rename the image or give the range another name",
+            )
+    return {still_id: path for still_id, path in stills.items() if still_id not in clips}

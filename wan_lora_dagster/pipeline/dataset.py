@@ -46,7 +46,7 @@ def make_clip(catalog: Catalog, clip_id: str, settings: CutSettings) -> dict:
     the new clip counts its frames, finds the cuts and picks the strip's frames."""
     project = catalog.project
     clip_range = catalog.ranges_by_clip[clip_id]
-    film = project.films()[clip_range.film_stem]
+    film = catalog.film_paths[clip_range.film_stem]
     cuts, strip = HardCutFinder(settings.fps), StripFrames()
     out_path = clip_path(project, clip_id)
     info = cut_clip(film, clip_range.start, clip_range.end, out_path, settings, [cuts, strip])

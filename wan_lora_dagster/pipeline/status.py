@@ -136,6 +136,8 @@ class Expectations:
     def _manifest_attempt(self) -> tuple[TrainingSetManifest | None, UserError | None]:
         """The manifest the fresh per-clip and per-still caches make, or why there is none."""
         per_item = (*PER_CLIP_ASSETS, *PER_STILL_ASSETS)
+        if self.catalog.problems.errors:  # a film or line the user meant is missing from it
+            return None, None
         if not all(self.is_fresh(a, key) for a in per_item for key in self.partitions(a)):
             return None, None
         try:
@@ -153,6 +155,7 @@ class Expectations:
         if error:
             raise error
         if manifest is None:
+            self.catalog.problems.raise_errors()
             raise UserError(
                 "Some clips' or stills' captions or caches are not up to date, so a manifest now "
                 "would list stale files. Materialize them first (`wan-lora run` does it in order)."

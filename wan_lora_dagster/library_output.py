@@ -1,0 +1,35 @@
+"""Keeping the libraries' chatter out of the terminal of `wan-lora run` and `wan-lora demo`.
+
+transformers, diffusers and huggingface_hub draw their own progress bars (loading weights,
+writing shards, loading pipeline components) and print notices through handlers of their own.
+In our commands the terminal shows our bars and summaries: their bars are switched off, and
+their log records go on through Python logging only, which Dagster records in the run log
+(`managed_python_loggers` in the project's dagster.yaml) where the UI shows them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+CHATTY_LOGGERS = ("transformers", "diffusers", "huggingface_hub")
+
+
+def quiet_libraries() -> None:
+    """Switch off the libraries' progress bars and their own terminal handlers (idempotent)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # for processes started later
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    disable_progress_bars()
+    for library in (transformers_logging, diffusers_logging):
+        library.disable_progress_bar()
+        library.disable_default_handler()
+        library.enable_propagation()
+    for name in CHATTY_LOGGERS:
+        logger = logging.getLogger(name)
+        # Without any handler on the way to the root, Python's last-resort handler would print
+        # warnings to stderr after all.
+        if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
+            logger.addHandler(logging.NullHandler())

@@ -1,0 +1,99 @@
+"""The films of a project: which of them can be cut, and why each of the others cannot.
+
+Every file a ranges file names is probed once. A file that is not a readable video, and each
+range that ends past its film's end, is a problem of its own: the other films' clips are made.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from wan_lora_dagster.errors import MediaError
+from wan_lora_dagster.media.probe import probe_video
+from wan_lora_dagster.media.ranges import (
+    ClipRange,
+    find_ranges_files,
+    load_project_ranges,
+    ranges_within,
+)
+from wan_lora_dagster.problems import Problems
+from wan_lora_dagster.project import FILM_SUFFIXES, Project
+
+NO_VIDEO_STREAM = "has no video stream"
+
+
+def cuttable_ranges(
+    project: Project, problems: Problems
+) -> tuple[dict[str, Path], list[ClipRange]]:
+    """(film stem -> film, the ranges to cut, sorted by film and start); the rest in `problems`."""
+    films = _film_files(project, problems)
+    ranges = load_project_ranges(films, project.ranges_dir, problems)
+    by_film: dict[str, list[ClipRange]] = defaultdict(list)
+    for clip_range in ranges:
+        by_film[clip_range.film_stem].append(clip_range)
+    cuttable, kept = {}, []
+    for stem, film_ranges in by_film.items():
+        duration = _duration(films[stem], problems)
+        if duration is not None:
+            cuttable[stem] = films[stem]
+            kept += ranges_within(film_ranges, duration, films[stem], problems)
+    return cuttable, kept
+
+
+def _film_files(project: Project, problems: Problems) -> dict[str, Path]:
+    """Stem -> file, for each film in films/ and each other file a ranges file names.
+
+    A ranges file may name a file of any suffix (an .flv is cut like an .mp4; an .m4a is named
+    as not a video); a film with no ranges file is looked for by its suffix only, so subtitles
+    or notes beside the films are left alone.
+    """
+    named = find_ranges_files(project.ranges_dir)
+    by_stem: dict[str, list[Path]] = defaultdict(list)
+    for path in _visible_files(project.films_dir):
+        by_stem[path.stem].append(path)
+    films = {}
+    for stem, paths in by_stem.items():
+        candidates = [path for path in paths if path.suffix.lower() in FILM_SUFFIXES]
+        if not candidates and stem in named:
+            candidates = paths
+        if len(candidates) > 1 and stem in named:
+            others = ", ".join(str(path) for path in candidates[1:])
+            problems.error(
+                candidates[0],
+                None,
+                f"and {others} share the name '{stem}', so {named[stem]} cannot say which it "
+                "means: rename all but one",
+            )
+        elif candidates:
+            films[stem] = candidates[0]
+    return films
+
+
+def _visible_files(directory: Path) -> list[Path]:
+    """Files (and links, even broken ones: they are named) not hidden like macOS's `._x.mp4`."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        path
+        for path in directory.iterdir()
+        if not path.name.startswith(".") and (path.is_symlink() or path.is_file())
+    )
+
+
+def _duration(film: Path, problems: Problems) -> float | None:
+    """The film's duration, or None with why it cannot be cut in `problems`."""
+    try:
+        if film.stat().st_size == 0:
+            problems.error(film, None, "is empty (0 bytes): copy the film again")
+            return None
+        return probe_video(film).duration
+    except OSError as error:
+        problems.error(film, None, f"cannot be read: {error.strerror or error}")
+    except MediaError as error:
+        reason = str(error).removeprefix(f"{film}: ")
+        if reason == NO_VIDEO_STREAM:
+            problems.error(film, None, f"is not a video: it {reason}")
+        else:
+            problems.error(film, None, f"is not a readable video: {reason}")
+    return None

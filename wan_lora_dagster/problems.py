@@ -1,0 +1,96 @@
+"""Every problem of the user's files, found in one pass and reported together.
+
+Loading a project does not stop at the first mistake: each check adds what it finds here, with
+the file and line to fix, and the caller decides what still runs (the clips of every other film).
+A problem of a whole file reads as a sentence about it (`films/a.m4a is not a video: ...`); one
+of a line starts with `file:line:`, as compilers print it, so terminals and editors can jump there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from wan_lora_dagster.errors import ConfigError
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a user's file. `file` is None only for a message that already names
+    its places (an overlap names both lines)."""
+
+    file: Path | None
+    line: int | None
+    message: str
+    severity: Severity = "error"
+
+    def __str__(self) -> str:
+        if self.file is None:
+            return self.message
+        if self.line is None:
+            return f"{self.file} {self.message}"
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+class Problems:
+    """A collector: errors (what they concern is not made) and warnings (it is, but look)."""
+
+    def __init__(self) -> None:
+        self._items: list[Problem] = []
+
+    def error(self, file: Path | None, line: int | None, message: str) -> None:
+        self._add(Problem(file, line, message, "error"))
+
+    def warning(self, file: Path | None, line: int | None, message: str) -> None:
+        self._add(Problem(file, line, message, "warning"))
+
+    def _add(self, problem: Problem) -> None:
+        if problem not in self._items:  # each shown once, however many checks meet it
+            self._items.append(problem)
+
+    def extend(self, other: Problems) -> None:
+        for problem in other:
+            self._add(problem)
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [problem for problem in self._items if problem.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [problem for problem in self._items if problem.severity == "warning"]
+
+    def raise_errors(self) -> None:
+        """Raise ProblemsError listing every error at once, if there is any."""
+        if self.errors:
+            raise ProblemsError(self)
+
+    def report(self, errors_mean: str = "") -> str:
+        """Errors, then warnings, one per line under a count; empty when there is nothing."""
+        blocks = []
+        for found, noun, meaning in (
+            (self.errors, "problem", errors_mean),
+            (self.warnings, "warning", ""),
+        ):
+            if found:
+                plural = noun if len(found) == 1 else f"{noun}s"
+                heading = f"{len(found)} {plural}" + (f" ({meaning})" if meaning else "") + ":"
+                blocks.append("\n".join([heading, *(f"  {problem}" for problem in found)]))
+        return "\n".join(blocks)
+
+
+class ProblemsError(ConfigError):
+    """Every error of a load, one per line; `problems` holds them with their files and lines."""
+
+    def __init__(self, problems: Problems):
+        super().__init__("\n".join(str(problem) for problem in problems.errors))
+        self.problems = problems
