@@ -244,7 +244,7 @@ def test_a_stills_section_with_no_images_stops_before_training(changed_copy, cap
 
 def test_a_still_named_like_a_clip_is_an_error_naming_both(changed_copy, capsys):
     write_image(changed_copy / "stills" / "drift.png", 64, 48, seed=3)
-    assert main(["run", "--project", str(changed_copy)]) == 2
-    error = capsys.readouterr().err
-    assert "stills/drift.png: its id 'drift' is also the clip of " in error
-    assert "ranges/shapes.txt:4; rename the image" in error
+    assert main(["run", "--project", str(changed_copy)]) == 1
+    summary = capsys.readouterr().out
+    assert "stills/drift.png has the id 'drift' of the clip of " in summary
+    assert "ranges/shapes.txt:4; rename the image" in summary

@@ -27,11 +27,12 @@ def cuttable_ranges(
     project: Project, problems: Problems
 ) -> tuple[dict[str, Path], list[ClipRange]]:
     """(film stem -> film, the ranges to cut, sorted by film and start); the rest in `problems`."""
-    films = _film_files(project, problems)
+    films, ambiguous = _film_files(project, problems)
     ranges = load_project_ranges(films, project.ranges_dir, problems)
     by_film: dict[str, list[ClipRange]] = defaultdict(list)
     for clip_range in ranges:
-        by_film[clip_range.film_stem].append(clip_range)
+        if clip_range.film_stem not in ambiguous:
+            by_film[clip_range.film_stem].append(clip_range)
     cuttable, kept = {}, []
     for stem, film_ranges in by_film.items():
         duration = _duration(films[stem], problems)
@@ -41,8 +42,9 @@ def cuttable_ranges(
     return cuttable, kept
 
 
-def _film_files(project: Project, problems: Problems) -> dict[str, Path]:
-    """Stem -> file, for each film in films/ and each other file a ranges file names.
+def _film_files(project: Project, problems: Problems) -> tuple[dict[str, Path], set[str]]:
+    """Stem -> file, for each film in films/ and each other file a ranges file names; and the
+    stems that name two films (an error: their ranges are not cut).
 
     A ranges file may name a file of any suffix (an .flv is cut like an .mp4; an .m4a is named
     as not a video); a film with no ranges file is looked for by its suffix only, so subtitles
@@ -52,7 +54,7 @@ def _film_files(project: Project, problems: Problems) -> dict[str, Path]:
     by_stem: dict[str, list[Path]] = defaultdict(list)
     for path in _visible_files(project.films_dir):
         by_stem[path.stem].append(path)
-    films = {}
+    films, ambiguous = {}, set()
     for stem, paths in by_stem.items():
         candidates = [path for path in paths if path.suffix.lower() in FILM_SUFFIXES]
         if not candidates and stem in named:
@@ -65,9 +67,10 @@ def _film_files(project: Project, problems: Problems) -> dict[str, Path]:
                 f"and {others} share the name '{stem}', so {named[stem]} cannot say which it "
                 "means: rename all but one",
             )
-        elif candidates:
+            ambiguous.add(stem)
+        if candidates:
             films[stem] = candidates[0]
-    return films
+    return films, ambiguous
 
 
 def _visible_files(directory: Path) -> list[Path]:

@@ -1,0 +1,35 @@
+"""While the project has errors, its partitions are only added to: a mistyped line must not
+retire the clip it hides, nor move that clip's hand-written caption away."""
+
+from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS
+from wan_lora_dagster.media.synthetic import make_synthetic_film
+from wan_lora_dagster.project import open_project
+from wan_lora_dagster.runner import ProjectRunner
+from wan_lora_dagster.scaffold import init_project
+
+
+def test_a_mistyped_line_keeps_its_partition_and_caption_until_it_is_fixed(tmp_path):
+    root = init_project(tmp_path / "project")
+    make_synthetic_film(root / "films" / "shots.mp4", duration=3, size=(64, 48), num_scenes=1)
+    ranges = root / "ranges" / "shots.txt"
+    ranges.write_text("0 1 keep\n1 2 other\n")
+    caption = root / "captions" / "keep.txt"
+    caption.write_text("my own words\n")
+    runner = ProjectRunner(open_project(root))
+    runner.sync()
+
+    ranges.write_text("0 1x keep\n")  # a typo, and `other` removed
+    catalog = runner.sync()
+
+    assert [str(problem) for problem in catalog.problems.errors] == [
+        f"{ranges}:1: '1x' is not a time (use seconds like 12.5 or [HH:]MM:SS[.mmm])"
+    ]
+    assert catalog.clip_ids == []
+    assert runner.instance.get_dynamic_partitions(CLIP_PARTITIONS.name) == ["keep", "other"]
+    assert caption.read_text() == "my own words\n"
+
+    ranges.write_text("0 1 keep\n")
+    runner.sync()
+
+    assert runner.instance.get_dynamic_partitions(CLIP_PARTITIONS.name) == ["keep"]
+    assert caption.read_text() == "my own words\n"

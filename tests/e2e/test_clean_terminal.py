@@ -1,0 +1,59 @@
+"""What a user's terminal shows during `wan-lora run`: our progress bars and our summary, with
+the warnings that matter once each at its end, and none of the libraries' own chatter."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_bad_films import wan_lora
+from wan_lora_dagster.media.synthetic import make_synthetic_film
+from wan_lora_dagster.scaffold import init_project
+
+RECIPE = """\
+[[datasets]]
+source = "clips"
+resolution = [64, 48]
+target_frames = [9]
+
+[captions]
+captioner = "blip2"
+model = "tiny"
+"""
+# What transformers and diffusers print on their own: bars while loading and saving weights,
+# and a notice that torchvision is missing.
+CHATTER = ("Loading weights", "Writing model shards", "torchvision", "Loading pipeline components")
+
+
+@pytest.fixture
+def small_project(tmp_path) -> Path:
+    """One film of two shots (a cut at 2 s) with three ranges, and one film without ranges."""
+    project = init_project(tmp_path / "small")
+    (project / "wan_lora.toml").write_text(RECIPE)
+    films = project / "films"
+    make_synthetic_film(films / "shots.mp4", duration=4, size=(64, 48), num_scenes=2)
+    make_synthetic_film(films / "lonely.mp4", duration=1, size=(64, 48), num_scenes=1)
+    (project / "ranges" / "shots.txt").write_text("0.25 1.25\n1.5 2.5 across\n1 1.5 again\n")
+    return project
+
+
+def test_a_run_shows_our_bars_and_each_warning_once_at_the_end(small_project):
+    run = wan_lora(small_project, "run", "--select", "+captions")
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    for chatter in CHATTER:
+        assert chatter not in run.stderr + run.stdout, chatter
+    assert "clips: 100%" in run.stderr and "captions: 100%" in run.stderr
+    ranges = small_project / "ranges" / "shots.txt"
+    lonely = small_project / "films" / "lonely.mp4"
+    warnings = run.stdout[run.stdout.index("\n\n3 warnings:\n") :].strip().splitlines()
+    assert warnings[0] == "3 warnings:"
+    assert (
+        warnings[1]
+        == f"  {lonely} has no ranges file: create {lonely.parents[1] / 'ranges'}/lonely.txt"
+    )
+    assert warnings[2].startswith(f"  {ranges}:1 ") and f"overlaps {ranges}:3" in warnings[2]
+    assert warnings[3] == (
+        f"  {ranges}:2: clip across crosses a scene cut at 00:02.000 of the film; training on "
+        "it teaches the cut: end the range before it or start after it"
+    )
+    assert len(warnings) == 4, "each warning once, and last"
