@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from wan_lora_dagster.cli import main
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.project import load_recipe, open_project
+from wan_lora_dagster.project import find_project, load_recipe, open_project
 from wan_lora_dagster.scaffold import init_project
 
 MINIMAL = """\
@@ -98,3 +99,23 @@ def test_toml_syntax_error_names_the_file(tmp_path):
 def test_missing_project_says_how_to_create_one(tmp_path):
     with pytest.raises(ConfigError, match="wan-lora init"):
         open_project(tmp_path / "nowhere")
+
+
+def test_the_project_is_the_nearest_folder_at_or_above_that_holds_a_recipe(tmp_path):
+    outer = init_project(tmp_path / "outer")
+    inner = init_project(outer / "films" / "inner")
+    (inner / "films" / "deep").mkdir()
+
+    assert find_project(outer) == outer.resolve()
+    assert find_project(outer / "ranges") == outer.resolve()
+    assert find_project(inner / "films" / "deep") == inner.resolve()
+
+
+def test_a_command_outside_any_project_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["status"]) == 2
+
+    error = capsys.readouterr().err
+    assert f"no wan_lora.toml in {tmp_path.resolve()} or any folder above it" in error
+    assert "--project" in error
