@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.test_clean_terminal import CHATTER
 from tests.processes import default_signals
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,5 +86,8 @@ def test_the_readme_commands_run_in_order(tmp_path):
             command, shell=True, cwd=clone, env=env, capture_output=True, text=True, timeout=900
         )
         assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+        if command.startswith("make demo"):  # diffusers' pipeline loading too: a whole graph
+            for chatter in CHATTER:
+                assert chatter not in result.stdout + result.stderr, chatter
     assert (clone / "demo" / "out" / "best" / "adapter_model.safetensors").is_file()
     assert (clone / "my_style" / "wan_lora.toml").is_file()

@@ -75,12 +75,12 @@ def project_files_sensor(context: dg.SensorEvaluationContext, project: ProjectRe
     plan = Expectations(catalog).plan
     if plan:
         add_checkpoint_partitions(context.instance, list(plan.keys))
-    return dg.SkipReason(
-        "; ".join(
-            f"{len(change.added)} {kind}(s) added, {len(change.removed)} removed"
-            for kind, change in changes.items()
-        )
+    counts = "; ".join(
+        f"{len(change.added)} {kind}(s) added, {len(change.removed)} removed"
+        for kind, change in changes.items()
     )
+    # the UI's tick history is where a user of the UI alone sees what is wrong with the files
+    return dg.SkipReason("\n".join(filter(None, [counts, catalog.problems.report()])))
 
 
 def retrain_schedule(cron: str) -> dg.ScheduleDefinition:

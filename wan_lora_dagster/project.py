@@ -207,10 +207,6 @@ class Project:
     def out(self, *parts: str) -> Path:
         return self.out_dir.joinpath(*parts)
 
-    def films(self) -> dict[str, Path]:
-        """Film stem -> path, for every film container in films/."""
-        return _files_by_stem(self.films_dir, FILM_SUFFIXES)
-
     def stills(self) -> dict[str, Path]:
         """Still stem (its id) -> path, for every image in stills/."""
         return _files_by_stem(self.stills_dir, STILL_SUFFIXES)

@@ -1,9 +1,12 @@
 """While the project has errors, its partitions are only added to: a mistyped line must not
 retire the clip it hides, nor move that clip's hand-written caption away."""
 
+import dagster as dg
+
 from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.resources import build_resources
 from wan_lora_dagster.runner import ProjectRunner
 from wan_lora_dagster.scaffold import init_project
 
@@ -27,6 +30,11 @@ def test_a_mistyped_line_keeps_its_partition_and_caption_until_it_is_fixed(tmp_p
     assert catalog.clip_ids == []
     assert runner.instance.get_dynamic_partitions(CLIP_PARTITIONS.name) == ["keep", "other"]
     assert caption.read_text() == "my own words\n"
+    sensor = runner.defs.resolve_sensor_def("project_files_sensor")
+    resources = build_resources(str(root))
+    with dg.build_sensor_context(instance=runner.instance, resources=resources) as context:
+        tick = sensor.evaluate_tick(context)
+    assert f"{ranges}:1: '1x' is not a time" in tick.skip_message, "the UI shows it too"
 
     ranges.write_text("0 1 keep\n")
     runner.sync()
