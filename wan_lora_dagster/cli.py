@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import warnings
 from dataclasses import asdict
@@ -143,6 +142,8 @@ def _print_run_summary(table: dict) -> None:
             f"{asset:18} {len(stage['materialized']):6d} {stage['skipped_fresh']:6d} "
             f"{len(stage['failed']):6d} {len(stage['blocked']):7d}"
         )
+        if stage["made_elsewhere"]:
+            print(f"  {len(stage['made_elsewhere'])} made by another run")
         for key in stage["failed"]:
             print(f"  failed: {key}: {stage['errors'].get(key, 'see the run log in the UI')}")
 
@@ -222,6 +223,7 @@ def _train(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     from wan_lora_dagster.definitions import PROJECT_ENV
     from wan_lora_dagster.runner import open_instance
+    from wan_lora_dagster.supervise import supervise
 
     project = open_project(args.project)
     open_instance(project)  # writes .dagster/dagster.yaml on first use
@@ -240,7 +242,7 @@ def _ui(args: argparse.Namespace) -> int:
         f"Dagster UI for {project.root}: http://{args.host}:{args.port}  (Ctrl-C stops it)",
         flush=True,
     )
-    return subprocess.call(command)
+    return supervise(command)
 
 
 def _demo(args: argparse.Namespace) -> int:

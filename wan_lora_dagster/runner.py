@@ -10,11 +10,20 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from importlib import resources
 
 import dagster as dg
 
+from wan_lora_dagster.assets.claims import (
+    CLAIMANT_TAG,
+    PROCESS_TAG,
+    Claims,
+    Holder,
+    release_dead_runs,
+    this_process,
+)
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
 from wan_lora_dagster.pipeline import observations
@@ -43,6 +52,7 @@ class StageSummary:
     skipped_fresh: int = 0
     failed: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
+    made_elsewhere: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
 
@@ -113,6 +123,7 @@ class ProjectRunner:
 
     def run(self, selection: str | None = None) -> dict[str, StageSummary]:
         """Stage by stage; an interrupt (Ctrl-C, SIGTERM) ends the stage in hand and the rest."""
+        release_dead_runs(self.instance)
         self.sync()
         summaries = {}
         for asset in self.select(selection):
@@ -122,6 +133,32 @@ class ProjectRunner:
         return summaries
 
     def _run_stage(self, asset: str) -> StageSummary:
+        """The stage's stale partitions, claimed first: what another run is making is waited
+        for, and what it made is counted as such, not made again."""
+        claims, owner = Claims(self.instance), f"{this_process()}:{asset}"
+        summary, ready, launch = self._plan_stage(asset)
+        if launch and claims.claim(owner, asset, launch, on_wait=_print_wait(asset)):
+            claimed = set(launch)
+            summary, now_ready, launch = self._plan_stage(asset)
+            now = Expectations(load_catalog(self.project))
+            summary.made_elsewhere = [key for key in ready if now.is_fresh(asset, key)]
+            summary.skipped_fresh -= len(summary.made_elsewhere)
+            ready = [key for key in now_ready if key in claimed]
+            launch = [key for key in launch if key in claimed] if ready else []
+        try:
+            self._launch(asset, launch, summary, owner)
+        finally:
+            claims.release(owner)
+        after = Expectations(load_catalog(self.project))
+        for key in ready:
+            (summary.materialized if after.is_fresh(asset, key) else summary.failed).append(key)
+        summary.errors = {
+            key: summary.errors[key] for key in summary.failed if key in summary.errors
+        }
+        return summary
+
+    def _plan_stage(self, asset: str) -> tuple[StageSummary, list[str], list[str]]:
+        """(summary so far, stale partitions ready to make, partitions the runs will cover)."""
         expectations = Expectations(load_catalog(self.project))
         keys = expectations.partitions(asset)
         if asset in PER_CHECKPOINT_ASSETS:
@@ -132,20 +169,16 @@ class ProjectRunner:
         summary.blocked = [key for key in stale if key not in ready]
         # one training run saves every checkpoint of the plan, and resumes where it stopped
         launch = keys if asset == "lora_checkpoints" and ready else ready
+        return summary, ready, launch
+
+    def _launch(self, asset: str, launch: list[str], summary: StageSummary, owner: str) -> None:
         for run_keys in self._runs_for(asset, launch):
-            result = self._execute(asset, run_keys)
+            result = self._execute(asset, run_keys, owner)
             summary.interrupted = was_interrupted(result)
             if summary.interrupted:
                 summary.errors.update(dict.fromkeys(run_keys, "cancelled"))
                 break
             summary.errors.update(failure_messages(result, run_keys))
-        after = Expectations(load_catalog(self.project))
-        for key in ready:
-            (summary.materialized if after.is_fresh(asset, key) else summary.failed).append(key)
-        summary.errors = {
-            key: summary.errors[key] for key in summary.failed if key in summary.errors
-        }
-        return summary
 
     def _runs_for(self, asset: str, keys: list[str]) -> list[list[str]]:
         """Contiguous stretches of the partition order: a single-run backfill takes a range."""
@@ -166,8 +199,12 @@ class ProjectRunner:
                 stretches.append([key])
         return stretches
 
-    def _execute(self, asset: str, keys: list[str]) -> dg.ExecuteInProcessResult:
-        tags = {"wan_lora/launched_by": "wan-lora run"}
+    def _execute(self, asset: str, keys: list[str], claimant: str) -> dg.ExecuteInProcessResult:
+        tags = {
+            "wan_lora/launched_by": "wan-lora run",
+            PROCESS_TAG: this_process(),
+            CLAIMANT_TAG: claimant,
+        }
         if keys != [UNPARTITIONED]:
             tags["dagster/asset_partition_range_start"] = keys[0]
             tags["dagster/asset_partition_range_end"] = keys[-1]
@@ -208,6 +245,19 @@ class ProjectRunner:
             if run and run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
                 failed.add(key)
         return failed
+
+
+def _print_wait(asset: str):
+    def say(taken: dict[str, Holder]) -> None:
+        holders = sorted({holder.describe() for holder in taken.values()})
+        print(
+            f"{asset}: waiting for another run making {len(taken)} of its partitions "
+            f"({'; '.join(holders)})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return say
 
 
 def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:

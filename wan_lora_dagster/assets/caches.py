@@ -6,6 +6,7 @@ the same steps.
 
 import dagster as dg
 
+from wan_lora_dagster.assets.claims import one_maker
 from wan_lora_dagster.assets.partitioned import (
     CLIP_PARTITIONS,
     SINGLE_RUN,
@@ -63,6 +64,7 @@ def _text_cache_asset(kind: ItemKind, partitions_def, description: str) -> dg.As
     @_cache_asset(
         kind.text_cache, partitions_def, domain.TEXT_CODE_VERSION, kind.captions, description
     )
+    @one_maker
     def encode_texts(
         context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
     ):
@@ -85,6 +87,7 @@ def _latent_cache_asset(
     @_cache_asset(
         kind.latent_cache, partitions_def, domain.LATENT_CODE_VERSION, media_asset, description
     )
+    @one_maker
     def encode_latents(
         context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
     ):

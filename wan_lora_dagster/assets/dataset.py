@@ -4,6 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from wan_lora_dagster.assets.claims import one_maker
 from wan_lora_dagster.assets.metadata import image_markdown
 from wan_lora_dagster.assets.partitioned import (
     CLIP_PARTITIONS,
@@ -44,6 +45,7 @@ DATASET_GROUP = "dataset"
     description="One 16 fps h264 clip per curated range, cut frame-accurately with ffmpeg's fps "
     "filter, rotation applied. Partitioned by clip id (film stem + times, or the range's name).",
 )
+@one_maker
 def clips(context: dg.AssetExecutionContext, project: ProjectResource, ffmpeg: FfmpegResource):
     catalog = project.catalog()
     settings = ffmpeg.cut_settings()
@@ -109,6 +111,7 @@ def _captions_asset(
         ],
         description=description,
     )
+    @one_maker
     def caption(
         context: dg.AssetExecutionContext, project: ProjectResource, captioner: CaptionerResource
     ):

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from wan_lora_dagster.assets.claims import one_maker
 from wan_lora_dagster.assets.metadata import image_markdown
 from wan_lora_dagster.assets.partitioned import (
     CHECKPOINT_PARTITIONS,
@@ -29,6 +30,7 @@ EVALUATION_GROUP = "evaluation"
     "the base model), a contact sheet, and the held-out validation loss with fixed noise and "
     "timesteps, with and without the LoRA.",
 )
+@one_maker
 def eval_videos(
     context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
 ):
@@ -67,6 +69,7 @@ def eval_videos(
     description="The checkpoint with the lowest validation loss (or `[eval] pin`), exported as "
     "out/best/adapter_model.safetensors for ComfyUI, musubi-tuner and diffusers.",
 )
+@one_maker
 def best_lora(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
     catalog = project.catalog()
     expectations = Expectations(catalog)

@@ -4,6 +4,7 @@ import json
 
 import dagster as dg
 
+from wan_lora_dagster.assets.claims import one_maker
 from wan_lora_dagster.assets.metadata import caption_table, image_markdown
 from wan_lora_dagster.assets.partitioned import (
     CHECKPOINT_PARTITIONS,
@@ -33,6 +34,7 @@ TRAINING_GROUP = "training"
     "still's caption text and versions. Its data version is the manifest's hash: the source of "
     "truth for staleness and lineage at any number of clips.",
 )
+@one_maker
 def training_set(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
     catalog = project.catalog()
     try:
@@ -64,6 +66,7 @@ def training_set(context: dg.AssetExecutionContext, project: ProjectResource) ->
     description="Per dataset section: samples per epoch, excluded items and why, frame and "
     "aspect statistics, and bucket resolutions that keep the aspect ratio.",
 )
+@one_maker
 def dataset_report(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
     catalog = project.catalog()
     expectations = Expectations(catalog)
@@ -107,6 +110,7 @@ def dataset_report(context: dg.AssetExecutionContext, project: ProjectResource) 
     "version, the captions that fed it, the settings and the loss so far; the LoRA file's own "
     "header carries the manifest hash.",
 )
+@one_maker
 def lora_checkpoints(
     context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
 ):

@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.errors import UserError
 
 ARCHITECTURE = "wan"
@@ -107,11 +108,12 @@ def update_lora_header(path: Path, fields: dict[str, str]) -> None:
     encoded += b" " * (-len(encoded) % 8)  # tensors stay 8-byte aligned, as safetensors writes
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "wb") as target, open(path, "rb") as source:
-            target.write(_HEADER_LENGTH.pack(len(encoded)) + encoded)
-            source.seek(data_start)
-            shutil.copyfileobj(source, target)
-        os.replace(temporary, path)
+        with writing_into(path.parent):
+            with os.fdopen(handle, "wb") as target, open(path, "rb") as source:
+                target.write(_HEADER_LENGTH.pack(len(encoded)) + encoded)
+                source.seek(data_start)
+                shutil.copyfileobj(source, target)
+            os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

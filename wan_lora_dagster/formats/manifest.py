@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from wan_lora_dagster.disk_full import write_text_atomic
 from wan_lora_dagster.project import fingerprint
 
 MANIFEST_FORMAT = 1
@@ -80,9 +81,7 @@ class TrainingSetManifest:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{self.version}.json"
         if not path.exists():
-            temporary = path.with_suffix(".tmp")
-            temporary.write_text(self.to_json(), encoding="utf-8")
-            temporary.replace(path)
+            write_text_atomic(path, self.to_json())
         return path
 
     @classmethod

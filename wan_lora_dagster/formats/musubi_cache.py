@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.formats.cache_files import (
     ARCHITECTURE,
     CacheFileError,
@@ -178,8 +179,9 @@ def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        save_file(contiguous, temporary, metadata=metadata)
-        os.replace(temporary, path)
+        with writing_into(path.parent):
+            save_file(contiguous, temporary, metadata=metadata)
+            os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.errors import MediaError
 from wan_lora_dagster.media.probe import FrameWatcher, probe_video
 from wan_lora_dagster.media.ranges import format_time
@@ -123,12 +124,13 @@ def cut_clip(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(f".{out_path.stem}.{os.getpid()}.partial{out_path.suffix}")
     try:
-        _run(ffmpeg_cut_command(film, start, end, partial, settings), cutting)
-        try:
-            info = probe_video(partial, count_frames=True, watchers=watchers)
-        except MediaError as error:
-            raise MediaError(f"{cutting}: ffmpeg wrote no readable frames ({error})") from error
-        partial.replace(out_path)
+        with writing_into(out_path.parent):
+            _run(ffmpeg_cut_command(film, start, end, partial, settings), cutting)
+            try:
+                info = probe_video(partial, count_frames=True, watchers=watchers)
+            except MediaError as error:
+                raise MediaError(f"{cutting}: ffmpeg wrote no readable frames ({error})") from error
+            partial.replace(out_path)
     finally:
         partial.unlink(missing_ok=True)
     return ClipInfo(

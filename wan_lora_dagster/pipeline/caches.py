@@ -10,6 +10,7 @@ from pathlib import Path
 
 from wan_lora_dagster.engines.base import Engine, LatentJob, ProgressCallback, TextJob
 from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.made_files import damage
 from wan_lora_dagster.project import DatasetSection, Project, TrainingSettings, fingerprint
 
 TEXT_CODE_VERSION = "1"
@@ -106,7 +107,7 @@ def make_latent_caches(
         for section in sections:
             old = records[item]["sections"].get(section.name)
             wanted = section_latent_fingerprint(item_versions[item], section, settings)
-            if old and old["fingerprint"] == wanted and _files_exist(project, old["files"]):
+            if old and old["fingerprint"] == wanted and _intact(project, records[item], old):
                 continue
             for stale in old["files"] if old else []:
                 (project.root / stale).unlink(missing_ok=True)
@@ -128,5 +129,8 @@ def make_latent_caches(
     return records
 
 
-def _files_exist(project: Project, files: list[str]) -> bool:
-    return all((project.root / name).is_file() for name in files)
+def _intact(project: Project, record: dict, section: dict) -> bool:
+    """Whether a section's files are all there and as they were made (a truncated one is not)."""
+    files = section["files"]
+    exist = all((project.root / name).is_file() for name in files)
+    return exist and not damage(project.root, record, only=files)

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.engines.base import Engine, SampleRequest, SampleVideo
 from wan_lora_dagster.errors import EngineError, UserError
 from wan_lora_dagster.formats.cache_files import update_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.made_files import damage, damage_message
 from wan_lora_dagster.project import Recipe, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -120,12 +122,22 @@ def choose_best(catalog: Catalog, keys: list[str]) -> str:
 def export_best(catalog: Catalog, key: str, eval_versions: list[str]) -> dict:
     project = catalog.project
     checkpoint = catalog.records.read("lora_checkpoints", key)
+    if problems := damage(project.root, checkpoint):
+        raise UserError(
+            f"checkpoint {key} was changed after training ({damage_message(problems)}): it is "
+            f"not exported. Restore {checkpoint['file']}, or train again: delete "
+            f"out/records/lora_checkpoints/{key}.json and run `wan-lora run`."
+        )
     target = project.out("best", "adapter_model.safetensors")
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
-    shutil.copyfile(project.root / checkpoint["file"], temporary)
-    update_lora_header(temporary, {"wan_lora.checkpoint": key})
-    temporary.replace(target)
+    try:
+        with writing_into(target.parent):
+            shutil.copyfile(project.root / checkpoint["file"], temporary)
+            update_lora_header(temporary, {"wan_lora.checkpoint": key})
+            temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
     evaluation = catalog.records.read("eval_videos", key)
     record = {
         "fingerprint": best_fingerprint(eval_versions, project.recipe),

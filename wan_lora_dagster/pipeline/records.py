@@ -7,21 +7,18 @@ partition is fresh exactly when its record's fingerprint equals the one its inpu
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from wan_lora_dagster.disk_full import write_text_atomic
+from wan_lora_dagster.pipeline.made_files import MADE_FILES, describe
 
 UNPARTITIONED = "__all__"
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that a crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True)
-    os.replace(temporary, path)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 class RecordStore:
@@ -40,6 +37,8 @@ class RecordStore:
         return json.loads(path.read_text(encoding="utf-8"))
 
     def write(self, asset: str, partition: str, record: dict) -> None:
+        """Write the record with the size, mtime and hash of each file it names under out/."""
+        record[MADE_FILES] = describe(self.root.parents[1], record)  # root: <project>/out/records
         write_json_atomic(self.path(asset, partition), record)
 
     def delete(self, asset: str, partition: str) -> None:

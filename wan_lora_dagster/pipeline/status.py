@@ -17,6 +17,7 @@ from wan_lora_dagster.media.cut import CutSettings
 from wan_lora_dagster.pipeline import caches, dataset, evaluation, stills, training
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.items import STILLS
+from wan_lora_dagster.pipeline.made_files import damage
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.project import fingerprint
 
@@ -61,6 +62,7 @@ class Expectations:
             record = self._record(asset, key)
             wanted = self.fingerprint(asset, key)
             fresh = record is not None and wanted is not None and record["fingerprint"] == wanted
+            fresh = fresh and not damage(self.catalog.project.root, record)
             self._fresh[asset, key] = fresh
         return self._fresh[asset, key]
 

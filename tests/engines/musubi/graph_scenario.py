@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+from musubi_fixtures import make_fake_musubi, make_weights
 
 from tests.processes import default_signals
 from wan_lora_dagster.formats.cache_files import read_lora_header
@@ -42,6 +43,20 @@ def musubi_demo_project(root: Path, training: dict, num_repeats: int = 1) -> Pat
     head = head.replace(section, f"{section}num_repeats = {num_repeats}\n")
     recipe.write_text(f"{head}[training]\n{table}\n{evaluation}")
     return project
+
+
+def fake_musubi_demo_project(root: Path, epochs: int) -> Path:
+    """The musubi demo project on the FAKE musubi-tuner clone, a checkpoint every epoch."""
+    training = {
+        "engine": "musubi",
+        "musubi_dir": str(make_fake_musubi(root / "fake-musubi-tuner")),
+        **make_weights(root / "weights"),
+        "network_dim": 4,
+        "network_alpha": 4,
+        "max_train_epochs": epochs,
+        "save_every_n_epochs": 1,
+    }
+    return musubi_demo_project(root / "demo", training)
 
 
 @dataclass

@@ -13,11 +13,10 @@ from graph_scenario import (
     check_resumed,
     checkpoint_digests,
     checkpoint_events,
+    fake_musubi_demo_project,
     interrupt,
-    musubi_demo_project,
     wait_for_checkpoint_event,
 )
-from musubi_fixtures import make_fake_musubi, make_weights
 
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.scaffold import create_demo_project
@@ -30,18 +29,7 @@ STEP_SECONDS = "0.2"  # the fake trainer's pace: a cancel lands mid-epoch
 
 @pytest.fixture(scope="module")
 def musubi_project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("musubi-graph")
-    clone = make_fake_musubi(root / "fake-musubi-tuner")
-    training = {
-        "engine": "musubi",
-        "musubi_dir": str(clone),
-        **make_weights(root / "weights"),
-        "network_dim": 4,
-        "network_alpha": 4,
-        "max_train_epochs": EPOCHS,
-        "save_every_n_epochs": 1,
-    }
-    return musubi_demo_project(root / "demo", training)
+    return fake_musubi_demo_project(tmp_path_factory.mktemp("musubi-graph"), EPOCHS)
 
 
 def test_dry_run_prints_every_command_and_runs_none(musubi_project, capsys):

@@ -5,6 +5,7 @@ signalling only the direct child (what Dagster's PipesSubprocessClient does on c
 section 7) leaves those running on the GPU. Every command here starts a new session, so its pid is
 the group id of everything it spawns, and every way out of `run_command` (exit, failure,
 cancellation, an exception such as Dagster's interrupt) ends that group: SIGTERM, then SIGKILL.
+The command runs under parent_watch, which ends the group itself if this process dies first.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -21,6 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from wan_lora_dagster.errors import EngineCancelled, EngineError
+from wan_lora_dagster.parent_watch import watched
 
 TERMINATE_GRACE_SECONDS = 5.0
 KILL_WAIT_SECONDS = 10.0
@@ -64,9 +67,11 @@ def run_command(
         cancel.consume()
         raise EngineCancelled("cancelled before it started")
     environment = {**os.environ, "PYTHONUNBUFFERED": "1"}  # lines as they happen, not per 8 KiB
+    if shutil.which(argv[0]) is None:
+        raise EngineError(f"cannot start {argv[0]}: no such program")
     try:
         process = subprocess.Popen(
-            list(argv),
+            watched(list(argv)),  # a SIGKILLed `wan-lora run` leaves no trainer behind
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,83 @@
+"""The files a record's step made, checked rather than trusted.
+
+A record names the files it made under out/ (a clip, a cache, a checkpoint). When it is written,
+each one's size, modification time and content hash are kept in it; reading it back, a file that
+is gone, whose size differs, or whose content differs (hashed again only when its mtime moved)
+is damaged: a cache truncated by a full disk or a crash, a checkpoint rewritten by hand. Its
+partition is then not fresh, so it is made again and never trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+MADE_FILES = "made_files"
+CHUNK_BYTES = 4 << 20
+
+
+def content_hash(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _named_paths(value) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key != MADE_FILES:
+                yield from _named_paths(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _named_paths(item)
+    elif isinstance(value, str) and "/" in value:
+        yield value
+
+
+def describe(project_root: Path, record: dict) -> dict[str, dict]:
+    """Path (relative to the project) -> size, mtime and hash of each file under out/ (not
+    out/records) that the record names."""
+    out = project_root / "out"
+    described = {}
+    for name in _named_paths(record):
+        path = Path(name) if Path(name).is_absolute() else project_root / name
+        if not path.is_relative_to(out) or path.is_relative_to(out / "records"):
+            continue
+        if not path.is_file():
+            continue
+        stat = path.stat()
+        described[str(path.relative_to(project_root))] = {
+            "size": stat.st_size,
+            "mtime_ns": stat.st_mtime_ns,
+            "hash": content_hash(path),
+        }
+    return described
+
+
+def damage(project_root: Path, record: dict, only: list[str] | None = None) -> dict[str, str]:
+    """Path -> what is wrong with it, for each made file of the record that is not as made.
+
+    Cheap: a stat per file; a file is hashed only when its size is right but its mtime moved.
+    """
+    problems = {}
+    for name, made in record.get(MADE_FILES, {}).items():
+        if only is not None and name not in only:
+            continue
+        path = project_root / name
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            problems[name] = "deleted"
+            continue
+        if stat.st_size != made["size"]:
+            problems[name] = f"{made['size']} bytes when made, {stat.st_size} now"
+        elif stat.st_mtime_ns != made["mtime_ns"] and content_hash(path) != made["hash"]:
+            problems[name] = "its content changed"
+    return problems
+
+
+def damage_message(problems: dict[str, str]) -> str:
+    return "; ".join(f"{name}: {problem}" for name, problem in problems.items())

@@ -1,0 +1,55 @@
+"""A long-running command (`dagster dev` for `wan-lora ui`) that ends with the command that
+started it, however that one is stopped.
+
+`dagster dev` starts a webserver, a daemon and code servers. Run as a plain child, a SIGTERM to
+`wan-lora ui` (`kill PID`, a service manager) ended only `wan-lora ui`: they ran on, reparented
+to init, holding the port. Here the command runs under parent_watch in its own process group: a
+SIGTERM, SIGINT or SIGHUP is passed on to it and the group is ended once it exits (or after a
+grace), and if `wan-lora ui` is SIGKILLed the watch ends the group itself.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+
+from wan_lora_dagster.engines.musubi.process import end_process_group
+from wan_lora_dagster.parent_watch import watched
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+SHUTDOWN_GRACE_SECONDS = 30.0
+POLL_SECONDS = 0.2
+
+
+def supervise(argv: Sequence[str]) -> int:
+    """Run argv to its end; a stop signal to this process stops it and everything it started."""
+    process = subprocess.Popen(watched(list(argv)), start_new_session=True)
+    stopping: list[int] = []
+
+    def stop(number, _frame):
+        stopping.append(number)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM if number == signal.SIGHUP else number)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        code = _wait(process, stopping)
+    finally:
+        end_process_group(process)  # what dagster dev left: code servers, a slow webserver
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    return 128 + stopping[0] if stopping else code
+
+
+def _wait(process: subprocess.Popen, stopping: list[int]) -> int:
+    """Its exit status; once a stop was asked, waits at most SHUTDOWN_GRACE_SECONDS (-1)."""
+    deadline = None
+    while (code := process.poll()) is None:
+        if stopping and deadline is None:
+            deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        if deadline is not None and time.monotonic() > deadline:
+            return -1
+        time.sleep(POLL_SECONDS)
+    return code
