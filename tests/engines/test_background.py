@@ -1,5 +1,7 @@
 """Engine work on a worker thread, its results handed back as they land."""
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -56,3 +58,31 @@ def test_a_caller_that_stops_early_cancels_the_work_and_waits_for_it():
     assert cancelled.is_set()
     assert ended.is_set(), "the worker was still running when the caller went on"
     assert outcome == ["stopped at its next report"]
+
+
+ABANDONING_CALLER = """
+import sys, torch
+from wan_lora_dagster.engines.background import deliveries
+
+def work(deliver):
+    model, data = torch.nn.Linear(256, 256), torch.randn(128, 256)
+    while True:
+        for _ in range(10):
+            model(data).sum().backward()
+        deliver("step")
+
+results = deliveries(work, cancel=lambda: None)
+next(results)
+sys.exit(130)  # as Ctrl-C ends a command, the generator left open
+"""
+
+
+def test_a_caller_that_exits_without_closing_it_exits_with_its_own_code():
+    """An interrupt raised outside the generator leaves it open; at exit the worker, inside torch,
+    must be stopped first, or the process aborts with 'terminate called without an active
+    exception' (the Ctrl-C of issue 10)."""
+    finished = subprocess.run(
+        [sys.executable, "-c", ABANDONING_CALLER], capture_output=True, text=True, timeout=120
+    )
+    assert finished.returncode == 130, finished.stderr
+    assert "terminate called" not in finished.stderr

@@ -8,6 +8,7 @@ first nine are recorded at hour ten, and none at all if the run is then cancelle
 
 from __future__ import annotations
 
+import atexit
 import queue
 import signal
 import threading
@@ -47,18 +48,25 @@ def deliveries(work: Callable[[Deliver], None], cancel: Callable[[], None]) -> I
         finally:
             landed.put(_FINISHED)
 
+    def stop() -> None:
+        stopping.set()
+        cancel()
+        worker.join()
+
     worker = threading.Thread(target=run, name="engine-work", daemon=True)
     worker.start()
+    atexit.register(stop)
     finished = False
     try:
         while (item := landed.get()) is not _FINISHED:
             yield item
         finished = True
     finally:
-        if not finished:
-            stopping.set()
-            cancel()
-        worker.join()
+        atexit.unregister(stop)
+        if finished:
+            worker.join()
+        else:
+            stop()
     if failure:
         raise failure[0]
 

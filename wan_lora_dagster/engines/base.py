@@ -68,6 +68,8 @@ class TrainRequest:
     output_name: str
     header: dict[str, str] = field(default_factory=dict)
     """Extra safetensors metadata for every saved LoRA (training-set hash, settings)."""
+    log_dir: Path | None = None
+    """Where the trainer writes its TensorBoard event files (none if None)."""
 
 
 @dataclass(frozen=True)

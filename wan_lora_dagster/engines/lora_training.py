@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from peft.utils import get_peft_model_state_dict
 
 from wan_lora_dagster.engines.base import CheckpointInfo, Progress, ProgressCallback, TrainRequest
 from wan_lora_dagster.engines.flow_matching import flow_matching_loss, sample_timesteps
+from wan_lora_dagster.engines.ranks import SINGLE_PROCESS, Ranks
 from wan_lora_dagster.engines.training_data import (
     TrainingSample,
     epoch_batches,
@@ -29,8 +29,17 @@ from wan_lora_dagster.engines.training_data import (
     steps_per_epoch,
     training_samples,
 )
+from wan_lora_dagster.engines.training_log import NoLog, TensorBoardLog, open_log
+from wan_lora_dagster.engines.training_state import (
+    LoopPosition,
+    StateStore,
+    TrainingComponents,
+    run_identity,
+    shuffler_state,
+)
 from wan_lora_dagster.engines.wan_models import WanModels
-from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.errors import EngineCancelled, EngineError
+from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.lora import peft_to_musubi, save_lora
 from wan_lora_dagster.project import TrainingSettings
 
@@ -41,6 +50,8 @@ TRAINING_ADAPTER = "trained_lora"  # not "training": peft adapter names become m
 LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
 IMAGE_TO_VIDEO_TARGET_MODULES = ("add_k_proj", "add_v_proj")  # cross-attention to CLIP features
 MAX_GRAD_NORM = 1.0  # musubi-tuner's default
+STATE_FOLDER = "state"  # under the output folder: the states a killed or cancelled run resumes from
+LOSS_FIELD = "wan_lora.loss"  # the running loss at the checkpoint, in its header
 
 
 @dataclass(frozen=True)
@@ -83,20 +94,44 @@ def train_lora(
     request: TrainRequest,
     progress: ProgressCallback,
     on_checkpoint: Callable[[CheckpointInfo], None],
+    ranks: Ranks = SINGLE_PROCESS,
 ) -> list[CheckpointInfo]:
-    """Train one LoRA from the manifest's caches; see `plan_checkpoints` for what lands where."""
+    """Train one LoRA from the manifest's caches; see `plan_checkpoints` for what lands where.
+
+    A run interrupted earlier (killed, or cancelled) goes on from its newest saved state: the
+    checkpoints it saved are kept, announced again and returned first; the rest are saved as
+    planned. With several ranks each step trains world_size batches of the one-GPU order.
+    """
     settings = request.settings
     _require_supported_options(settings)
     _warn_about_ignored(settings)
     samples = training_samples(request.manifest)
     batch_sizes = {section.name: section.batch_size for section in request.sections}
-    per_epoch = steps_per_epoch(samples, batch_sizes)
+    per_epoch = math.ceil(steps_per_epoch(samples, batch_sizes) / ranks.world_size)
     plan = plan_checkpoints(settings, per_epoch, request.output_dir, request.output_name)
-    _refuse_existing(plan)
+    store = StateStore(
+        request.output_dir / STATE_FOLDER, request.output_name, run_identity(request)
+    )
+    resumed = store.latest()
+    kept = _kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(plan)
     request.output_dir.mkdir(parents=True, exist_ok=True)
     with _training_adapter(models.transformer, settings, models.is_image_to_video) as parameters:
-        loop = _TrainingLoop(models, request, parameters, total_steps=plan[-1].step)
-        return loop.run(samples, batch_sizes, plan, progress, on_checkpoint)
+        loop = _TrainingLoop(models, request, parameters, plan, ranks, store)
+        position = LoopPosition.start(settings.seed)
+        if resumed:
+            position, folder = resumed
+            store.restore(folder, loop.components)
+            logger.info(
+                "resuming %s at step %d from %s", request.output_name, position.step, folder
+            )
+        log = open_log(request.log_dir, position.step, models.device, ranks.is_main)
+        try:
+            saved = loop.run(samples, batch_sizes, position, kept, progress, on_checkpoint, log)
+        finally:
+            log.close()
+    if ranks.is_main:
+        store.clear()
+    return saved
 
 
 class _TrainingLoop:
@@ -105,90 +140,165 @@ class _TrainingLoop:
         models: WanModels,
         request: TrainRequest,
         parameters: list[torch.nn.Parameter],
-        total_steps: int,
+        plan: list[PlannedCheckpoint],
+        ranks: Ranks,
+        store: StateStore,
     ):
         settings = request.settings
         self.models = models
         self.request = request
         self.parameters = parameters
-        self.total_steps = total_steps
-        self.optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
-        self.scheduler = get_scheduler(
+        self.planned = {checkpoint.step: checkpoint for checkpoint in plan}
+        self.total_steps = plan[-1].step
+        self.ranks = ranks
+        self.store = store
+        self.model = ranks.wrap(models.transformer)
+        optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
+        scheduler = get_scheduler(
             settings.lr_scheduler,
-            self.optimizer,
+            optimizer,
             num_warmup_steps=settings.lr_warmup_steps,
-            num_training_steps=total_steps,
+            num_training_steps=self.total_steps,
         )
-        self.generator = torch.Generator().manual_seed(settings.seed)
+        generator = torch.Generator().manual_seed(settings.seed + ranks.rank)
+        self.components = TrainingComponents(parameters, optimizer, scheduler, generator)
 
     def run(
         self,
         samples: list[TrainingSample],
         batch_sizes: dict[str, int],
-        plan: list[PlannedCheckpoint],
+        position: LoopPosition,
+        kept: list[CheckpointInfo],
         progress: ProgressCallback,
         on_checkpoint: Callable[[CheckpointInfo], None],
+        log: TensorBoardLog | NoLog,
     ) -> list[CheckpointInfo]:
-        shuffler = random.Random(self.request.settings.seed)
-        planned = {checkpoint.step: checkpoint for checkpoint in plan}
-        recent_losses: deque[float] = deque(maxlen=steps_per_epoch(samples, batch_sizes))
-        saved, step, epoch = [], 0, 0
-        while step < self.total_steps:
-            epoch += 1
-            for batch in epoch_batches(samples, batch_sizes, shuffler):
-                started = time.perf_counter()
-                recent_losses.append(self.train_step(batch))
-                step += 1
-                running_loss = sum(recent_losses) / len(recent_losses)
-                elapsed = time.perf_counter() - started
-                progress(Progress("train", step, self.total_steps, elapsed, running_loss, epoch))
-                if step in planned:
-                    saved.append(self.save(planned[step], running_loss))
-                    on_checkpoint(saved[-1])
-                if step == self.total_steps:
-                    break
+        """Train from `position` to the end; each rank takes every world_size-th batch."""
+        rank, world = self.ranks.rank, self.ranks.world_size
+        window = math.ceil(steps_per_epoch(samples, batch_sizes) / world)
+        recent_losses = deque(position.recent_losses, maxlen=window)
+        shuffler, skip = position.shuffler(), position.epoch_steps
+        step, epoch = position.step, max(position.epoch - 1, 0)
+        self.position = position
+        saved = self._announce_kept(kept, position, on_checkpoint)
+        try:
+            while step < self.total_steps:
+                epoch += 1
+                epoch_start = shuffler_state(shuffler)
+                batches = epoch_batches(samples, batch_sizes, shuffler)
+                for index in range(skip, math.ceil(len(batches) / world)):
+                    started = time.perf_counter()
+                    local_loss = self.train_step(batches[(index * world + rank) % len(batches)])
+                    loss, stopping = self.ranks.reduce(local_loss)
+                    step += 1
+                    recent_losses.append(loss)
+                    self.position = LoopPosition(
+                        step, epoch, epoch_start, index + 1, list(recent_losses)
+                    )
+                    if stopping:
+                        raise EngineCancelled("cancelled")
+                    running_loss = sum(recent_losses) / len(recent_losses)
+                    elapsed = time.perf_counter() - started
+                    if self.ranks.is_main:
+                        log.step(step, loss, running_loss, self._learning_rate(), elapsed)
+                        progress(
+                            Progress("train", step, self.total_steps, elapsed, running_loss, epoch)
+                        )
+                    if step in self.planned and self.ranks.is_main:
+                        saved.append(self.save(self.planned[step], running_loss))
+                        on_checkpoint(saved[-1])
+                    if step == self.total_steps:
+                        break
+                skip = 0
+        except EngineCancelled:
+            if self.ranks.is_main and self.position.step > position.step:
+                self.store.save(self.position, self.components)
+            raise
         return saved
+
+    def _announce_kept(
+        self,
+        kept: list[CheckpointInfo],
+        position: LoopPosition,
+        on_checkpoint: Callable[[CheckpointInfo], None],
+    ) -> list[CheckpointInfo]:
+        """The checkpoints an interrupted launch saved, and the one it had the state of but not
+        the file (killed between the two, or set aside unrecorded): saved now, from the state."""
+        if not self.ranks.is_main:
+            return []
+        announced = list(kept)
+        planned = self.planned.get(position.step)
+        if planned and not planned.path.exists():
+            losses = position.recent_losses
+            announced.append(self.save(planned, sum(losses) / len(losses) if losses else None))
+        for checkpoint in announced:
+            on_checkpoint(checkpoint)
+        return announced
+
+    def _learning_rate(self) -> float:
+        return self.components.scheduler.get_last_lr()[0]
 
     def train_step(self, samples: list[TrainingSample]) -> float:
         """One optimizer step over a batch (one forward pass per latent shape in it)."""
         settings = self.request.settings
+        generator = self.components.generator
         total_loss = 0.0
-        for batch, count in load_batches(samples, self.models.device):
+        shapes = load_batches(samples, self.models.device)
+        for index, (batch, count) in enumerate(shapes):
             t = sample_timesteps(
-                settings.timestep_sampling, count, settings.discrete_flow_shift, self.generator
+                settings.timestep_sampling, count, settings.discrete_flow_shift, generator
             )
-            noise = torch.randn(batch.latents.shape, generator=self.generator)
-            loss = flow_matching_loss(
-                self.models.transformer, batch, noise.to(batch.latents.device), t, self.models.dtype
-            )
-            (loss * count / len(samples)).backward()
+            noise = torch.randn(batch.latents.shape, generator=generator)
+            # gradients are averaged over the ranks once per step, at the last backward pass
+            synchronized = index == len(shapes) - 1
+            with nullcontext() if synchronized else self.ranks.no_sync(self.model):
+                loss = flow_matching_loss(
+                    self.model, batch, noise.to(batch.latents.device), t, self.models.dtype
+                )
+                (loss * count / len(samples)).backward()
             total_loss += loss.item() * count / len(samples)
         torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.components.optimizer.step()
+        self.components.scheduler.step()
+        self.components.optimizer.zero_grad(set_to_none=True)
         return total_loss
 
-    def save(self, checkpoint: PlannedCheckpoint, loss: float) -> CheckpointInfo:
+    def save(self, checkpoint: PlannedCheckpoint, loss: float | None) -> CheckpointInfo:
+        """The state first, then the LoRA: a checkpoint never lies past the newest state."""
         if checkpoint.path.exists():
             raise EngineError(
                 f"{checkpoint.path}: a checkpoint of this name exists; not replacing it."
             )
+        self.store.save(self.position, self.components)
         settings = self.request.settings
         state = get_peft_model_state_dict(self.models.transformer, adapter_name=TRAINING_ADAPTER)
         state = {key: value.detach().float().cpu().contiguous() for key, value in state.items()}
         metadata = {
             **_settings_metadata(settings),
             **self.request.header,
+            **_batch_metadata(self.request, self.ranks.world_size),
             "ss_network_module": "networks.lora_wan",
             "ss_network_dim": str(settings.network_dim),
             "ss_network_alpha": str(settings.network_alpha),
             "ss_epoch": str(checkpoint.epoch),
             "ss_steps": str(checkpoint.step),
+            LOSS_FIELD: json.dumps(loss),
         }
         save_lora(checkpoint.path, peft_to_musubi(state, settings.network_alpha), metadata)
         logger.info("saved LoRA checkpoint %s (step %d)", checkpoint.path, checkpoint.step)
         return CheckpointInfo(checkpoint.path, checkpoint.epoch, checkpoint.step, loss)
+
+
+def _batch_metadata(request: TrainRequest, world_size: int) -> dict[str, str]:
+    """The batch a step trains on: each section's batch size times the GPUs (kohya's
+    ss_total_batch_size: the largest of them)."""
+    effective = {section.name: section.batch_size * world_size for section in request.sections}
+    return {
+        "ss_total_batch_size": str(max(effective.values(), default=world_size)),
+        "ss_num_processes": str(world_size),
+        "wan_lora.gpus": str(world_size),
+        "wan_lora.effective_batch_size": json.dumps(effective),
+    }
 
 
 def _settings_metadata(settings: TrainingSettings) -> dict[str, str]:
@@ -249,7 +359,8 @@ def _require_supported_options(settings: TrainingSettings) -> None:
         )
 
 
-def _refuse_existing(plan: list[PlannedCheckpoint]) -> None:
+def _refuse_existing(plan: list[PlannedCheckpoint]) -> list[CheckpointInfo]:
+    """A fresh run keeps nothing: any checkpoint of its names is in the way."""
     existing = [str(checkpoint.path) for checkpoint in plan if checkpoint.path.exists()]
     if existing:
         raise EngineError(
@@ -257,6 +368,32 @@ def _refuse_existing(plan: list[PlannedCheckpoint]) -> None:
             f"{f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''}. "
             "Checkpoints are never overwritten: choose another output name or remove the files."
         )
+    return []
+
+
+def _kept_checkpoints(
+    plan: list[PlannedCheckpoint], request: TrainRequest, resume_step: int
+) -> list[CheckpointInfo]:
+    """The checkpoints a resumed run keeps: those up to its state, recognized as this run's by
+    their header; a file past the state, or another run's, is never overwritten."""
+    kept = []
+    for checkpoint in plan:
+        if not checkpoint.path.exists():
+            continue
+        header = read_lora_header(checkpoint.path)
+        foreign = {key for key, value in request.header.items() if header.get(key) != value}
+        if checkpoint.step > resume_step or foreign:
+            why = (
+                f"its header differs in {sorted(foreign)}" if foreign else "it lies past the state"
+            )
+            raise EngineError(
+                f"{checkpoint.path}: cannot resume {request.output_name} at step {resume_step}, "
+                f"this checkpoint is in the way ({why}). Checkpoints are never overwritten: "
+                "move the file away to go on."
+            )
+        loss = json.loads(header.get(LOSS_FIELD, "null"))
+        kept.append(CheckpointInfo(checkpoint.path, checkpoint.epoch, checkpoint.step, loss))
+    return kept
 
 
 def _warn_about_ignored(settings: TrainingSettings) -> None:

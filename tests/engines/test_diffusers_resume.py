@@ -1,0 +1,102 @@
+"""A diffusers-engine training stopped at any point goes on from its saved state and ends with
+the LoRA an uninterrupted run of the same recipe ends with."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from wan_lora_dagster.engines.lora_training import STATE_FOLDER
+from wan_lora_dagster.errors import EngineCancelled, EngineError
+from wan_lora_dagster.formats.cache_files import read_lora_header, update_lora_header
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL: the loop gets no chance to save anything."""
+
+
+def cancel_after(steps: int):
+    def progress(report):
+        if report.done == steps:
+            raise EngineCancelled("cancelled")  # what engines.background's deliver raises
+
+    return progress
+
+
+def kill_at_checkpoint(step: int):
+    def on_checkpoint(checkpoint):
+        if checkpoint.step == step:
+            raise Killed()
+
+    return on_checkpoint
+
+
+def interrupted(engine, request, progress=None, on_checkpoint=None):
+    announced = []
+
+    def record(checkpoint):
+        announced.append(checkpoint)
+        (on_checkpoint or (lambda c: None))(checkpoint)
+
+    with pytest.raises((EngineCancelled, Killed)):
+        engine.train(request, progress or (lambda report: None), record)
+    return announced
+
+
+def lora_files(folder):
+    return sorted(path.name for path in folder.glob("*.safetensors"))
+
+
+def assert_same_lora(first, second):
+    one, other = load_file(first), load_file(second)
+    assert one.keys() == other.keys()
+    for key in one:
+        assert torch.allclose(one[key], other[key], atol=1e-6), key
+
+
+def test_a_cancelled_run_resumes_to_the_uninterrupted_lora(engine, training_run, tmp_path):
+    request = replace(training_run.request, output_dir=tmp_path)
+    first = interrupted(engine, request, progress=cancel_after(37))  # mid-epoch 7 of 10
+    assert [c.path.name for c in first] == ["stripes-000005.safetensors"]
+    assert [p.name for p in (tmp_path / STATE_FOLDER).iterdir()] == ["stripes-step00000037"]
+    kept_bytes = first[0].path.read_bytes()
+    progress, announced = [], []
+
+    returned = engine.train(request, progress.append, announced.append)
+
+    assert [report.done for report in progress] == list(range(38, 61)), "steps went on from 37"
+    assert returned == announced  # the kept checkpoint is announced again, then the new one
+    assert [c.path.name for c in returned] == [c.path.name for c in training_run.returned]
+    assert lora_files(tmp_path) == lora_files(training_run.request.output_dir)
+    assert first[0].path.read_bytes() == kept_bytes, "a checkpoint was rewritten"
+    assert_same_lora(returned[-1].path, training_run.returned[-1].path)
+    assert returned[-1].loss == pytest.approx(training_run.returned[-1].loss, abs=1e-6)
+    assert not list((tmp_path / STATE_FOLDER).iterdir()), "a finished run keeps no state"
+
+
+def test_a_run_killed_between_its_state_and_its_checkpoint_saves_that_checkpoint_on_resume(
+    engine, training_run, tmp_path
+):
+    request = replace(training_run.request, output_dir=tmp_path)
+    interrupted(engine, request, on_checkpoint=kill_at_checkpoint(30))
+    (tmp_path / "stripes-000005.safetensors").unlink()  # the kill came before the LoRA's write
+
+    returned = engine.train(request, lambda report: None, lambda checkpoint: None)
+
+    assert [c.path.name for c in returned] == [c.path.name for c in training_run.returned]
+    for resumed, uninterrupted in zip(returned, training_run.returned, strict=True):
+        assert_same_lora(resumed.path, uninterrupted.path)
+
+
+def test_another_runs_checkpoint_is_never_taken_for_this_ones(engine, training_run, tmp_path):
+    request = replace(training_run.request, output_dir=tmp_path)
+    first = interrupted(engine, request, progress=cancel_after(33))
+    update_lora_header(first[0].path, {"training_set": "another training set"})
+    before = first[0].path.read_bytes()
+
+    with pytest.raises(EngineError, match=r"stripes-000005\.safetensors.*header differs"):
+        engine.train(request, lambda report: None, lambda checkpoint: None)
+
+    assert first[0].path.read_bytes() == before
+    assert read_lora_header(first[0].path)["training_set"] == "another training set"

@@ -1,0 +1,191 @@
+"""The saved state of a diffusers-engine training run, from which a later launch goes on exactly.
+
+A state is a folder `<output_dir>/state/<output_name>-step<NNNNNNNN>/` holding `state.safetensors`
+(the LoRA's trainable tensors, the optimizer's tensors, the random generators' states) and
+`state.json` (the loop's position, the optimizer's other values, the LR scheduler, the python
+shuffler). It is written under a temporary name and renamed, so a folder with the final name is
+always whole; the older states of the run are then deleted (a resume needs the newest only).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from wan_lora_dagster.engines.base import TrainRequest
+from wan_lora_dagster.project import fingerprint
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = 1
+TENSORS_FILE = "state.safetensors"
+VALUES_FILE = "state.json"
+
+
+def run_identity(request: TrainRequest) -> str:
+    """A fingerprint of everything that shapes a run: a state of another run is never resumed."""
+    return fingerprint(
+        request.manifest.version,
+        request.settings.settings_fingerprint(),
+        [section.model_dump(mode="json") for section in request.sections],
+        request.output_name,
+        str(request.output_dir.resolve()),
+    )
+
+
+@dataclass
+class LoopPosition:
+    """Where the training loop stands after `step` optimizer steps.
+
+    epoch: the epoch in progress (1-based); epoch_shuffler: the python shuffler's state at that
+    epoch's start, from which its batch order is drawn again; epoch_steps: the steps of that epoch
+    already done; recent_losses: the window of the running loss.
+    """
+
+    step: int
+    epoch: int
+    epoch_shuffler: list
+    epoch_steps: int
+    recent_losses: list[float] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, seed: int) -> LoopPosition:
+        return cls(0, 0, shuffler_state(random.Random(seed)), 0)
+
+    def shuffler(self) -> random.Random:
+        """A shuffler at this epoch's start."""
+        shuffler = random.Random()
+        version, internal, gauss = self.epoch_shuffler
+        shuffler.setstate((version, tuple(internal), gauss))
+        return shuffler
+
+
+@dataclass
+class TrainingComponents:
+    """What a state restores: the trainable tensors, in a fixed order, and what steps them."""
+
+    parameters: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator
+
+
+class StateStore:
+    """The states of one run (one output name and identity) under `root`."""
+
+    def __init__(self, root: Path, output_name: str, identity: str):
+        self.root = Path(root)
+        self.output_name = output_name
+        self.identity = identity
+
+    def folder(self, step: int) -> Path:
+        return self.root / f"{self.output_name}-step{step:08d}"
+
+    def save(self, position: LoopPosition, components: TrainingComponents) -> Path:
+        """Write the state after `position.step` steps (once per step), then drop older ones."""
+        final = self.folder(position.step)
+        if final.is_dir():
+            return final
+        temporary = self.root / f".{final.name}.tmp"
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        tensors, values = _state_of(components)
+        save_file(tensors, temporary / TENSORS_FILE)
+        values.update(format=STATE_FORMAT, identity=self.identity, position=asdict(position))
+        (temporary / VALUES_FILE).write_text(json.dumps(values), encoding="utf-8")
+        temporary.rename(final)
+        logger.info("saved the training state at step %d in %s", position.step, final)
+        for older in self._folders():
+            if older != final:
+                shutil.rmtree(older, ignore_errors=True)
+        return final
+
+    def latest(self) -> tuple[LoopPosition, Path] | None:
+        """The newest whole state of this run, or None (another run's states are ignored)."""
+        for folder in sorted(self._folders(), reverse=True):
+            try:
+                values = json.loads((folder / VALUES_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if values.get("format") == STATE_FORMAT and values.get("identity") == self.identity:
+                return LoopPosition(**values["position"]), folder
+        return None
+
+    def restore(self, folder: Path, components: TrainingComponents) -> None:
+        values = json.loads((folder / VALUES_FILE).read_text(encoding="utf-8"))
+        _restore(load_file(folder / TENSORS_FILE), values, components)
+
+    def clear(self) -> None:
+        """A finished run needs no state."""
+        for folder in self._folders():
+            shutil.rmtree(folder, ignore_errors=True)
+        for temporary in self.root.glob(f".{self.output_name}-step*.tmp"):
+            shutil.rmtree(temporary, ignore_errors=True)
+
+    def _folders(self) -> list[Path]:
+        pattern = re.compile(re.escape(self.output_name) + r"-step\d{8}")
+        if not self.root.is_dir():
+            return []
+        return [path for path in self.root.iterdir() if pattern.fullmatch(path.name)]
+
+
+def _state_of(components: TrainingComponents) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {
+        f"lora.{index:05d}": parameter.detach().cpu().clone()
+        for index, parameter in enumerate(components.parameters)
+    }
+    optimizer = components.optimizer.state_dict()
+    scalars: dict[str, dict] = {}
+    for index, entries in optimizer["state"].items():
+        for name, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    tensors["rng.generator"] = components.generator.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for device, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{device}"] = state
+    values = {
+        "optimizer_groups": optimizer["param_groups"],
+        "optimizer_scalars": scalars,
+        "scheduler": components.scheduler.state_dict(),
+    }
+    return tensors, values
+
+
+def _restore(tensors: dict[str, torch.Tensor], values: dict, components: TrainingComponents):
+    with torch.no_grad():
+        for index, parameter in enumerate(components.parameters):
+            parameter.copy_(tensors[f"lora.{index:05d}"])
+    state: dict[int, dict] = {}
+    for key, tensor in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = tensor
+    for index, scalars in values["optimizer_scalars"].items():
+        state.setdefault(int(index), {}).update(scalars)
+    components.optimizer.load_state_dict(
+        {"state": state, "param_groups": values["optimizer_groups"]}
+    )
+    components.scheduler.load_state_dict(values["scheduler"])
+    components.generator.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = sorted(key for key in tensors if key.startswith("rng.cuda."))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[key] for key in cuda][: torch.cuda.device_count()])
+
+
+def shuffler_state(shuffler: random.Random) -> list:
+    """A python shuffler's state as JSON values."""
+    version, internal, gauss = shuffler.getstate()
+    return [version, list(internal), gauss]
