@@ -88,6 +88,22 @@ class Problems:
         return "\n".join(blocks)
 
 
+def read_text(path: Path, problems: Problems) -> str | None:
+    """The text of a file the user wrote, or None with why not in `problems` (a byte that is not
+    UTF-8 is named by its line). A byte-order mark, as editors on Windows write, is dropped."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        problems.error(path, None, f"cannot be read: {error.strerror or error}")
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        problems.error(path, line, f"not UTF-8 text ({error.reason}); save the file as UTF-8")
+        return None
+
+
 class ProblemsError(ConfigError):
     """Every error of a load, one per line; `problems` holds them with their files and lines."""
 
