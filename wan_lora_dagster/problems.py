@@ -8,6 +8,7 @@ of a line starts with `file:line:`, as compilers print it, so terminals and edit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -40,6 +41,9 @@ class Problems:
 
     def __init__(self) -> None:
         self._items: list[Problem] = []
+        # kept apart as they come: 30,000 ranges may give as many warnings
+        self._seen: set[Problem] = set()
+        self._by_severity: dict[str, list[Problem]] = {"error": [], "warning": []}
 
     def error(self, file: Path | None, line: int | None, message: str) -> None:
         self._add(Problem(file, line, message, "error"))
@@ -48,8 +52,10 @@ class Problems:
         self._add(Problem(file, line, message, "warning"))
 
     def _add(self, problem: Problem) -> None:
-        if problem not in self._items:  # each shown once, however many checks meet it
+        if problem not in self._seen:  # each shown once, however many checks meet it
+            self._seen.add(problem)
             self._items.append(problem)
+            self._by_severity[problem.severity].append(problem)
 
     def extend(self, other: Problems) -> None:
         for problem in other:
@@ -62,12 +68,12 @@ class Problems:
         return len(self._items)
 
     @property
-    def errors(self) -> list[Problem]:
-        return [problem for problem in self._items if problem.severity == "error"]
+    def errors(self) -> Sequence[Problem]:
+        return self._by_severity["error"]
 
     @property
-    def warnings(self) -> list[Problem]:
-        return [problem for problem in self._items if problem.severity == "warning"]
+    def warnings(self) -> Sequence[Problem]:
+        return self._by_severity["warning"]
 
     def raise_errors(self) -> None:
         """Raise ProblemsError listing every error at once, if there is any."""
@@ -86,6 +92,22 @@ class Problems:
                 heading = f"{len(found)} {plural}" + (f" ({meaning})" if meaning else "") + ":"
                 blocks.append("\n".join([heading, *(f"  {problem}" for problem in found)]))
         return "\n".join(blocks)
+
+
+def read_text(path: Path, problems: Problems) -> str | None:
+    """The text of a file the user wrote, or None with why not in `problems` (a byte that is not
+    UTF-8 is named by its line). A byte-order mark, as editors on Windows write, is dropped."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        problems.error(path, None, f"cannot be read: {error.strerror or error}")
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        problems.error(path, line, f"not UTF-8 text ({error.reason}); save the file as UTF-8")
+        return None
 
 
 class ProblemsError(ConfigError):

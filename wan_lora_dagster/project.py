@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.problems import Problems
+from wan_lora_dagster.problems import Problems, read_text
 
 CONFIG_NAME = "wan_lora.toml"
 FILM_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
@@ -256,7 +256,7 @@ def load_recipe(path: Path) -> Recipe:
 
 def read_recipe(path: Path, problems: Problems) -> Recipe | None:
     """The recipe, or None with every problem of the file (each with its line) in `problems`."""
-    text = _read_text(path, problems)
+    text = read_text(path, problems)
     if text is None:
         return None
     try:
@@ -268,20 +268,6 @@ def read_recipe(path: Path, problems: Problems) -> Recipe | None:
         return Recipe.model_validate(data)
     except ValidationError as error:
         _describe(error, path, text, problems)
-        return None
-
-
-def _read_text(path: Path, problems: Problems) -> str | None:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        problems.error(path, None, f"cannot be read: {error.strerror or error}")
-        return None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        problems.error(path, line, f"not UTF-8 text ({error.reason}); save it as UTF-8")
         return None
 
 

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from wan_lora_dagster.problems import Problems
+from wan_lora_dagster.problems import Problems, read_text
 
 RANGES_SUFFIX = ".txt"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -168,18 +168,8 @@ def ranges_within(
 
 def _read_lines(path: Path, problems: Problems) -> list[str]:
     """The file's lines as an editor numbers them (split at newlines only); none if unreadable."""
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        problems.error(path, None, f"cannot be read: {error.strerror or error}")
-        return []
-    try:  # utf-8-sig: editors on Windows start files with a byte-order mark
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
-        problems.error(path, line, f"not UTF-8 text ({error.reason}); save the file as UTF-8")
-        return []
-    return text.split("\n")
+    text = read_text(path, problems)
+    return [] if text is None else text.split("\n")
 
 
 def _parse_line(text: str, path: Path, number: int) -> ClipRange | None:
