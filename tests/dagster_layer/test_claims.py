@@ -13,9 +13,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.utils import make_new_run_id
 
 from tests.processes import default_signals
-from wan_lora_dagster.assets.claims import Claims
+from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, release_dead_runs
 
 pytestmark = pytest.mark.slow
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -29,7 +30,8 @@ CONTENDER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import dagster as dg
-    from wan_lora_dagster.assets.claims import Claims
+from dagster._core.utils import make_new_run_id
+    from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, release_dead_runs
     claims = Claims(dg.DagsterInstance.from_config(sys.argv[1]))
     counter, name = Path(sys.argv[2]), sys.argv[3]
     for _ in range({ROUNDS}):
@@ -44,12 +46,14 @@ HOLDER = textwrap.dedent(
     """
     import sys, time
     import dagster as dg
-    from wan_lora_dagster.assets.claims import Claims
+from dagster._core.utils import make_new_run_id
+    from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, release_dead_runs
     Claims(dg.DagsterInstance.from_config(sys.argv[1])).claim("holder", "clips", ["a"])
     print("held", flush=True)
     time.sleep(600)
     """
 )
+IDENTITY = "from wan_lora_dagster.assets.claims import this_process; print(this_process())"
 
 
 def _python(script: str, *arguments, **options) -> subprocess.Popen:
@@ -108,6 +112,10 @@ def _postgres_bin() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
+def _event(run: dg.DagsterRun, event_type: dg.DagsterEventType) -> dg.DagsterEvent:
+    return dg.DagsterEvent(event_type.value, job_name=run.job_name)
+
+
 class _postgres:
     """A throw-away PostgreSQL cluster on 127.0.0.1 (as the `postgres` user when root)."""
 
@@ -141,3 +149,25 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_a_killed_commands_run_is_failed_and_its_gpu_slot_freed(tmp_path):
+    """What a SIGKILLed `wan-lora run` leaves: a run STARTED forever, holding the `gpu` slot
+    that every later run's training waits for."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
+    instance = dg.DagsterInstance.from_config(str(home))
+    gone = _python(IDENTITY, stdout=subprocess.PIPE, text=True)
+    identity = gone.communicate()[0].strip()
+    run = instance.add_run(
+        dg.DagsterRun(job_name="train", run_id=make_new_run_id(), tags={PROCESS_TAG: identity})
+    )
+    instance.handle_run_event(run.run_id, _event(run, dg.DagsterEventType.RUN_START))
+    instance.event_log_storage.set_concurrency_slots("gpu", 1)
+    assert instance.event_log_storage.claim_concurrency_slot("gpu", run.run_id, "train").is_claimed
+
+    assert release_dead_runs(instance) == [run.run_id]
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots == []
+    assert release_dead_runs(instance) == []
