@@ -67,7 +67,10 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file so that a crash or a full disk leaves the old file or the new one,
     never half of one, and no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # a ".tmp" name: no watcher of "*.txt" or "*.json" ever sees the temporary file
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
     try:
         with writing_into(path.parent):
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:

@@ -9,9 +9,10 @@ All claims live in one entry of the instance's key-value table, read and rewritt
 the instance-wide claims mutex, so every claimer sees every other's claims:
 - SQLite storage (one machine by nature): an flock beside the database; the kernel releases it
   when its holder dies.
-- Any other storage (PostgreSQL, shared by machines): the single slot of the concurrency pool
-  `wan_lora_claims`, whose claim is atomic there (SELECT ... FOR UPDATE SKIP LOCKED). Dagster's
-  slot claim alone is not atomic on SQLite (its SELECT runs outside the transaction).
+- PostgreSQL storage (shared by machines): a session advisory lock (`pg_advisory_lock`) on
+  the instance's database; the server releases it when its holder's connection drops.
+Dagster's concurrency-slot claim is not atomic on either (its SELECT ... FOR UPDATE runs in
+autocommit on PostgreSQL and outside the transaction on SQLite), so it is not the mutex here.
 
 A claim is void once its run has finished, or, on the same machine, once its process is gone (a
 SIGKILLed `wan-lora run`): then its run is marked failed and its pool slots are freed, so that
@@ -34,12 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import sqlalchemy
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
+from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 
 CLAIMS_KEY = "wan_lora/claims"
-MUTEX_POOL = "wan_lora_claims"
+ADVISORY_LOCK_ID = 0x57414E4C  # "WANL": the claims mutex among PostgreSQL's advisory locks
 PROCESS_TAG = "wan_lora/process"  # host:pid:start of the process that runs a `wan-lora run` run
 CLAIMANT_TAG = "wan_lora/claimant"  # the claim a `wan-lora run` holds for the run it launched
 POLL_SECONDS = 0.5
@@ -106,7 +109,13 @@ class Claims:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 yield
             return
-        yield from _slot_mutex(self.instance)
+        postgres_url = getattr(self.instance.run_storage, "postgres_url", None)
+        if postgres_url is None:
+            raise UserError(
+                "wan-lora keeps its partition claims in a SQLite or PostgreSQL Dagster instance; "
+                f"this one's run storage is {type(self.instance.run_storage).__name__}"
+            )
+        yield from _advisory_lock(postgres_url)
 
     def _read(self) -> dict[str, dict]:
         raw = self.instance.run_storage.get_cursor_values({CLAIMS_KEY}).get(CLAIMS_KEY)
@@ -182,21 +191,19 @@ class Claims:
                 self._write(claims)
 
 
-def _slot_mutex(instance: dg.DagsterInstance) -> Iterator[None]:
-    """The one slot of the pool MUTEX_POOL, claimed by this process; a dead holder's is freed."""
-    storage = instance.event_log_storage
-    if storage.get_concurrency_info(MUTEX_POOL).slot_count != 1:
-        storage.set_concurrency_slots(MUTEX_POOL, 1)
-    holder = this_process()
-    while not storage.claim_concurrency_slot(MUTEX_POOL, MUTEX_POOL, holder).is_claimed:
-        for slot in storage.get_concurrency_info(MUTEX_POOL).claimed_slots:
-            if slot.step_key != holder and process_gone(slot.step_key):
-                storage.free_concurrency_slot_for_step(slot.run_id, slot.step_key)
-        time.sleep(0.05)
+def _advisory_lock(postgres_url: str) -> Iterator[None]:
+    """The claims mutex on PostgreSQL: held by this connection, released if it drops."""
+    engine = sqlalchemy.create_engine(postgres_url, poolclass=sqlalchemy.pool.NullPool)
     try:
-        yield
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text(f"SELECT pg_advisory_lock({ADVISORY_LOCK_ID})"))
+            try:
+                yield
+            finally:
+                unlock = f"SELECT pg_advisory_unlock({ADVISORY_LOCK_ID})"
+                connection.execute(sqlalchemy.text(unlock))
     finally:
-        storage.free_concurrency_slot_for_step(MUTEX_POOL, holder)
+        engine.dispose()
 
 
 def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:

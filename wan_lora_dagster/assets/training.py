@@ -122,6 +122,8 @@ def lora_checkpoints(
             "These checkpoints are not the current training run's: materialize training_set and "
             "dataset_report first (`wan-lora run` does it in order)."
         )
+    if changed := domain.changed_checkpoints(catalog, context.partition_keys):
+        raise dg.Failure(" ".join(changed.values()), metadata=changed, allow_retries=False)
     _, fresh = expectations.split_fresh("lora_checkpoints", context.partition_keys)
     outcome = StepOutcome(skipped=fresh)
     metadata = _checkpoint_metadata(catalog, manifest)

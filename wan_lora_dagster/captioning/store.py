@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from wan_lora_dagster.disk_full import write_text_atomic
 from wan_lora_dagster.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ class CaptionStore:
         # The record names both texts while the file is replaced, so that an interrupted write
         # leaves a file the next run still recognises as the captioner's, not as a hand edit.
         self._write_record(clip_id, text, settings_fingerprint, replacing=current.text)
-        _write_atomically(current.path, text + "\n")
+        write_text_atomic(current.path, text + "\n")
         self._write_record(clip_id, text, settings_fingerprint)
         return CaptionState(clip_id, current.path, text, "auto")
 
@@ -132,7 +131,7 @@ class CaptionStore:
     ) -> None:
         record = _Record(text, settings_fingerprint, replacing)
         content = json.dumps(record._asdict(), ensure_ascii=False) + "\n"
-        _write_atomically(self._record_path(clip_id), content)
+        write_text_atomic(self._record_path(clip_id), content)
 
 
 class _Record(NamedTuple):
@@ -162,17 +161,3 @@ def _read_caption(path: Path) -> str | None:
             f"{path}: caption is not UTF-8 text ({error.reason} at byte {error.start}). "
             "Save the file as UTF-8."
         ) from error
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one step, so that no reader sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A ".tmp" name, so that a watcher of "*.txt" never sees the temporary file.
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise

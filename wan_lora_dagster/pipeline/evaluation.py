@@ -16,7 +16,7 @@ from wan_lora_dagster.formats.cache_files import update_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.pipeline.catalog import Catalog
-from wan_lora_dagster.pipeline.made_files import damage, damage_message
+from wan_lora_dagster.pipeline.training import changed_checkpoints
 from wan_lora_dagster.project import Recipe, fingerprint
 
 logger = logging.getLogger(__name__)
@@ -122,12 +122,8 @@ def choose_best(catalog: Catalog, keys: list[str]) -> str:
 def export_best(catalog: Catalog, key: str, eval_versions: list[str]) -> dict:
     project = catalog.project
     checkpoint = catalog.records.read("lora_checkpoints", key)
-    if problems := damage(project.root, checkpoint):
-        raise UserError(
-            f"checkpoint {key} was changed after training ({damage_message(problems)}): it is "
-            f"not exported. Restore {checkpoint['file']}, or train again: delete "
-            f"out/records/lora_checkpoints/{key}.json and run `wan-lora run`."
-        )
+    if changed := changed_checkpoints(catalog, [key]):
+        raise UserError(f"{changed[key]} It is not exported.")
     target = project.out("best", "adapter_model.safetensors")
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")

@@ -1,0 +1,173 @@
+"""Partition claims between processes, in a real SQLite instance and a real PostgreSQL one:
+one holder at a time, and a SIGKILLed holder's claims released."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.utils import make_new_run_id
+
+from tests.processes import default_signals
+from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, release_dead_runs
+
+pytestmark = pytest.mark.slow
+REPOSITORY = Path(__file__).resolve().parents[2]
+CONTENDERS = 3
+ROUNDS = 4
+
+# Each contender claims the same partitions ROUNDS times and, while holding them, increments a
+# counter by read, pause, write: an update is lost whenever two hold the claim at once.
+CONTENDER = textwrap.dedent(
+    f"""
+    import sys, time
+    from pathlib import Path
+    import dagster as dg
+from dagster._core.utils import make_new_run_id
+    from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, release_dead_runs
+    claims = Claims(dg.DagsterInstance.from_config(sys.argv[1]))
+    counter, name = Path(sys.argv[2]), sys.argv[3]
+    for _ in range({ROUNDS}):
+        claims.claim(name, "clips", ["a", "b"])
+        value = int(counter.read_text())
+        time.sleep(0.05)
+        counter.write_text(str(value + 1))
+        claims.release(name)
+    """
+)
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    import dagster as dg
+from dagster._core.utils import make_new_run_id
+    from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, release_dead_runs
+    Claims(dg.DagsterInstance.from_config(sys.argv[1])).claim("holder", "clips", ["a"])
+    print("held", flush=True)
+    time.sleep(600)
+    """
+)
+IDENTITY = "from wan_lora_dagster.assets.claims import this_process; print(this_process())"
+
+
+def _python(script: str, *arguments, **options) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, arguments)],
+        env={**os.environ, "PYTHONPATH": str(REPOSITORY)},
+        preexec_fn=default_signals,
+        **options,
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def instance_home(request, tmp_path) -> Iterator[Path]:
+    """A Dagster home whose dagster.yaml keeps everything in SQLite files or in PostgreSQL."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    if request.param == "sqlite":
+        (home / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
+        dg.DagsterInstance.from_config(str(home))  # its tables, made once before the contenders
+        yield home
+        return
+    with _postgres() as url:
+        (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {url}\n")
+        dg.DagsterInstance.from_config(str(home))
+        yield home
+
+
+def test_only_one_process_holds_a_partition_at_a_time(instance_home, tmp_path):
+    counter = tmp_path / "counter"
+    counter.write_text("0")
+    contenders = [
+        _python(CONTENDER, instance_home, counter, f"contender-{n}") for n in range(CONTENDERS)
+    ]
+    assert [process.wait(timeout=300) for process in contenders] == [0] * CONTENDERS
+    assert int(counter.read_text()) == CONTENDERS * ROUNDS
+
+
+def test_a_sigkilled_holder_s_claim_is_released(instance_home):
+    holder = _python(HOLDER, instance_home, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    claims = Claims(dg.DagsterInstance.from_config(str(instance_home)))
+    taken = claims.try_claim("me", "clips", ["a", "c"])
+    assert list(taken) == ["a"]
+    assert f"process {holder.pid}" in taken["a"].describe()
+    assert claims.try_claim("me", "texts", ["a"]) == {}, "another asset's partition a is free"
+    claims.release("me")
+
+    holder.kill()
+    holder.wait()
+    assert claims.try_claim("me", "clips", ["a", "c"]) == {}
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    initdb = found[-1] if found else shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _event(run: dg.DagsterRun, event_type: dg.DagsterEventType) -> dg.DagsterEvent:
+    return dg.DagsterEvent(event_type.value, job_name=run.job_name)
+
+
+class _postgres:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 (as the `postgres` user when root)."""
+
+    def __enter__(self) -> str:
+        binaries = _postgres_bin()
+        if binaries is None:
+            pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+        self.folder = Path(tempfile.mkdtemp(prefix="wan-lora-claims-pg-"))
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres")
+        self.pg_ctl = [str(binaries / "pg_ctl"), "-D", str(self.folder / "data")]
+        initdb = [str(binaries / "initdb"), "-D", str(self.folder / "data"), "-U", "wan"]
+        self._run([*initdb, "--auth=trust", "--no-sync"])
+        port = _free_port()
+        options = f"-p {port} -k {self.folder} -h 127.0.0.1 -F"
+        self._run([*self.pg_ctl, "-o", options, "-w", "-l", str(self.folder / "log"), "start"])
+        return f"postgresql+psycopg2://wan@127.0.0.1:{port}/postgres"
+
+    def __exit__(self, *_exc_info) -> None:
+        self._run([*self.pg_ctl, "-m", "immediate", "stop"])
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    @staticmethod
+    def _run(command: list[str]) -> None:
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_killed_commands_run_is_failed_and_its_gpu_slot_freed(tmp_path):
+    """What a SIGKILLed `wan-lora run` leaves: a run STARTED forever, holding the `gpu` slot
+    that every later run's training waits for."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    (home / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
+    instance = dg.DagsterInstance.from_config(str(home))
+    gone = _python(IDENTITY, stdout=subprocess.PIPE, text=True)
+    identity = gone.communicate()[0].strip()
+    run = instance.add_run(
+        dg.DagsterRun(job_name="train", run_id=make_new_run_id(), tags={PROCESS_TAG: identity})
+    )
+    instance.handle_run_event(run.run_id, _event(run, dg.DagsterEventType.RUN_START))
+    instance.event_log_storage.set_concurrency_slots("gpu", 1)
+    assert instance.event_log_storage.claim_concurrency_slot("gpu", run.run_id, "train").is_claimed
+
+    assert release_dead_runs(instance) == [run.run_id]
+    assert instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots == []
+    assert release_dead_runs(instance) == []
