@@ -19,7 +19,13 @@ from diffusers.training_utils import cast_training_params
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
-from wan_lora_dagster.engines.base import CheckpointInfo, Progress, ProgressCallback, TrainRequest
+from wan_lora_dagster.engines.base import (
+    CheckpointInfo,
+    Progress,
+    ProgressCallback,
+    TrainRequest,
+    run_identity,
+)
 from wan_lora_dagster.engines.flow_matching import flow_matching_loss, sample_timesteps
 from wan_lora_dagster.engines.gpus import batch_metadata
 from wan_lora_dagster.engines.gpus import steps_per_epoch as steps_on_gpus
@@ -36,7 +42,6 @@ from wan_lora_dagster.engines.training_state import (
     LoopPosition,
     StateStore,
     TrainingComponents,
-    run_identity,
     shuffler_state,
 )
 from wan_lora_dagster.engines.wan_models import WanModels
