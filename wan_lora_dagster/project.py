@@ -12,7 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -122,6 +122,9 @@ class TrainingSettings(_Section):
     save_every_n_epochs: int | None = Field(None, ge=1)
     save_every_n_steps: int | None = Field(None, ge=1)
     seed: int = 42
+    gpus: Annotated[int, Field(ge=1)] | Literal["all"] = Field(
+        1, description="data-parallel over this many GPUs of the machine, or 'all'"
+    )
     schedule: str = Field("0 3 * * *", description="cron of the retraining schedule")
 
     def settings_fingerprint(self) -> str:

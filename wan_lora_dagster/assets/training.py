@@ -126,7 +126,7 @@ def lora_checkpoints(
         raise dg.Failure(" ".join(changed.values()), metadata=changed, allow_retries=False)
     _, fresh = expectations.split_fresh("lora_checkpoints", context.partition_keys)
     outcome = StepOutcome(skipped=fresh)
-    metadata = _checkpoint_metadata(catalog, manifest)
+    metadata = _checkpoint_metadata(catalog, manifest, plan)
     losses: list[tuple[int, float]] = []
     throttle = ProgressThrottle("lora_checkpoints", context.log.info)
     request = domain.train_request(catalog, manifest, plan)
@@ -137,6 +137,8 @@ def lora_checkpoints(
         )
         for landed in training:
             if isinstance(landed, CheckpointInfo):
+                if domain.checkpoint_key(plan, landed.epoch, landed.step) in fresh:
+                    continue  # kept from an interrupted launch, which recorded it
                 recorded = _record_checkpoint(context, catalog, plan, manifest, landed, losses)
                 outcome.records.update(recorded)
                 yield from partition_events(context, recorded, metadata)
@@ -164,10 +166,11 @@ def _loss_curve_path(catalog, key: str):
     return catalog.project.out("checkpoints", f"{key}.loss.png")
 
 
-def _checkpoint_metadata(catalog, manifest):
+def _checkpoint_metadata(catalog, manifest, plan):
     """The metadata of a checkpoint's event: its lineage (manifest, captions) and training."""
     settings = dg.MetadataValue.json(json.loads(catalog.project.recipe.training.model_dump_json()))
     manifest_file = domain.manifest_dir(catalog).relative_to(catalog.project.root)
+    logs = domain.log_dir(catalog, plan).relative_to(catalog.project.root)
     table = caption_table(
         [
             {
@@ -191,6 +194,7 @@ def _checkpoint_metadata(catalog, manifest):
             "lora_file": dg.MetadataValue.path(record["file"]),
             "settings": settings,
             "loss_curve": image_markdown(_loss_curve_path(catalog, key), "loss curve"),
+            "tensorboard": dg.MetadataValue.path(str(logs)),
         }
 
     return metadata

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import DatasetSection, EvalSettings, TrainingSettings
+from wan_lora_dagster.project import DatasetSection, EvalSettings, TrainingSettings, fingerprint
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,17 @@ class TrainRequest:
     """Extra safetensors metadata for every saved LoRA (training-set hash, settings)."""
     log_dir: Path | None = None
     """Where the trainer writes its TensorBoard event files (none if None)."""
+
+
+def run_identity(request: TrainRequest) -> str:
+    """A fingerprint of everything that shapes a training run: an engine resumes only its own."""
+    return fingerprint(
+        request.manifest.version,
+        request.settings.settings_fingerprint(),
+        [section.model_dump(mode="json") for section in request.sections],
+        request.output_name,
+        str(request.output_dir.resolve()),
+    )
 
 
 @dataclass(frozen=True)

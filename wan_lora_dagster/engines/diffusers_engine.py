@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
+import torch
+
 from wan_lora_dagster.engines.base import (
     CheckpointInfo,
     LatentJob,
@@ -22,7 +24,9 @@ from wan_lora_dagster.engines.base import (
     TextJob,
     TrainRequest,
 )
+from wan_lora_dagster.engines.distributed import WorkerGroup
 from wan_lora_dagster.engines.encoding import encode_latent_job, encode_text
+from wan_lora_dagster.engines.gpus import require_gpus, resolve_gpus
 from wan_lora_dagster.engines.lora_training import train_lora
 from wan_lora_dagster.engines.sampling import sample_videos
 from wan_lora_dagster.engines.tiny import ensure_tiny_model
@@ -54,6 +58,7 @@ class DiffusersEngine:
         self.settings = settings
         self.models_dir = Path(models_dir)
         self.device = pick_device(device)
+        self._workers: WorkerGroup | None = None
 
     @property
     def is_tiny(self) -> bool:
@@ -106,15 +111,28 @@ class DiffusersEngine:
         progress: ProgressCallback,
         on_checkpoint: Callable[[CheckpointInfo], None],
     ) -> list[CheckpointInfo]:
-        """request.settings gives the recipe; the model and its precision are this engine's."""
-        return train_lora(self.models, request, progress, on_checkpoint)
+        """request.settings gives the recipe; the model and its precision are this engine's.
+        With `gpus` over 1, worker processes train (engines.distributed), loading the model
+        themselves."""
+        world_size = resolve_gpus(request.settings)
+        if world_size == 1:
+            return train_lora(self.models, request, progress, on_checkpoint)
+        if self.device.type == "cuda":
+            require_gpus(world_size, torch.cuda.device_count())
+        self.check()
+        self._workers = WorkerGroup(
+            world_size, {"folder": str(self.model_folder), "device": self.device.type}
+        )
+        return self._workers.train(request, progress, on_checkpoint)
 
     def sample(self, request: SampleRequest, progress: ProgressCallback) -> list[SampleVideo]:
         return sample_videos(self.models, request, progress)
 
     def cancel(self) -> None:
-        """Nothing to end out of process: in-process work run through `engines.background`
-        stops at its next progress report."""
+        """In-process work run through `engines.background` stops at its next progress report;
+        training workers are asked to stop, and killed if they do not."""
+        if self._workers is not None:
+            self._workers.cancel()
 
     def validation_loss(
         self, checkpoint: Path | None, manifest: TrainingSetManifest, settings: TrainingSettings

@@ -19,8 +19,16 @@ from diffusers.training_utils import cast_training_params
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
-from wan_lora_dagster.engines.base import CheckpointInfo, Progress, ProgressCallback, TrainRequest
+from wan_lora_dagster.engines.base import (
+    CheckpointInfo,
+    Progress,
+    ProgressCallback,
+    TrainRequest,
+    run_identity,
+)
 from wan_lora_dagster.engines.flow_matching import flow_matching_loss, sample_timesteps
+from wan_lora_dagster.engines.gpus import batch_metadata
+from wan_lora_dagster.engines.gpus import steps_per_epoch as steps_on_gpus
 from wan_lora_dagster.engines.ranks import SINGLE_PROCESS, Ranks
 from wan_lora_dagster.engines.training_data import (
     TrainingSample,
@@ -34,7 +42,6 @@ from wan_lora_dagster.engines.training_state import (
     LoopPosition,
     StateStore,
     TrainingComponents,
-    run_identity,
     shuffler_state,
 )
 from wan_lora_dagster.engines.wan_models import WanModels
@@ -107,7 +114,7 @@ def train_lora(
     _warn_about_ignored(settings)
     samples = training_samples(request.manifest)
     batch_sizes = {section.name: section.batch_size for section in request.sections}
-    per_epoch = math.ceil(steps_per_epoch(samples, batch_sizes) / ranks.world_size)
+    per_epoch = steps_on_gpus(steps_per_epoch(samples, batch_sizes), ranks.world_size)
     plan = plan_checkpoints(settings, per_epoch, request.output_dir, request.output_name)
     store = StateStore(
         request.output_dir / STATE_FOLDER, request.output_name, run_identity(request)
@@ -175,7 +182,7 @@ class _TrainingLoop:
     ) -> list[CheckpointInfo]:
         """Train from `position` to the end; each rank takes every world_size-th batch."""
         rank, world = self.ranks.rank, self.ranks.world_size
-        window = math.ceil(steps_per_epoch(samples, batch_sizes) / world)
+        window = steps_on_gpus(steps_per_epoch(samples, batch_sizes), world)
         recent_losses = deque(position.recent_losses, maxlen=window)
         shuffler, skip = position.shuffler(), position.epoch_steps
         step, epoch = position.step, max(position.epoch - 1, 0)
@@ -189,7 +196,8 @@ class _TrainingLoop:
                 for index in range(skip, math.ceil(len(batches) / world)):
                     started = time.perf_counter()
                     local_loss = self.train_step(batches[(index * world + rank) % len(batches)])
-                    loss, stopping = self.ranks.reduce(local_loss)
+                    rank_losses, stopping = self.ranks.reduce(local_loss)
+                    loss = sum(rank_losses) / len(rank_losses)
                     step += 1
                     recent_losses.append(loss)
                     self.position = LoopPosition(
@@ -200,7 +208,7 @@ class _TrainingLoop:
                     running_loss = sum(recent_losses) / len(recent_losses)
                     elapsed = time.perf_counter() - started
                     if self.ranks.is_main:
-                        log.step(step, loss, running_loss, self._learning_rate(), elapsed)
+                        log.step(step, rank_losses, running_loss, self._learning_rate(), elapsed)
                         progress(
                             Progress("train", step, self.total_steps, elapsed, running_loss, epoch)
                         )
@@ -276,7 +284,7 @@ class _TrainingLoop:
         metadata = {
             **_settings_metadata(settings),
             **self.request.header,
-            **_batch_metadata(self.request, self.ranks.world_size),
+            **batch_metadata(self.request.sections, self.ranks.world_size),
             "ss_network_module": "networks.lora_wan",
             "ss_network_dim": str(settings.network_dim),
             "ss_network_alpha": str(settings.network_alpha),
@@ -287,18 +295,6 @@ class _TrainingLoop:
         save_lora(checkpoint.path, peft_to_musubi(state, settings.network_alpha), metadata)
         logger.info("saved LoRA checkpoint %s (step %d)", checkpoint.path, checkpoint.step)
         return CheckpointInfo(checkpoint.path, checkpoint.epoch, checkpoint.step, loss)
-
-
-def _batch_metadata(request: TrainRequest, world_size: int) -> dict[str, str]:
-    """The batch a step trains on: each section's batch size times the GPUs (kohya's
-    ss_total_batch_size: the largest of them)."""
-    effective = {section.name: section.batch_size * world_size for section in request.sections}
-    return {
-        "ss_total_batch_size": str(max(effective.values(), default=world_size)),
-        "ss_num_processes": str(world_size),
-        "wan_lora.gpus": str(world_size),
-        "wan_lora.effective_batch_size": json.dumps(effective),
-    }
 
 
 def _settings_metadata(settings: TrainingSettings) -> dict[str, str]:

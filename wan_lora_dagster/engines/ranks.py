@@ -26,8 +26,8 @@ class Ranks(Protocol):
     def no_sync(self, model: torch.nn.Module):
         """A context in which a backward pass leaves the gradients unsynchronized."""
 
-    def reduce(self, loss: float) -> tuple[float, bool]:
-        """(the loss averaged over the ranks, whether any rank was asked to stop)."""
+    def reduce(self, loss: float) -> tuple[list[float], bool]:
+        """(each rank's loss of the step, whether any rank was asked to stop)."""
 
 
 class SingleProcess:
@@ -41,8 +41,8 @@ class SingleProcess:
     def no_sync(self, model: torch.nn.Module):
         return nullcontext()
 
-    def reduce(self, loss: float) -> tuple[float, bool]:
-        return loss, False
+    def reduce(self, loss: float) -> tuple[list[float], bool]:
+        return [loss], False
 
 
 SINGLE_PROCESS = SingleProcess()

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 LOSS_TAG = "loss/current"
+RANK_LOSS_TAG = "loss/rank"
 RUNNING_LOSS_TAG = "loss/average"
 LEARNING_RATE_TAG = "lr/unet"  # musubi-tuner's tag for the network's learning rate
 SECONDS_TAG = "speed/seconds_per_step"
@@ -25,8 +26,12 @@ class TensorBoardLog:
         self.writer = SummaryWriter(str(folder), purge_step=start_step + 1 if start_step else None)
         self.device = device
 
-    def step(self, step: int, loss: float, running_loss: float, lr: float, seconds: float):
-        self.writer.add_scalar(LOSS_TAG, loss, step)
+    def step(self, step: int, losses: list[float], running_loss: float, lr: float, seconds: float):
+        """losses: each rank's loss of the step; the loss is their mean."""
+        self.writer.add_scalar(LOSS_TAG, sum(losses) / len(losses), step)
+        if len(losses) > 1:
+            for rank, loss in enumerate(losses):
+                self.writer.add_scalar(f"{RANK_LOSS_TAG}{rank}", loss, step)
         self.writer.add_scalar(RUNNING_LOSS_TAG, running_loss, step)
         self.writer.add_scalar(LEARNING_RATE_TAG, lr, step)
         self.writer.add_scalar(SECONDS_TAG, seconds, step)
@@ -44,7 +49,7 @@ def _peak_memory_gib(device: torch.device) -> float:
 
 
 class NoLog:
-    def step(self, step: int, loss: float, running_loss: float, lr: float, seconds: float):
+    def step(self, step: int, losses: list[float], running_loss: float, lr: float, seconds: float):
         pass
 
     def close(self) -> None:

@@ -20,25 +20,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from wan_lora_dagster.engines.base import TrainRequest
-from wan_lora_dagster.project import fingerprint
-
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
 TENSORS_FILE = "state.safetensors"
 VALUES_FILE = "state.json"
-
-
-def run_identity(request: TrainRequest) -> str:
-    """A fingerprint of everything that shapes a run: a state of another run is never resumed."""
-    return fingerprint(
-        request.manifest.version,
-        request.settings.settings_fingerprint(),
-        [section.model_dump(mode="json") for section in request.sections],
-        request.output_name,
-        str(request.output_dir.resolve()),
-    )
 
 
 @dataclass

@@ -7,9 +7,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from wan_lora_dagster.engines import gpus
 from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
+from wan_lora_dagster.formats.cache_files import (
+    CacheFileError,
+    latent_cache_name,
+    read_lora_header,
+    text_cache_name,
+)
 from wan_lora_dagster.formats.manifest import ExcludedItem, ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.media.buckets import bucket_for_section, suggest_buckets
 from wan_lora_dagster.media.windows import excluded_reason, frame_windows
@@ -183,7 +189,9 @@ class CheckpointPlan:
 def checkpoint_plan(
     manifest: TrainingSetManifest, recipe: Recipe, steps_per_epoch: int
 ) -> CheckpointPlan:
+    """steps_per_epoch: the batches of an epoch; each step trains one per GPU."""
     settings = recipe.training
+    steps_per_epoch = gpus.steps_per_epoch(steps_per_epoch, gpus.resolve_gpus(settings))
     train_id = fingerprint(
         "train",
         LORA_CODE_VERSION,
@@ -235,6 +243,7 @@ def checkpoint_header(manifest: TrainingSetManifest, recipe: Recipe, plan: Check
         "wan_lora.train_id": plan.train_id,
         "wan_lora.training_settings": recipe.training.model_dump_json(),
         "wan_lora.note": "trained by wan-lora-dagster; manifest in out/training_set/",
+        **gpus.batch_metadata(recipe.datasets, gpus.resolve_gpus(recipe.training)),
     }
 
 
@@ -250,7 +259,13 @@ def train_request(
         output_dir=checkpoint_dir(catalog),
         output_name=plan.output_name,
         header=checkpoint_header(manifest, recipe, plan),
+        log_dir=log_dir(catalog, plan),
     )
+
+
+def log_dir(catalog: Catalog, plan: CheckpointPlan) -> Path:
+    """The run's TensorBoard event files (`tensorboard --logdir out/logs`)."""
+    return catalog.project.out("logs", plan.output_name)
 
 
 def checkpoint_key(plan: CheckpointPlan, epoch: int, step: int) -> str | None:
@@ -300,10 +315,10 @@ def changed_checkpoints(catalog: Catalog, keys: list[str]) -> dict[str, str]:
 
 
 def set_aside_unrecorded(catalog: Catalog, plan: CheckpointPlan) -> list[Path]:
-    """Move files of this plan that no record lists (an interrupted run's), never recorded ones.
-
-    The new run then never overwrites them, and a recorded checkpoint stays where its record
-    says; the musubi engine resumes from its own journal either way.
+    """Move files of this plan that no record lists and that are not this run's, never recorded
+    ones: the new run then never overwrites them, and a recorded checkpoint stays where its record
+    says. A file whose header names this plan's train id is the interrupted run's own: it stays,
+    for the engine to keep and announce when it resumes.
     """
     directory = checkpoint_dir(catalog)
     recorded = {
@@ -313,13 +328,20 @@ def set_aside_unrecorded(catalog: Catalog, plan: CheckpointPlan) -> list[Path]:
     }
     moved = []
     for path in sorted(directory.glob(f"{plan.output_name}*.safetensors")):
-        if str(path.relative_to(catalog.project.root)) in recorded:
+        if str(path.relative_to(catalog.project.root)) in recorded or _of_plan(path, plan):
             continue
         target = directory / "_interrupted" / f"{path.stem}.{int(path.stat().st_mtime)}.safetensors"
         target.parent.mkdir(parents=True, exist_ok=True)
         path.replace(target)
         moved.append(target)
     return moved
+
+
+def _of_plan(path: Path, plan: CheckpointPlan) -> bool:
+    try:
+        return read_lora_header(path).get("wan_lora.train_id") == plan.train_id
+    except CacheFileError:
+        return False  # not a whole safetensors file
 
 
 def latest_checkpoint(catalog: Catalog) -> dict | None:

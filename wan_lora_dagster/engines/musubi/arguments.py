@@ -115,8 +115,10 @@ def training_args(
     output_dir: Path,
     output_name: str,
     segment: SegmentOptions,
+    log_dir: Path | None = None,
 ) -> list[str]:
-    """Every [training] option musubi's wan_train_network takes; --save_state for resuming."""
+    """Every [training] option musubi's wan_train_network takes; --save_state for resuming;
+    TensorBoard events under log_dir (musubi adds a folder per launch, named by its time)."""
     arguments = [
         "--task", settings.task,
         "--dit", _path(settings.dit),
@@ -146,6 +148,8 @@ def training_args(
         arguments.append("--gradient_checkpointing")
     if segment.resume_state is not None:
         arguments += ["--resume", str(segment.resume_state)]
+    if log_dir is not None:
+        arguments += ["--log_with", "tensorboard", "--logging_dir", str(log_dir)]
     return arguments
 
 
@@ -185,13 +189,15 @@ def generation_args(
 
 
 def accelerate_launch(
-    python: str, mixed_precision: str, script: Path, arguments: list[str]
+    python: str, mixed_precision: str, script: Path, arguments: list[str], gpus: int = 1
 ) -> list[str]:
-    """`accelerate launch` as musubi's docs run training, on one process of this machine."""
+    """`accelerate launch` as musubi's docs run training, on `gpus` processes of this machine
+    (data-parallel: each step trains a batch on each GPU)."""
     return [
         python, "-m", "accelerate.commands.launch",
         "--num_cpu_threads_per_process", "1",
-        "--num_processes", "1",
+        *(["--multi_gpu"] if gpus > 1 else []),
+        "--num_processes", str(gpus),
         "--num_machines", "1",
         "--dynamo_backend", "no",
         "--mixed_precision", mixed_precision,

@@ -27,6 +27,7 @@ from wan_lora_dagster.engines.base import (
     TextJob,
     TrainRequest,
 )
+from wan_lora_dagster.engines.gpus import resolve_gpus
 from wan_lora_dagster.engines.musubi import arguments, dataset_toml, hub, preflight, sampling
 from wan_lora_dagster.engines.musubi.checkpoints import CheckpointLander
 from wan_lora_dagster.engines.musubi.locate import MusubiInstall, find_musubi
@@ -277,13 +278,14 @@ class MusubiEngine:
     ) -> Command:
         """request.settings shape the run (they are the recipe's, as the diffusers engine's)."""
         script_args = arguments.training_args(
-            request.settings, config, folder, request.output_name, segment
+            request.settings, config, folder, request.output_name, segment, request.log_dir
         )
         launch = arguments.accelerate_launch(
             self.python,
             request.settings.mixed_precision,
             self.install.script("wan_train_network"),
             script_args,
+            resolve_gpus(request.settings),
         )
         return arguments.with_environment(launch, self.install.environment())
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest
+from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest, run_identity
 from wan_lora_dagster.engines.musubi.checkpoints import CheckpointLander
 from wan_lora_dagster.engines.musubi.progress import TrainingLog
 from wan_lora_dagster.engines.musubi.resume import (
@@ -24,7 +24,6 @@ from wan_lora_dagster.engines.musubi.resume import (
     plan_segment,
 )
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +79,6 @@ def finish_run(journal: Journal) -> None:
     for index in range(len(journal.segment_starts)):
         shutil.rmtree(journal.segment_dir(index), ignore_errors=True)
     journal.path.unlink(missing_ok=True)
-
-
-def run_identity(request: TrainRequest) -> str:
-    return fingerprint(
-        request.manifest.version,
-        request.settings.settings_fingerprint(),
-        [section.model_dump(mode="json") for section in request.sections],
-        request.output_name,
-        str(request.output_dir.resolve()),
-    )
 
 
 def _resume_point(journal: Journal, request: TrainRequest) -> tuple[int, Path | None]:

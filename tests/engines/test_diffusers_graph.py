@@ -1,0 +1,94 @@
+"""The diffusers engine inside the graph: `wan-lora run` stopped with Ctrl-C once its first
+checkpoint is recorded exits with 130, and the next `wan-lora run` resumes the training from its
+saved state to the end, keeping the checkpoint already recorded (issue 10: it used to abort, then
+refuse to run again because that checkpoint existed)."""
+
+import signal
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.engines.musubi.graph_scenario import (
+    CANCEL_SECONDS,
+    CliRun,
+    check_resumed,
+    checkpoint_digests,
+    checkpoint_events,
+    interrupt,
+    musubi_demo_project,
+    wait_for_checkpoint_event,
+)
+from wan_lora_dagster.engines.training_log import LOSS_TAG
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 3
+REPEATS = 3  # 48 steps an epoch of the tiny model: the Ctrl-C lands in the second
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    training = {
+        "model": "tiny",
+        "network_dim": 4,
+        "network_alpha": 4,
+        "learning_rate": 1e-3,
+        "max_train_epochs": EPOCHS,
+        "save_every_n_epochs": 1,
+    }
+    root = tmp_path_factory.mktemp("diffusers-graph")
+    return musubi_demo_project(root / "demo", training, num_repeats=REPEATS)
+
+
+@pytest.fixture(scope="module")
+def cancelled(project):
+    run = CliRun.start(project)
+    wait_for_checkpoint_event(project, run, timeout=600)
+    code, seconds = interrupt(run, signal.SIGINT)
+    return {
+        "code": code,
+        "seconds": seconds,
+        "output": run.text,
+        "events": checkpoint_events(project),
+        "files": checkpoint_digests(project),
+        "states": sorted(path.name for path in (project / "out/checkpoints/state").iterdir()),
+    }
+
+
+@pytest.fixture(scope="module")
+def resumed(project, cancelled):
+    run = CliRun.start(project)
+    code = run.finish(timeout=600)
+    return {"code": code, "output": run.text, "events": checkpoint_events(project)}
+
+
+def test_ctrl_c_exits_130_and_leaves_a_state_to_resume_from(cancelled):
+    assert cancelled["code"] == 130, cancelled["output"]
+    assert cancelled["seconds"] < CANCEL_SECONDS
+    assert "terminate called" not in cancelled["output"]
+    assert "Traceback" not in cancelled["output"]
+    assert "cancelled during lora_checkpoints" in cancelled["output"]
+    (key,) = cancelled["events"]
+    assert key.endswith("-e0001")
+    (state,) = cancelled["states"]
+    step = int(state.rsplit("step", 1)[1])
+    assert step > cancelled["events"][key]["step"], "the state is the cancel's, past the checkpoint"
+
+
+def test_the_next_run_resumes_to_the_end_keeping_the_recorded_checkpoint(
+    project, cancelled, resumed
+):
+    assert resumed["code"] == 0, resumed["output"]
+    check_resumed(project, cancelled["files"], resumed["events"], EPOCHS)
+    assert not list((project / "out" / "checkpoints" / "state").iterdir())
+
+
+def test_tensorboard_has_every_step_once_and_the_checkpoint_links_it(project, resumed):
+    (_, metadata), *_ = sorted(resumed["events"].items())
+    folder = project / metadata["tensorboard"]
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    steps = [event.step for event in events.Scalars(LOSS_TAG)]
+    total = max(event["step"] for event in resumed["events"].values())
+    assert sorted(steps) == list(range(1, total + 1)), "a step logged twice or not at all"
+    assert {"lr/unet", "speed/seconds_per_step", "memory/peak_gib"} <= set(events.Tags()["scalars"])
