@@ -14,6 +14,7 @@ from wan_lora_dagster.assets.partitioned import (
     make_each,
 )
 from wan_lora_dagster.pipeline import dataset as domain
+from wan_lora_dagster.pipeline.parallel import ALL_CORES
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.pipeline.stills import make_still_caption
 from wan_lora_dagster.resources import CaptionerResource, FfmpegResource, ProjectResource
@@ -50,7 +51,11 @@ def clips(context: dg.AssetExecutionContext, project: ProjectResource, ffmpeg: F
     stale, fresh = Expectations(catalog).split_fresh("clips", context.partition_keys)
     context.log.info(f"{len(stale)} clip(s) to cut, {len(fresh)} fresh")
     outcome = make_each(
-        "clips", stale, lambda clip: domain.make_clip(catalog, clip, settings), context.log
+        "clips",
+        stale,
+        lambda clip: domain.make_clip(catalog, clip, settings),
+        context.log,
+        workers=ALL_CORES,  # ffmpeg and PyAV's decoding run outside the GIL
     )
     outcome.skipped = fresh
     root = catalog.project.root
@@ -147,7 +152,11 @@ def _caption_step(context, project: ProjectResource, captioner: CaptionerResourc
         domain.captioner_settings(catalog.project, settings, captioner.device),
         captioner.load(catalog.project) if stale else None,
     )
-    outcome = make_each(asset, stale, lambda key: make(catalog, key, captioning), context.log)
+    # hand captions are only files, read on every core; a captioner model captions one at a time
+    workers = ALL_CORES if captioning.model is None else 1
+    outcome = make_each(
+        asset, stale, lambda key: make(catalog, key, captioning), context.log, workers
+    )
     outcome.skipped = fresh
     yield from emit(context, outcome, catalog.records, _caption_metadata)
     banned = {key: r["banned_words"] for key, r in outcome.records.items() if r["banned_words"]}

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from wan_lora_dagster.engines.base import Progress
-from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.pipeline.parallel import make_in_parallel
 from wan_lora_dagster.pipeline.records import RecordStore
 from wan_lora_dagster.progress import ProgressThrottle
 
@@ -38,20 +38,24 @@ class StepOutcome:
 
 
 def make_each(
-    asset: str, keys: list[str], make: Callable[[str], dict], log: dg.DagsterLogManager
+    asset: str,
+    keys: list[str],
+    make: Callable[[str], dict],
+    log: dg.DagsterLogManager,
+    workers: int = 1,
 ) -> StepOutcome:
-    """Make each partition on its own, so one bad film fails its own clips and no others."""
-    outcome = StepOutcome()
+    """Make each partition on its own, `workers` at a time, so one bad film fails its own clips
+    and no others."""
     report = ProgressThrottle(asset, log.info)
-    for done, key in enumerate(keys):
-        report(Progress(asset, done, len(keys)))
-        try:
-            outcome.records[key] = make(key)
-        except UserError as error:
+    report(Progress(asset, 0, len(keys)))
+
+    def done(key: str, count: int, error: str | None) -> None:
+        if error:
             log.error(f"{key}: {error}")
-            outcome.failures[key] = str(error)
-    report(Progress(asset, len(keys), len(keys)))
-    return outcome
+        report(Progress(asset, count, len(keys)))
+
+    each = make_in_parallel(keys, make, workers, done)
+    return StepOutcome(records=each.made, failures=each.failures)
 
 
 def emit(
