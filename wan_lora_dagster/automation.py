@@ -10,7 +10,12 @@ from wan_lora_dagster.assets.partitioned import (
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.status import Expectations
-from wan_lora_dagster.pipeline.sync import PartitionChanges, partition_changes, retire_clips
+from wan_lora_dagster.pipeline.sync import (
+    PartitionChanges,
+    partition_changes,
+    removed_clips,
+    retire_clips,
+)
 from wan_lora_dagster.pipeline.training import retrain_reason
 from wan_lora_dagster.resources import ProjectResource
 
@@ -28,11 +33,14 @@ TRAINING_TARGET = ["lora_checkpoints", "eval_videos"]
 
 
 def sync_partitions(instance: dg.DagsterInstance, catalog: Catalog) -> dict[str, PartitionChanges]:
-    """Clip partitions equal to what ranges/ declares (a removed clip's caption is orphaned), still
-    partitions equal to stills/ (a removed image's caption stays beside where it was)."""
-    clips = _sync(instance, CLIP_PARTITIONS, catalog.clip_ids)
-    retire_clips(catalog, clips.removed)
-    return {"clip": clips, "still": _sync(instance, STILL_PARTITIONS, catalog.still_ids)}
+    """Batches of clips as ranges/ declares them (a removed clip's caption is orphaned), batches of
+    stills as in stills/ (a removed image's caption stays beside where it was)."""
+    clips = _sync(instance, CLIP_PARTITIONS, catalog.clip_batches.keys)
+    retire_clips(catalog, removed_clips(catalog))
+    return {
+        "batch of clips": clips,
+        "batch of stills": _sync(instance, STILL_PARTITIONS, catalog.still_batches.keys),
+    }
 
 
 def _sync(
@@ -67,7 +75,7 @@ def project_files_sensor(context: dg.SensorEvaluationContext, project: ProjectRe
         add_checkpoint_partitions(context.instance, list(plan.keys))
     return dg.SkipReason(
         "; ".join(
-            f"{len(change.added)} {kind}(s) added, {len(change.removed)} removed"
+            f"{len(change.added)} {kind} added, {len(change.removed)} removed"
             for kind, change in changes.items()
         )
     )

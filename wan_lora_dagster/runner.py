@@ -15,9 +15,11 @@ from importlib import resources
 
 import dagster as dg
 
+from wan_lora_dagster.assets.partitioned import batch_versions, batches_of
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
 from wan_lora_dagster.pipeline import observations
+from wan_lora_dagster.pipeline.batches import Batches, identity_batches
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.pipeline.status import ASSET_ORDER, PER_CHECKPOINT_ASSETS, Expectations
@@ -78,8 +80,16 @@ class ProjectRunner:
         catalog = load_catalog(self.project)
         sync_partitions(self.instance, catalog)
         for asset, versions_of in OBSERVED_SOURCES.items():
-            self._observe(asset, versions_of(catalog))
+            self._observe(asset, batch_versions(catalog, self._partitions(asset), versions_of))
         return catalog
+
+    def _partitions(self, asset: str) -> dg.PartitionsDefinition | None:
+        return self.graph.get(dg.AssetKey(asset)).partitions_def
+
+    def _batches(self, asset: str, catalog: Catalog, keys: list[str]) -> Batches:
+        """How the asset's items are grouped into partitions (each its own, but for clips and
+        stills)."""
+        return batches_of(catalog, self._partitions(asset)) or identity_batches(keys)
 
     def _observe(self, asset: str, versions: dict[str, str]) -> None:
         """Record an observation for each item whose version differs from the last one seen."""
@@ -132,13 +142,15 @@ class ProjectRunner:
         summary.blocked = [key for key in stale if key not in ready]
         # one training run saves every checkpoint of the plan, and resumes where it stopped
         launch = keys if asset == "lora_checkpoints" and ready else ready
-        for run_keys in self._runs_for(asset, launch):
+        batches = self._batches(asset, expectations.catalog, keys)
+        for run_keys in self._runs_for(asset, batches.containing(launch)):
             result = self._execute(asset, run_keys)
+            items = batches.items(run_keys)
             summary.interrupted = was_interrupted(result)
             if summary.interrupted:
-                summary.errors.update(dict.fromkeys(run_keys, "cancelled"))
+                summary.errors.update(dict.fromkeys(items, "cancelled"))
                 break
-            summary.errors.update(failure_messages(result, run_keys))
+            summary.errors.update(failure_messages(result, items))
         after = Expectations(load_catalog(self.project))
         for key in ready:
             (summary.materialized if after.is_fresh(asset, key) else summary.failed).append(key)
@@ -153,8 +165,7 @@ class ProjectRunner:
             return []
         if keys == [UNPARTITIONED]:
             return [keys]
-        partitions = self.graph.get(dg.AssetKey(asset)).partitions_def
-        order = self.instance.get_dynamic_partitions(partitions.name)
+        order = self.instance.get_dynamic_partitions(self._partitions(asset).name)
         wanted = set(keys)
         stretches: list[list[str]] = []
         for position, key in enumerate(order):
@@ -181,14 +192,16 @@ class ProjectRunner:
         )
 
     def status(self) -> dict[str, dict[str, int]]:
-        """Per asset: fresh, unsynced, missing and failed partition counts."""
+        """Per asset: fresh, unsynced, missing and failed counts of clips, stills, checkpoints."""
         catalog = load_catalog(self.project)
         expectations = Expectations(catalog)
         summary = {}
         for asset in ASSET_ORDER:
             counts = {"fresh": 0, "unsynced": 0, "missing": 0, "failed": 0}
-            failed = self._failed_partitions(asset)
-            for key in expectations.partitions(asset):
+            keys = expectations.partitions(asset)
+            batches = self._batches(asset, catalog, keys)
+            failed = set(batches.items(self._failed_partitions(asset)))
+            for key in keys:
                 state = expectations.state(asset, key)
                 counts["failed" if state != "fresh" and key in failed else state] += 1
             summary[asset] = counts

@@ -9,6 +9,7 @@ from pathlib import Path
 from wan_lora_dagster.errors import ConfigError, MediaError
 from wan_lora_dagster.media.probe import probe_video
 from wan_lora_dagster.media.ranges import ClipRange, check_ranges_within, load_project_ranges
+from wan_lora_dagster.pipeline.batches import Batches, batch_items
 from wan_lora_dagster.pipeline.file_hashes import FileHashCache
 from wan_lora_dagster.pipeline.records import RecordStore
 from wan_lora_dagster.project import Project, fingerprint
@@ -26,6 +27,14 @@ class Catalog:
     @cached_property
     def ranges_by_clip(self) -> dict[str, ClipRange]:
         return {clip_range.clip_id: clip_range for clip_range in self.ranges}
+
+    @cached_property
+    def clip_batches(self) -> Batches:
+        return batch_items(self.clip_ids, [r.film_stem for r in self.ranges])
+
+    @cached_property
+    def still_batches(self) -> Batches:
+        return batch_items(self.still_ids)
 
     @property
     def clip_ids(self) -> list[str]:
