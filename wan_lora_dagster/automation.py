@@ -10,7 +10,12 @@ from wan_lora_dagster.assets.partitioned import (
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.status import Expectations
-from wan_lora_dagster.pipeline.sync import PartitionChanges, partition_changes, retire_clips
+from wan_lora_dagster.pipeline.sync import (
+    PartitionChanges,
+    partition_changes,
+    removed_clips,
+    retire_clips,
+)
 from wan_lora_dagster.pipeline.training import retrain_reason
 from wan_lora_dagster.resources import ProjectResource
 
@@ -28,16 +33,20 @@ TRAINING_TARGET = ["lora_checkpoints", "eval_videos"]
 
 
 def sync_partitions(instance: dg.DagsterInstance, catalog: Catalog) -> dict[str, PartitionChanges]:
-    """Clip partitions equal to what ranges/ declares (a removed clip's caption is orphaned), still
-    partitions equal to stills/ (a removed image's caption stays beside where it was).
+    """Batches of clips as ranges/ declares them (a removed clip's caption is orphaned), batches of
+    stills as in stills/ (a removed image's caption stays beside where it was).
 
     While the project has errors nothing is removed: a mistyped line or an unplugged drive
     hides clips the user still means, and their hand-edited captions must stay where they are.
     """
     remove = not catalog.problems.errors
-    clips = _sync(instance, CLIP_PARTITIONS, catalog.clip_ids, remove)
-    retire_clips(catalog, clips.removed)
-    return {"clip": clips, "still": _sync(instance, STILL_PARTITIONS, catalog.still_ids, remove)}
+    clips = _sync(instance, CLIP_PARTITIONS, catalog.clip_batches.keys, remove)
+    if remove:
+        retire_clips(catalog, removed_clips(catalog))
+    return {
+        "batch of clips": clips,
+        "batch of stills": _sync(instance, STILL_PARTITIONS, catalog.still_batches.keys, remove),
+    }
 
 
 def _sync(
@@ -76,7 +85,7 @@ def project_files_sensor(context: dg.SensorEvaluationContext, project: ProjectRe
     if plan:
         add_checkpoint_partitions(context.instance, list(plan.keys))
     counts = "; ".join(
-        f"{len(change.added)} {kind}(s) added, {len(change.removed)} removed"
+        f"{len(change.added)} {kind} added, {len(change.removed)} removed"
         for kind, change in changes.items()
     )
     # the UI's tick history is where a user of the UI alone sees what is wrong with the files

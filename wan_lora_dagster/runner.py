@@ -24,9 +24,11 @@ from wan_lora_dagster.assets.claims import (
     release_dead_runs,
     this_process,
 )
+from wan_lora_dagster.assets.partitioned import batch_versions, batches_of
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
 from wan_lora_dagster.pipeline import observations
+from wan_lora_dagster.pipeline.batches import Batches, identity_batches
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.pipeline.status import ASSET_ORDER, PER_CHECKPOINT_ASSETS, Expectations
@@ -55,6 +57,17 @@ class StageSummary:
     made_elsewhere: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     interrupted: bool = False
+
+
+@dataclass
+class StagePlan:
+    """A stage's stale items ready to make, and the partitions (batches) whose runs make them."""
+
+    expectations: Expectations
+    summary: StageSummary
+    ready: list[str]
+    batches: Batches
+    partitions: list[str]
 
 
 def open_instance(project: Project) -> dg.DagsterInstance:
@@ -88,8 +101,16 @@ class ProjectRunner:
         catalog = load_catalog(self.project)
         sync_partitions(self.instance, catalog)
         for asset, versions_of in OBSERVED_SOURCES.items():
-            self._observe(asset, versions_of(catalog))
+            self._observe(asset, batch_versions(catalog, self._partitions(asset), versions_of))
         return catalog
+
+    def _partitions(self, asset: str) -> dg.PartitionsDefinition | None:
+        return self.graph.get(dg.AssetKey(asset)).partitions_def
+
+    def _batches(self, asset: str, catalog: Catalog, keys: list[str]) -> Batches:
+        """How the asset's items are grouped into partitions (each its own, but for clips and
+        stills)."""
+        return batches_of(catalog, self._partitions(asset)) or identity_batches(keys)
 
     def _observe(self, asset: str, versions: dict[str, str]) -> None:
         """Record an observation for each item whose version differs from the last one seen."""
@@ -136,17 +157,20 @@ class ProjectRunner:
         """The stage's stale partitions, claimed first: what another run is making is waited
         for, and what it made is counted as such, not made again."""
         claims, owner = Claims(self.instance), f"{this_process()}:{asset}"
-        summary, ready, launch = self._plan_stage(asset)
-        if launch and claims.claim(owner, asset, launch, on_wait=_print_wait(asset)):
-            claimed = set(launch)
-            summary, now_ready, launch = self._plan_stage(asset)
-            now = Expectations(load_catalog(self.project))
+        plan = self._plan_stage(asset)
+        summary, ready = plan.summary, plan.ready
+        partitions = plan.partitions
+        if partitions and claims.claim(owner, asset, partitions, on_wait=_print_wait(asset)):
+            claimed = set(partitions)
+            plan = self._plan_stage(asset)
+            now = plan.expectations
+            summary = plan.summary
             summary.made_elsewhere = [key for key in ready if now.is_fresh(asset, key)]
             summary.skipped_fresh -= len(summary.made_elsewhere)
-            ready = [key for key in now_ready if key in claimed]
-            launch = [key for key in launch if key in claimed] if ready else []
+            ready = plan.ready
+            partitions = [key for key in plan.partitions if key in claimed] if ready else []
         try:
-            self._launch(asset, launch, summary, owner)
+            self._launch(asset, partitions, plan.batches, summary, owner)
         finally:
             claims.release(owner)
         after = Expectations(load_catalog(self.project))
@@ -157,8 +181,8 @@ class ProjectRunner:
         }
         return summary
 
-    def _plan_stage(self, asset: str) -> tuple[StageSummary, list[str], list[str]]:
-        """(summary so far, stale partitions ready to make, partitions the runs will cover)."""
+    def _plan_stage(self, asset: str) -> StagePlan:
+        """What the stage must make now, and the partitions (batches) whose runs make it."""
         expectations = Expectations(load_catalog(self.project))
         keys = expectations.partitions(asset)
         if asset in PER_CHECKPOINT_ASSETS:
@@ -169,16 +193,25 @@ class ProjectRunner:
         summary.blocked = [key for key in stale if key not in ready]
         # one training run saves every checkpoint of the plan, and resumes where it stopped
         launch = keys if asset == "lora_checkpoints" and ready else ready
-        return summary, ready, launch
+        batches = self._batches(asset, expectations.catalog, keys)
+        return StagePlan(expectations, summary, ready, batches, batches.containing(launch))
 
-    def _launch(self, asset: str, launch: list[str], summary: StageSummary, owner: str) -> None:
-        for run_keys in self._runs_for(asset, launch):
+    def _launch(
+        self,
+        asset: str,
+        partitions: list[str],
+        batches: Batches,
+        summary: StageSummary,
+        owner: str,
+    ) -> None:
+        for run_keys in self._runs_for(asset, partitions):
             result = self._execute(asset, run_keys, owner)
+            items = batches.items(run_keys)
             summary.interrupted = was_interrupted(result)
             if summary.interrupted:
-                summary.errors.update(dict.fromkeys(run_keys, "cancelled"))
+                summary.errors.update(dict.fromkeys(items, "cancelled"))
                 break
-            summary.errors.update(failure_messages(result, run_keys))
+            summary.errors.update(failure_messages(result, items))
 
     def _runs_for(self, asset: str, keys: list[str]) -> list[list[str]]:
         """Contiguous stretches of the partition order: a single-run backfill takes a range."""
@@ -186,8 +219,7 @@ class ProjectRunner:
             return []
         if keys == [UNPARTITIONED]:
             return [keys]
-        partitions = self.graph.get(dg.AssetKey(asset)).partitions_def
-        order = self.instance.get_dynamic_partitions(partitions.name)
+        order = self.instance.get_dynamic_partitions(self._partitions(asset).name)
         wanted = set(keys)
         stretches: list[list[str]] = []
         for position, key in enumerate(order):
@@ -218,14 +250,16 @@ class ProjectRunner:
         )
 
     def status(self) -> dict[str, dict[str, int]]:
-        """Per asset: fresh, unsynced, missing and failed partition counts."""
+        """Per asset: fresh, unsynced, missing and failed counts of clips, stills, checkpoints."""
         catalog = load_catalog(self.project)
         expectations = Expectations(catalog)
         summary = {}
         for asset in ASSET_ORDER:
             counts = {"fresh": 0, "unsynced": 0, "missing": 0, "failed": 0}
-            failed = self._failed_partitions(asset)
-            for key in expectations.partitions(asset):
+            keys = expectations.partitions(asset)
+            batches = self._batches(asset, catalog, keys)
+            failed = set(batches.items(self._failed_partitions(asset)))
+            for key in keys:
                 state = expectations.state(asset, key)
                 counts["failed" if state != "fresh" and key in failed else state] += 1
             summary[asset] = counts

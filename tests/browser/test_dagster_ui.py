@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.design import DESIGN_ASSETS
+from wan_lora_dagster.pipeline.catalog import load_catalog
+from wan_lora_dagster.project import open_project
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -124,13 +126,14 @@ def test_asset_graph_shows_every_asset_of_the_design(page, project: Path):
 
 
 def test_materializing_one_clip_partition_from_the_ui_succeeds(page, project: Path, server: str):
+    batch = load_catalog(open_project(project)).clip_batches.batch_of["drift"]
     page.goto("/assets/clips")
     page.get_by_role("button", name="Materialize…").click()
     dialog = page.get_by_role("dialog")
     expect(dialog.get_by_text("Launch runs to materialize clips")).to_be_visible()
     dialog.get_by_text("Select a partition or create one").click()
-    page.get_by_placeholder("Filter partitions").fill("drift")
-    page.get_by_role("menuitem").filter(has_text="drift").click()
+    page.get_by_placeholder("Filter partitions").fill(batch)
+    page.get_by_role("menuitem").filter(has_text=batch).click()
     page.keyboard.press("Escape")  # closes the partition menu, not the dialog
     expect(page.get_by_placeholder("Filter partitions")).to_be_hidden()
     expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
@@ -145,10 +148,10 @@ def test_materializing_one_clip_partition_from_the_ui_succeeds(page, project: Pa
     assert run["status"] == "SUCCESS", f"run {run_id} ended {run['status']}: see the run page"
     assert [key["path"] for key in run["assetSelection"]] == [["clips"]]
     tags = {tag["key"]: tag["value"] for tag in run["tags"]}
-    assert tags["dagster/partition"] == "drift"
+    assert tags["dagster/partition"] == batch
     assert tags["dagster/from_ui"] == "true"
     expect(page.get_by_text("Success", exact=True).first).to_be_visible()
-    expect(page.get_by_text("partition: drift")).to_be_visible()
+    expect(page.get_by_text(f"partition: {batch}")).to_be_visible()
     page.screenshot(path=_screenshot(project, "run_drift_success"))
 
 

@@ -30,16 +30,22 @@ def requested(runner: ProjectRunner, cursor=None):
     return asked, result.cursor
 
 
+def batch_of_drift(runner: ProjectRunner) -> str:
+    """The partition (a batch of clips) that holds the demo's clip `drift`."""
+    return runner.sync().clip_batches.batch_of["drift"]
+
+
 def test_a_caption_edit_requests_that_caption_then_its_text_cache_then_the_manifest(runner):
     asked, cursor = requested(runner)
     assert asked == {}, "a fresh project asks for nothing"
     (runner.project.captions_dir / "drift.txt").write_text("demostyle, edited by hand\n")
     runner.sync()
     asked, cursor = requested(runner, cursor)
-    assert asked == {"captions": ["drift"]}
-    runner.run("captions")
+    assert asked == {"captions": [batch_of_drift(runner)]}
+    summary = runner.run("captions")
+    assert summary["captions"].materialized == ["drift"], "the batch's other clips are fresh"
     asked, cursor = requested(runner, cursor)
-    assert asked == {"text_cache": ["drift"]}
+    assert asked == {"text_cache": [batch_of_drift(runner)]}
     runner.run("text_cache")
     asked, cursor = requested(runner, cursor)
     assert asked == {"training_set": [None]}
@@ -97,4 +103,4 @@ def test_the_ui_marks_exactly_the_edited_clips_caption_unsynced(runner):
     assert unsynced_in_the_ui(runner) == {}, "after a full run nothing is unsynced"
     (runner.project.captions_dir / "drift.txt").write_text("demostyle, edited by hand\n")
     runner.sync()
-    assert unsynced_in_the_ui(runner) == {"captions": ["drift"]}
+    assert unsynced_in_the_ui(runner) == {"captions": [batch_of_drift(runner)]}

@@ -5,6 +5,7 @@ import pytest
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.media.probe import probe_video
 from wan_lora_dagster.media.ranges import (
+    MAX_LISTED_OVERLAPS,
     load_project_ranges,
     parse_ranges_file,
     parse_time,
@@ -129,6 +130,22 @@ def test_overlapping_ranges_are_a_warning_naming_both_lines(tmp_path):
 
     assert len(ranges) == 3
     assert warnings == [f"{path}:1 (00:00.000-00:05.000) overlaps {path}:3 (00:04.000-00:06.000)"]
+
+
+def test_many_overlaps_name_the_first_pairs_and_count_the_rest(tmp_path):
+    # ten ranges that all share second 4: every one of the 45 pairs overlaps, and one touching
+    # range (it starts where the others end at the latest) overlaps none of them
+    lines = "".join(f"{index * 0.1:.1f} {5 + index * 0.1:.1f}\n" for index in range(10))
+    path = write(tmp_path / "film.txt", lines + "5.9 7\n")
+
+    _, warnings = parse_ranges_file(path)
+
+    assert len(warnings) == MAX_LISTED_OVERLAPS + 1
+    assert warnings[0] == f"{path}:1 (00:00.000-00:05.000) overlaps {path}:2 (00:00.100-00:05.100)"
+    assert (
+        warnings[-1]
+        == f"{path}: {45 - MAX_LISTED_OVERLAPS} more pairs of ranges overlap (45 in all)"
+    )
 
 
 @pytest.mark.parametrize(

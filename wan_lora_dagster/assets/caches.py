@@ -13,11 +13,11 @@ from wan_lora_dagster.assets.partitioned import (
     STILL_PARTITIONS,
     StepOutcome,
     emit,
+    step_items,
 )
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline import caches as domain
 from wan_lora_dagster.pipeline.items import CLIPS, STILLS, ItemKind
-from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import EngineResource, ProjectResource
 
@@ -30,7 +30,7 @@ def _encode(context, project: ProjectResource, asset: str, encode, unreadable=No
     An item whose media cannot be decoded fails alone, before the batch, which would fail whole.
     """
     catalog = project.catalog()
-    stale, fresh = Expectations(catalog).split_fresh(asset, context.partition_keys)
+    batches, stale, fresh = step_items(context, catalog, asset)
     context.log.info(f"{len(stale)} to encode, {len(fresh)} fresh")
     outcome = StepOutcome(skipped=fresh, failures=unreadable(catalog, stale) if unreadable else {})
     for key, error in outcome.failures.items():
@@ -42,7 +42,7 @@ def _encode(context, project: ProjectResource, asset: str, encode, unreadable=No
             outcome.records = encode(catalog, readable, progress)
         except UserError as error:
             outcome.failures.update(dict.fromkeys(readable, str(error)))
-    return catalog, outcome
+    return catalog, batches, outcome
 
 
 def _cache_asset(name: str, partitions_def, code_version: str, dep: str, description: str):
@@ -75,8 +75,8 @@ def _text_cache_asset(kind: ItemKind, partitions_def, description: str) -> dg.As
                     catalog, stale, recipe.training, model, progress, kind.captions, kind.text_cache
                 )
 
-        catalog, outcome = _encode(context, project, kind.text_cache, encode)
-        yield from emit(context, outcome, catalog.records, lambda _key, r: {"file": r["file"]})
+        catalog, batches, outcome = _encode(context, project, kind.text_cache, encode)
+        yield from emit(context, outcome, catalog.records, _text_metadata, batches)
 
     return encode_texts
 
@@ -109,10 +109,16 @@ def _latent_cache_asset(
                     kind.latent_cache,
                 )
 
-        catalog, outcome = _encode(context, project, kind.latent_cache, encode, kind.unreadable)
-        yield from emit(context, outcome, catalog.records, _latent_metadata)
+        catalog, batches, outcome = _encode(
+            context, project, kind.latent_cache, encode, kind.unreadable
+        )
+        yield from emit(context, outcome, catalog.records, _latent_metadata, batches)
 
     return encode_latents
+
+
+def _text_metadata(_key: str, record: dict) -> dict:
+    return {"file": record["file"]}
 
 
 def _latent_metadata(_key: str, record: dict) -> dict:

@@ -1,7 +1,5 @@
 """The dataset group: 16 fps clips cut from the films, and a caption for each clip and still."""
 
-from pathlib import Path
-
 import dagster as dg
 
 from wan_lora_dagster.assets.claims import one_maker
@@ -13,9 +11,10 @@ from wan_lora_dagster.assets.partitioned import (
     StepOutcome,
     emit,
     make_each,
+    step_items,
 )
 from wan_lora_dagster.pipeline import dataset as domain
-from wan_lora_dagster.pipeline.status import Expectations
+from wan_lora_dagster.pipeline.parallel import ALL_CORES
 from wan_lora_dagster.pipeline.stills import make_still_caption
 from wan_lora_dagster.resources import CaptionerResource, FfmpegResource, ProjectResource
 
@@ -49,18 +48,22 @@ DATASET_GROUP = "dataset"
 def clips(context: dg.AssetExecutionContext, project: ProjectResource, ffmpeg: FfmpegResource):
     catalog = project.catalog()
     settings = ffmpeg.cut_settings()
-    stale, fresh = Expectations(catalog).split_fresh("clips", context.partition_keys)
+    batches, stale, fresh = step_items(context, catalog, "clips")
     context.log.info(f"{len(stale)} clip(s) to cut, {len(fresh)} fresh")
     outcome = make_each(
-        "clips", stale, lambda clip: domain.make_clip(catalog, clip, settings), context.log
+        "clips",
+        stale,
+        lambda clip: domain.make_clip(catalog, clip, settings),
+        context.log,
+        workers=ALL_CORES,  # ffmpeg and PyAV's decoding run outside the GIL
     )
     outcome.skipped = fresh
-    root = catalog.project.root
-    yield from emit(context, outcome, catalog.records, lambda key, r: _clip_metadata(root, key, r))
+    yield from emit(context, outcome, catalog.records, _clip_metadata, batches)
     yield from _clip_checks(outcome)
 
 
-def _clip_metadata(root: Path, clip_id: str, record: dict) -> dict:
+def _clip_metadata(_clip_id: str, record: dict) -> dict:
+    """A row of the batch's table: what the UI shows of each clip."""
     return {
         "num_frames": record["num_frames"],
         "duration_s": round(record["duration"], 3),
@@ -68,7 +71,7 @@ def _clip_metadata(root: Path, clip_id: str, record: dict) -> dict:
         "source": f"{record['film']} {record['start']:.3f}-{record['end']:.3f} s",
         "range_line": record["ranges_file"],
         "scene_cuts": len(record["scene_cuts"]),
-        "preview": image_markdown(root / record["thumbnail"], f"frames of {clip_id}"),
+        "thumbnail": record["thumbnail"],
     }
 
 
@@ -143,16 +146,20 @@ def _caption_step(context, project: ProjectResource, captioner: CaptionerResourc
     """Caption the stale partitions with the captioner loaded once; check for banned words."""
     asset = context.asset_key.to_user_string()
     catalog = project.catalog()
-    stale, fresh = Expectations(catalog).split_fresh(asset, context.partition_keys)
+    batches, stale, fresh = step_items(context, catalog, asset)
     settings = catalog.project.recipe.captions
     captioning = domain.Captioning(
         settings,
         domain.captioner_settings(catalog.project, settings, captioner.device),
         captioner.load(catalog.project) if stale else None,
     )
-    outcome = make_each(asset, stale, lambda key: make(catalog, key, captioning), context.log)
+    # hand captions are only files, read on every core; a captioner model captions one at a time
+    workers = ALL_CORES if captioning.model is None else 1
+    outcome = make_each(
+        asset, stale, lambda key: make(catalog, key, captioning), context.log, workers
+    )
     outcome.skipped = fresh
-    yield from emit(context, outcome, catalog.records, _caption_metadata)
+    yield from emit(context, outcome, catalog.records, _caption_metadata, batches)
     banned = {key: r["banned_words"] for key, r in outcome.records.items() if r["banned_words"]}
     yield dg.AssetCheckResult(
         check_name="no_banned_words",

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 
 MAX_INLINE_IMAGE_BYTES = 200_000
+COLUMN_TYPES = {bool: "bool", int: "int", float: "float"}
 
 
 def image_markdown(path: Path, alt: str) -> dg.MetadataValue:
@@ -23,4 +24,17 @@ def caption_table(rows: list[dict]) -> dg.MetadataValue:
     return dg.MetadataValue.table(
         records=[dg.TableRecord({column: row[column] for column in columns}) for row in rows],
         schema=dg.TableSchema(columns=[dg.TableColumn(column, "string") for column in columns]),
+    )
+
+
+def rows_table(rows: list[dict]) -> dg.MetadataValue:
+    """A table of plain values, one row per item of a batch; columns from the first row."""
+    types = {column: COLUMN_TYPES.get(type(value), "string") for column, value in rows[0].items()}
+
+    def cell(column: str, value: object) -> object:
+        return str(value) if types[column] == "string" else value
+
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({k: cell(k, row[k]) for k in types}) for row in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(k, kind) for k, kind in types.items()]),
     )

@@ -1,8 +1,10 @@
 """Many partitions in one step: the pattern every per-clip and per-checkpoint asset shares.
 
-A step gets a range of partitions, does the stale ones (a fresh one is skipped cheaply), and
-records one data version per partition: Dagster's `Output` carries a single data version for the
-whole range, so each partition's own version follows it as an `AssetMaterialization`.
+A clip (or still) partition is a batch of items (pipeline/batches.py says why). A step gets a
+range of batches, makes their stale items (a fresh one is skipped cheaply), and records one data
+version per batch: Dagster's `Output` carries a single data version for the whole range, so each
+batch's own version follows it as an `AssetMaterialization` whose table lists its items.
+A checkpoint partition is its own single item.
 """
 
 from collections.abc import Callable, Iterator
@@ -10,13 +12,18 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from wan_lora_dagster.assets.metadata import rows_table
 from wan_lora_dagster.engines.base import Progress
-from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.pipeline.batches import Batches
+from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.parallel import make_in_parallel
 from wan_lora_dagster.pipeline.records import RecordStore
+from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
+from wan_lora_dagster.project import fingerprint
 
-CLIP_PARTITIONS = dg.DynamicPartitionsDefinition(name="clips")
-STILL_PARTITIONS = dg.DynamicPartitionsDefinition(name="stills")
+CLIP_PARTITIONS = dg.DynamicPartitionsDefinition(name="clip_batches")
+STILL_PARTITIONS = dg.DynamicPartitionsDefinition(name="still_batches")
 CHECKPOINT_PARTITIONS = dg.DynamicPartitionsDefinition(name="checkpoints")
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 SKIPPED_TAG = "wan_lora/skipped_fresh"
@@ -37,21 +44,57 @@ class StepOutcome:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+def batches_of(catalog: Catalog, partitions_def: dg.PartitionsDefinition | None) -> Batches | None:
+    """The batches an asset's partitions are, or None where each partition is one item."""
+    if partitions_def == CLIP_PARTITIONS:
+        return catalog.clip_batches
+    if partitions_def == STILL_PARTITIONS:
+        return catalog.still_batches
+    return None
+
+
+def batch_versions(
+    catalog: Catalog,
+    partitions_def: dg.PartitionsDefinition,
+    versions_of: Callable[[Catalog], dict[str, str]],
+) -> dict[str, str]:
+    """An observed source's versions per batch, from its versions per item."""
+    return batches_of(catalog, partitions_def).versions(versions_of(catalog))
+
+
+def step_items(
+    context: dg.AssetExecutionContext, catalog: Catalog, asset: str
+) -> tuple[Batches, list[str], list[str]]:
+    """The run's batches, and their items to make (stale, with fresh inputs) and to skip (fresh).
+
+    An item whose inputs are not fresh is neither: its batch is recorded once it can be made.
+    """
+    batches = batches_of(catalog, context.assets_def.partitions_def)
+    expectations = Expectations(catalog)
+    stale, fresh = expectations.split_fresh(asset, batches.items(context.partition_keys))
+    ready = [item for item in stale if expectations.fingerprint(asset, item) is not None]
+    return batches, ready, fresh
+
+
 def make_each(
-    asset: str, keys: list[str], make: Callable[[str], dict], log: dg.DagsterLogManager
+    asset: str,
+    keys: list[str],
+    make: Callable[[str], dict],
+    log: dg.DagsterLogManager,
+    workers: int = 1,
 ) -> StepOutcome:
-    """Make each partition on its own, so one bad film fails its own clips and no others."""
-    outcome = StepOutcome()
+    """Make each partition on its own, `workers` at a time, so one bad film fails its own clips
+    and no others."""
     report = ProgressThrottle(asset, log.info)
-    for done, key in enumerate(keys):
-        report(Progress(asset, done, len(keys)))
-        try:
-            outcome.records[key] = make(key)
-        except UserError as error:
+    report(Progress(asset, 0, len(keys)))
+
+    def done(key: str, count: int, error: str | None) -> None:
+        if error:
             log.error(f"{key}: {error}")
-            outcome.failures[key] = str(error)
-    report(Progress(asset, len(keys), len(keys)))
-    return outcome
+        report(Progress(asset, count, len(keys)))
+
+    each = make_in_parallel(keys, make, workers, done)
+    return StepOutcome(records=each.made, failures=each.failures)
 
 
 def emit(
@@ -59,19 +102,35 @@ def emit(
     outcome: StepOutcome,
     records: RecordStore,
     metadata_for: Callable[[str, dict], dict],
+    batches: Batches | None = None,
 ) -> Iterator[dg.Output | dg.AssetMaterialization]:
-    """Yield the step's events; raise a Failure naming every failed partition at the end."""
-    asset_key = context.asset_key
-    asset = asset_key.to_user_string()
-    if not outcome.failures:
-        yield dg.Output(
-            None,
-            metadata={"made": len(outcome.records), "skipped_fresh": len(outcome.skipped)},
-            tags={SKIPPED_TAG: str(len(outcome.skipped))},
-        )
+    """Yield the step's events; raise a Failure naming every failed item at the end.
+
+    A batch is recorded when all its items are made or fresh; `batches` None: each partition is
+    one item.
+    """
+    asset = context.asset_key.to_user_string()
     for key in outcome.skipped:
         outcome.records.setdefault(key, records.read(asset, key))
-    yield from partition_events(context, outcome.records, metadata_for)
+    complete = None
+    if batches is not None:
+        complete = {
+            key: members
+            for key in context.partition_keys
+            if (members := batches.members.get(key))
+            and all(item in outcome.records for item in members)
+        }
+    # The range-wide Output marks every partition of the run made: only when every one is.
+    if not outcome.failures and (complete is None or len(complete) == len(context.partition_keys)):
+        yield dg.Output(
+            None,
+            metadata={
+                "made": len(outcome.records) - len(outcome.skipped),
+                "skipped_fresh": len(outcome.skipped),
+            },
+            tags={SKIPPED_TAG: str(len(outcome.skipped))},
+        )
+    yield from partition_events(context, outcome.records, metadata_for, complete)
     if outcome.failures:
         raise dg.Failure(
             description=f"{len(outcome.failures)} partition(s) of {asset} failed: "
@@ -83,20 +142,33 @@ def emit(
 
 def partition_events(
     context: dg.AssetExecutionContext,
-    records_by_key: dict[str, dict],
+    records: dict[str, dict],
     metadata_for: Callable[[str, dict], dict],
+    batches: dict[str, list[str]] | None = None,
 ) -> Iterator[dg.AssetMaterialization]:
-    """One materialization per partition, with its own data version and input provenance."""
+    """One materialization per partition, with its own data version and input provenance.
+
+    `batches`: partition -> its items where a partition is a batch; None: each record's key is
+    a partition.
+    """
     asset_key = context.asset_key
     code_version = context.assets_def.code_versions_by_key[asset_key]
-    provenance = input_provenance(context, list(records_by_key))
-    for key, record in records_by_key.items():
+    keys = list(records) if batches is None else list(batches)
+    provenance = input_provenance(context, keys)
+    for key in keys:
+        if batches is None:
+            version, metadata = records[key]["data_version"], metadata_for(key, records[key])
+        else:
+            items = batches[key]
+            version = fingerprint([(item, records[item]["data_version"]) for item in items])
+            rows = [{"item": item, **metadata_for(item, records[item])} for item in items]
+            metadata = {"items": len(items), "contents": rows_table(rows)}
         yield dg.AssetMaterialization(
             asset_key=asset_key,
             partition=key,
-            metadata=metadata_for(key, record),
+            metadata=metadata,
             tags={
-                DATA_VERSION_TAG: record["data_version"],
+                DATA_VERSION_TAG: version,
                 "dagster/code_version": code_version,
                 **provenance[key],
             },

@@ -7,7 +7,7 @@ nothing.
 
 import dagster as dg
 
-from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS, STILL_PARTITIONS
+from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS, STILL_PARTITIONS, batch_versions
 from wan_lora_dagster.pipeline import observations
 from wan_lora_dagster.resources import ProjectResource
 
@@ -29,7 +29,7 @@ def _observer(
         description=description,
     )
     def observe(project: ProjectResource) -> dg.DataVersionsByPartition:
-        versions = versions_of(project.catalog())
+        versions = batch_versions(project.catalog(), partitions_def, versions_of)
         return dg.DataVersionsByPartition({k: dg.DataVersion(v) for k, v in versions.items()})
 
     return observe
@@ -38,12 +38,14 @@ def _observer(
 films = _observer(
     "films",
     observations.film_versions,
-    "Source films in films/, per clip: the content hash of the film each clip is cut from.",
+    "Source films in films/, per batch of clips: the content hash of the film each clip is cut "
+    "from.",
 )
 clip_ranges = _observer(
     "clip_ranges",
     observations.range_versions,
-    "Curated moments in ranges/<film>.txt (START END [name] [# note]), one partition per clip.",
+    "Curated moments in ranges/<film>.txt (START END [name] [# note]), one partition per "
+    "batch of clips.",
 )
 caption_files = _observer(
     "caption_files",
@@ -53,8 +55,9 @@ caption_files = _observer(
 stills = _observer(
     "stills",
     observations.still_versions,
-    "High-resolution images in stills/ (png, jpg, webp), one partition per image, named by its "
-    "stem: the content hash of the image. Observed while a section has source = 'stills'.",
+    "High-resolution images in stills/ (png, jpg, webp), one partition per batch of images "
+    "(each named by its stem): the content hashes of the images. Observed while a section has "
+    "source = 'stills'.",
     STILL_PARTITIONS,
 )
 still_caption_txt = _observer(

@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 
 from wan_lora_dagster.media.ranges import ClipRange
+from wan_lora_dagster.pipeline.batches import Batches, batch_items
 from wan_lora_dagster.pipeline.file_hashes import FileHashCache
 from wan_lora_dagster.pipeline.film_checks import cuttable_ranges
 from wan_lora_dagster.pipeline.records import RecordStore
@@ -27,6 +28,14 @@ class Catalog:
     @cached_property
     def ranges_by_clip(self) -> dict[str, ClipRange]:
         return {clip_range.clip_id: clip_range for clip_range in self.ranges}
+
+    @cached_property
+    def clip_batches(self) -> Batches:
+        return batch_items(self.clip_ids, [r.film_stem for r in self.ranges])
+
+    @cached_property
+    def still_batches(self) -> Batches:
+        return batch_items(self.still_ids)
 
     @property
     def clip_ids(self) -> list[str]:

@@ -69,7 +69,8 @@ class Expectations:
     def split_fresh(self, asset: str, keys: list[str]) -> tuple[list[str], list[str]]:
         """(stale, fresh) partitions of `keys`: a step makes the stale ones, skips the fresh."""
         fresh = [key for key in keys if self.is_fresh(asset, key)]
-        return [key for key in keys if key not in set(fresh)], fresh
+        fresh_set = set(fresh)
+        return [key for key in keys if key not in fresh_set], fresh
 
     def state(self, asset: str, key: str = UNPARTITIONED) -> str:
         if self._record(asset, key) is None:

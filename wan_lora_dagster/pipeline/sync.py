@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.dataset import caption_store
+from wan_lora_dagster.pipeline.records import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,17 @@ def partition_changes(declared: list[str], existing: list[str]) -> PartitionChan
         added=[key for key in declared if key not in existing_set],
         removed=[key for key in existing if key not in declared_set],
     )
+
+
+def removed_clips(catalog: Catalog) -> list[str]:
+    """Clips declared at the last sync and not now (a partition is a batch, so Dagster's partition
+    set does not say which clips went); the list is kept under out/.state/."""
+    state = catalog.project.out(".state", "declared_clips.json")
+    before = json.loads(state.read_text(encoding="utf-8")) if state.is_file() else []
+    declared = catalog.clip_ids
+    if before != declared:
+        write_json_atomic(state, declared)
+    return partition_changes(declared, before).removed
 
 
 def retire_clips(catalog: Catalog, clip_ids: list[str]) -> list[str]:
