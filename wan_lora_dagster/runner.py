@@ -17,6 +17,8 @@ import dagster as dg
 
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
+from wan_lora_dagster.deployment.jobs import execute_on_workers, split_batches
+from wan_lora_dagster.deployment.team import team_settings
 from wan_lora_dagster.pipeline import observations
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
@@ -72,6 +74,7 @@ class ProjectRunner:
         self.instance = open_instance(project)
         self.defs = build_definitions(project.root)
         self.graph = self.defs.resolve_asset_graph()
+        self.team = team_settings(self.instance)  # None: steps run in this process
 
     def sync(self) -> Catalog:
         """Partitions equal to ranges/ and stills/; observations of the user's files recorded."""
@@ -132,7 +135,10 @@ class ProjectRunner:
         summary.blocked = [key for key in stale if key not in ready]
         # one training run saves every checkpoint of the plan, and resumes where it stopped
         launch = keys if asset == "lora_checkpoints" and ready else ready
-        for run_keys in self._runs_for(asset, launch):
+        runs = self._runs_for(asset, launch)
+        if self.team and asset not in PER_CHECKPOINT_ASSETS:
+            runs = split_batches(runs, self.team.clips_per_task)
+        for run_keys in runs:
             result = self._execute(asset, run_keys)
             summary.interrupted = was_interrupted(result)
             if summary.interrupted:
@@ -171,6 +177,8 @@ class ProjectRunner:
         if keys != [UNPARTITIONED]:
             tags["dagster/asset_partition_range_start"] = keys[0]
             tags["dagster/asset_partition_range_end"] = keys[-1]
+        if self.team:
+            return execute_on_workers(self.instance, self.project.root, asset, tags, QUIET_CONSOLE)
         job = self.defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(asset)])
         return job.execute_in_process(
             instance=self.instance,
