@@ -79,7 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         "worker", help="a Celery worker of the project's team deployment (see the README)"
     )
     worker.add_argument("--project", type=Path, required=True, help="the project folder")
-    worker.add_argument("--queue", choices=["cpu", "gpu"], required=True)
+    worker.add_argument(
+        "--queue", required=True, help="cpu, gpu, or cpu,gpu: the work this machine takes"
+    )
     worker.add_argument("--name", help="the worker's name (default: QUEUE-random)")
     worker.add_argument(
         "--concurrency",

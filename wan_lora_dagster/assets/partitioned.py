@@ -12,6 +12,7 @@ import dagster as dg
 
 from wan_lora_dagster.engines.base import Progress
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.pipeline.leftovers import remove_leftovers
 from wan_lora_dagster.pipeline.records import RecordStore
 from wan_lora_dagster.progress import ProgressThrottle
 
@@ -72,6 +73,7 @@ def emit(
     for key in outcome.skipped:
         outcome.records.setdefault(key, records.read(asset, key))
     yield from partition_events(context, outcome.records, metadata_for)
+    remove_leftovers(records.root.parent, context.partition_keys)  # records.root: out/records
     if outcome.failures:
         raise dg.Failure(
             description=f"{len(outcome.failures)} partition(s) of {asset} failed: "

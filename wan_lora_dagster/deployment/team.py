@@ -44,7 +44,12 @@ class TeamSettings:
             "worker_prefetch_multiplier": 1,
             "task_default_queue": CPU_QUEUE,
             "broker_connection_retry_on_startup": True,
-            "broker_transport_options": {"visibility_timeout": self.visibility_timeout_s},
+            "broker_transport_options": {
+                "visibility_timeout": self.visibility_timeout_s,
+                # how often a live worker looks for batches whose worker vanished
+                "unacked_restore_interval": max(1, min(60, self.visibility_timeout_s // 10)),
+                "unacked_restore_throttle": 1,
+            },
             "result_backend_transport_options": {"visibility_timeout": self.visibility_timeout_s},
         }
 

@@ -27,15 +27,16 @@ def worker_command(
     from wan_lora_dagster.definitions import PROJECT_ENV
     from wan_lora_dagster.runner import open_instance
 
-    if queue not in QUEUES:
-        raise ConfigError(f"--queue must be one of {', '.join(QUEUES)}, not '{queue}'")
+    queues = queue.split(",")
+    if not queues or any(name not in QUEUES for name in queues):
+        raise ConfigError(f"--queue takes {', '.join(QUEUES)} or both (cpu,gpu), not '{queue}'")
     settings = team_settings(open_instance(project))
     if settings is None:
         raise ConfigError(
             f"{project.dagster_home / 'dagster.yaml'}: not a team deployment (no TeamRunLauncher "
             "with a broker); see the README's 'Team deployment'"
         )
-    config = _write_celery_yaml(project.dagster_home / f"celery-{queue}.yaml", settings)
+    config = _write_celery_yaml(project.dagster_home / "celery.yaml", settings)
     argv = [
         str(Path(sys.executable).with_name("dagster-celery")),
         "worker",
@@ -45,9 +46,9 @@ def worker_command(
         "-y",
         str(config),
         "-q",
-        queue,
+        ",".join(queues),  # one -Q for celery, which keeps only the last of several
         "-n",
-        name or f"{queue}-{uuid.uuid4().hex[:6]}",
+        name or f"{'-'.join(queues)}-{uuid.uuid4().hex[:6]}",
         "--",
         f"--concurrency={concurrency}",
         "--without-gossip",
