@@ -1,6 +1,6 @@
 # `make demo` and `make test` do all the set-up on a fresh machine: ffmpeg, Chromium (for the
-# browser tests), a virtual environment, torch (the CPU build, first, so pip never pulls a CUDA
-# build), then the package.
+# browser tests), PostgreSQL and Redis (for the team-deployment tests), a virtual environment,
+# torch (the CPU build, first, so pip never pulls a CUDA build), then the package.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -26,6 +26,9 @@ demo: $(INSTALLED)
 test: $(INSTALLED)
 	@command -v chromium >/dev/null || $(APT_INSTALL) chromium fonts-liberation $(APT_DONE) || \
 		echo "chromium not installed: the browser tests will be skipped"
+	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v redis-server; } >/dev/null 2>&1 || \
+		$(APT_INSTALL) postgresql redis-server $(APT_DONE) || \
+		echo "PostgreSQL or Redis not installed: the team-deployment tests will be skipped"
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 lint: $(INSTALLED)

@@ -79,6 +79,22 @@ def _parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
     )
     ui.set_defaults(handler=_ui)
+
+    worker = commands.add_parser(
+        "worker", help="a Celery worker of the project's team deployment (see the README)"
+    )
+    worker.add_argument("--project", type=Path, required=True, help="the project folder")
+    worker.add_argument(
+        "--queue", required=True, help="cpu, gpu, or cpu,gpu: the work this machine takes"
+    )
+    worker.add_argument("--name", help="the worker's name (default: QUEUE-random)")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="batches at once (default 1: a batch uses every core or GPU of the machine itself)",
+    )
+    worker.set_defaults(handler=_worker)
     return parser
 
 
@@ -243,6 +259,12 @@ def _ui(args: argparse.Namespace) -> int:
         flush=True,
     )
     return supervise(command)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from wan_lora_dagster.deployment.worker import start_worker
+
+    return start_worker(open_project(args.project), args.queue, args.name, args.concurrency)
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from wan_lora_dagster.automation import (
     project_files_sensor,
     retrain_schedule,
 )
+from wan_lora_dagster.deployment.executor import project_executor
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.project import TrainingSettings, open_project
 from wan_lora_dagster.resources import build_resources
@@ -65,6 +66,7 @@ def build_definitions(root: Path) -> dg.Definitions:
             ),
         ],
         schedules=[retrain_schedule(_retrain_cron(root))],
+        executor=project_executor,
     )
 
 

@@ -27,6 +27,8 @@ from wan_lora_dagster.assets.claims import (
 from wan_lora_dagster.assets.partitioned import batch_versions, batches_of
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
+from wan_lora_dagster.deployment.jobs import execute_on_workers, split_batches
+from wan_lora_dagster.deployment.team import team_settings
 from wan_lora_dagster.pipeline import observations
 from wan_lora_dagster.pipeline.batches import Batches, identity_batches
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
@@ -95,6 +97,7 @@ class ProjectRunner:
         self.instance = open_instance(project)
         self.defs = build_definitions(project.root)
         self.graph = self.defs.resolve_asset_graph()
+        self.team = team_settings(self.instance)  # None: steps run in this process
 
     def sync(self) -> Catalog:
         """Partitions equal to ranges/ and stills/; observations of the user's files recorded."""
@@ -204,7 +207,10 @@ class ProjectRunner:
         summary: StageSummary,
         owner: str,
     ) -> None:
-        for run_keys in self._runs_for(asset, partitions):
+        runs = self._runs_for(asset, partitions)
+        if self.team and asset not in PER_CHECKPOINT_ASSETS:
+            runs = split_batches(runs, self.team.clips_per_task)
+        for run_keys in runs:
             result = self._execute(asset, run_keys, owner)
             items = batches.items(run_keys)
             summary.interrupted = was_interrupted(result)
@@ -240,6 +246,8 @@ class ProjectRunner:
         if keys != [UNPARTITIONED]:
             tags["dagster/asset_partition_range_start"] = keys[0]
             tags["dagster/asset_partition_range_end"] = keys[-1]
+        if self.team:
+            return execute_on_workers(self.instance, self.project.root, asset, tags, QUIET_CONSOLE)
         job = self.defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(asset)])
         return job.execute_in_process(
             instance=self.instance,

@@ -15,6 +15,7 @@ from wan_lora_dagster.assets.partitioned import (
     emit,
     step_items,
 )
+from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline import caches as domain
 from wan_lora_dagster.pipeline.items import CLIPS, STILLS, ItemKind
@@ -55,7 +56,7 @@ def _cache_asset(name: str, partitions_def, code_version: str, dep: str, descrip
         code_version=code_version,
         deps=[dep],
         output_required=False,
-        pool="gpu",
+        **GPU_WORK,
         description=description,
     )
 

@@ -13,6 +13,7 @@ from wan_lora_dagster.assets.partitioned import (
     make_each,
     step_items,
 )
+from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.pipeline import dataset as domain
 from wan_lora_dagster.pipeline.parallel import ALL_CORES
 from wan_lora_dagster.pipeline.stills import make_still_caption
@@ -107,6 +108,7 @@ def _captions_asset(
         code_version=domain.CAPTIONS_CODE_VERSION,
         deps=deps,
         output_required=False,
+        **GPU_WORK,
         check_specs=[
             dg.AssetCheckSpec(
                 "no_banned_words", asset=name, description="No caption names a banned word."

@@ -10,6 +10,7 @@ from wan_lora_dagster.assets.partitioned import (
     emit,
     make_each,
 )
+from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.pipeline import evaluation as domain
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
@@ -25,7 +26,7 @@ EVALUATION_GROUP = "evaluation"
     code_version=domain.EVAL_CODE_VERSION,
     deps=["lora_checkpoints"],
     output_required=False,
-    pool="gpu",
+    **GPU_WORK,
     description="Per checkpoint: one video per eval prompt x LoRA strength x seed (strength 0 is "
     "the base model), a contact sheet, and the held-out validation loss with fixed noise and "
     "timesteps, with and without the LoRA.",

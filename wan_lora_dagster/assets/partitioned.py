@@ -17,6 +17,8 @@ from wan_lora_dagster.engines.base import Progress
 from wan_lora_dagster.pipeline.batches import Batches
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.parallel import make_in_parallel
+from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.pipeline.leftovers import remove_leftovers
 from wan_lora_dagster.pipeline.records import RecordStore
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
@@ -131,6 +133,8 @@ def emit(
             tags={SKIPPED_TAG: str(len(outcome.skipped))},
         )
     yield from partition_events(context, outcome.records, metadata_for, complete)
+    # records.root is out/records; a temporary is named after its item, not its batch
+    remove_leftovers(records.root.parent, outcome.records)
     if outcome.failures:
         raise dg.Failure(
             description=f"{len(outcome.failures)} partition(s) of {asset} failed: "

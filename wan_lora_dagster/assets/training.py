@@ -13,6 +13,7 @@ from wan_lora_dagster.assets.partitioned import (
     emit,
     partition_events,
 )
+from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.engines.background import deliveries
 from wan_lora_dagster.engines.base import CheckpointInfo
 from wan_lora_dagster.errors import UserError
@@ -105,7 +106,7 @@ def dataset_report(context: dg.AssetExecutionContext, project: ProjectResource) 
     code_version=domain.LORA_CODE_VERSION,
     deps=["training_set", "dataset_report"],
     output_required=False,
-    pool="gpu",
+    **GPU_WORK,
     description="One partition per checkpoint a training run saves. Each records the training-set "
     "version, the captions that fed it, the settings and the loss so far; the LoRA file's own "
     "header carries the manifest hash.",
