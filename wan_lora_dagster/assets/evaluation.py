@@ -71,8 +71,10 @@ def best_lora(context: dg.AssetExecutionContext, project: ProjectResource) -> dg
     catalog = project.catalog()
     expectations = Expectations(catalog)
     plan = expectations.plan
-    versions = [catalog.records.read("eval_videos", key)["data_version"] for key in plan.keys]
-    record = domain.export_best(catalog, domain.choose_best(catalog, list(plan.keys)), versions)
+    keys = list(plan.keys)
+    versions = [catalog.records.read("eval_videos", key)["data_version"] for key in keys]
+    record = domain.export_best(catalog, domain.choose_best(catalog, keys), keys, versions)
+    plot = record.get("validation_loss_plot")
     return dg.Output(
         None,
         data_version=dg.DataVersion(record["data_version"]),
@@ -81,5 +83,10 @@ def best_lora(context: dg.AssetExecutionContext, project: ProjectResource) -> dg
             "file": dg.MetadataValue.path(str(catalog.project.root / record["file"])),
             "validation_loss": record["validation_loss"],
             "validation_loss_without_lora": record["validation_loss_base"],
+            **(
+                {"validation_loss_plot": image_markdown(catalog.project.root / plot, "losses")}
+                if plot
+                else {}
+            ),
         },
     )

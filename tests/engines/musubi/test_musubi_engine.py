@@ -20,10 +20,10 @@ from musubi_fixtures import (
 )
 
 from wan_lora_dagster.engines.base import LatentJob, SampleRequest
+from wan_lora_dagster.engines.eval_plan import sample_video_name
 from wan_lora_dagster.engines.musubi import EngineCancelled, format_commands
 from wan_lora_dagster.engines.musubi.resume import Journal
 from wan_lora_dagster.engines.musubi.training_run import run_identity
-from wan_lora_dagster.engines.sampling import sample_video_name
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import (
     latent_cache_name,
