@@ -18,6 +18,7 @@ import torch
 from wan_lora_dagster.engines.single_file import load_transformer
 from wan_lora_dagster.engines.validation import validation_loss
 from wan_lora_dagster.engines.wan_models import compute_dtype, pick_device
+from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.project import TrainingSettings
 
@@ -48,9 +49,14 @@ class MusubiEvaluator:
             dtype = compute_dtype(device, self.settings.mixed_precision)
             dit = Path(self.settings.dit).expanduser()
             logger.info("loading %s for the validation loss (fp8: %s)", dit, self.settings.fp8_base)
-            transformer = load_transformer(
-                dit, self.work_dir / "dit-config", device, dtype, self.settings.fp8_base
-            )
+            try:
+                transformer = load_transformer(
+                    dit, self.work_dir / "dit-config", device, dtype, self.settings.fp8_base
+                )
+            except (RuntimeError, ValueError, OSError) as error:  # shapes, memory, the file
+                raise EngineError(
+                    f"{dit}: cannot load it for the validation loss: {error}"
+                ) from error
             self._model = SingleFileModel(transformer, device, dtype)
         return self._model
 
