@@ -26,8 +26,9 @@ EVALUATION_GROUP = "evaluation"
     output_required=False,
     pool="gpu",
     description="Per checkpoint: one video per eval prompt x LoRA strength x seed (strength 0 is "
-    "the base model), a contact sheet, and the held-out validation loss with fixed noise and "
-    "timesteps, with and without the LoRA.",
+    "the base model; an I2V LoRA's start from each held-out clip's first frame and [eval] "
+    "images), the [eval] walk, a contact sheet, and the held-out validation loss with fixed "
+    "noise and timesteps, with and without the LoRA (musubi's checkpoints measured in-process).",
 )
 def eval_videos(
     context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
@@ -65,7 +66,8 @@ def eval_videos(
     code_version=domain.BEST_CODE_VERSION,
     deps=["eval_videos"],
     description="The checkpoint with the lowest validation loss (or `[eval] pin`), exported as "
-    "out/best/adapter_model.safetensors for ComfyUI, musubi-tuner and diffusers.",
+    "out/best/adapter_model.safetensors for ComfyUI, musubi-tuner and diffusers, with a plot of "
+    "every checkpoint's loss.",
 )
 def best_lora(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
     catalog = project.catalog()

@@ -61,10 +61,10 @@ def transformer_config(path: Path) -> dict:
 
 
 def load_transformer(
-    path: Path, config_dir: Path, device: torch.device, dtype: torch.dtype, fp8: bool
+    path: Path, config_dir: Path, dtype: torch.dtype, fp8: bool
 ) -> WanTransformer3DModel:
-    """Loaded on the CPU, stored in fp8 there when `fp8` (half the bytes of bf16: a 14B fits a
-    24 GB card as it does in musubi's training), then moved to `device` for inference only.
+    """Loaded into CPU memory for inference only, stored in fp8 there when `fp8` (half the bytes
+    of bf16: a 14B fits a 24 GB card as it does in musubi's training); the caller moves it.
 
     config_dir: a folder for the config.json that from_single_file reads the model shape from.
     """
@@ -77,4 +77,4 @@ def load_transformer(
     transformer = transformer.eval().requires_grad_(False)
     if fp8:
         store_in_fp8(transformer, dtype)
-    return transformer.to(device)
+    return transformer

@@ -19,7 +19,7 @@ def test_the_tiny_dit_loads_back_with_every_weight_and_its_config(
     dit = write_tiny_musubi_dit(folder, tmp_path / "dit.safetensors")
     expected = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer")
 
-    loaded = load_transformer(dit, tmp_path / "config", torch.device("cpu"), torch.float32, False)
+    loaded = load_transformer(dit, tmp_path / "config", torch.float32, False)
 
     assert settings(loaded) == settings(expected)
     want = expected.state_dict()
@@ -30,7 +30,7 @@ def test_the_tiny_dit_loads_back_with_every_weight_and_its_config(
 
 def test_fp8_storage_keeps_the_linear_weights_in_fp8(tiny_model_dir, tmp_path):
     dit = write_tiny_musubi_dit(tiny_model_dir, tmp_path / "dit.safetensors")
-    loaded = load_transformer(dit, tmp_path / "config", torch.device("cpu"), torch.float32, True)
+    loaded = load_transformer(dit, tmp_path / "config", torch.float32, True)
     assert loaded.blocks[0].attn1.to_q.weight.dtype == torch.float8_e4m3fn
 
 

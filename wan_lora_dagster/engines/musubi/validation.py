@@ -51,7 +51,7 @@ class MusubiEvaluator:
             logger.info("loading %s for the validation loss (fp8: %s)", dit, self.settings.fp8_base)
             try:
                 transformer = load_transformer(
-                    dit, self.work_dir / "dit-config", device, dtype, self.settings.fp8_base
+                    dit, self.work_dir / "dit-config", dtype, self.settings.fp8_base
                 )
             except (RuntimeError, ValueError, OSError) as error:  # shapes, memory, the file
                 raise EngineError(
@@ -61,4 +61,13 @@ class MusubiEvaluator:
         return self._model
 
     def loss(self, checkpoint: Path | None, manifest: TrainingSetManifest) -> float:
-        return validation_loss(self.model, checkpoint, manifest)
+        """On the GPU only while measuring: between checkpoints musubi's wan_generate_video,
+        another process, needs the card for the next eval videos."""
+        model = self.model
+        model.transformer.to(model.device)
+        try:
+            return validation_loss(model, checkpoint, manifest)
+        finally:
+            model.transformer.to("cpu")
+            if model.device.type == "cuda":
+                torch.cuda.empty_cache()
