@@ -18,18 +18,21 @@ from wan_lora_dagster.pipeline.validation_plot import CheckpointLoss, validation
 from wan_lora_dagster.project import Project, Recipe, fingerprint
 
 logger = logging.getLogger(__name__)
-EVAL_CODE_VERSION = "2"  # 2: image-to-video start images, the latent walk
+EVAL_CODE_VERSION = "1"
 BEST_CODE_VERSION = "2"  # 2: the validation-loss plot
+NEWER_EVAL_KEYS = ("images", "walk")
 
 
 def eval_fingerprint(checkpoint_version: str, project: Project) -> str:
-    return fingerprint(
-        "eval_videos",
-        EVAL_CODE_VERSION,
-        checkpoint_version,
-        project.recipe.eval.model_dump(exclude={"pin"}),
-        listed_images_version(project) if project.recipe.eval.images else None,
-    )
+    """Keys added since version 1 count only when set: a recipe without them keeps its
+    fingerprint, so no existing eval (hours of 14B sampling) is redone for nothing."""
+    settings = project.recipe.eval
+    unset = {key for key in NEWER_EVAL_KEYS if not getattr(settings, key)}
+    parts = ["eval_videos", EVAL_CODE_VERSION, checkpoint_version]
+    parts.append(settings.model_dump(exclude={"pin", *unset}))
+    if settings.images:
+        parts.append(listed_images_version(project))
+    return fingerprint(*parts)
 
 
 def best_fingerprint(eval_versions: list[str], recipe: Recipe) -> str:
