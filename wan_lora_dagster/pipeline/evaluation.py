@@ -65,8 +65,9 @@ def evaluate_checkpoint(
 
 
 def validation_losses(engine: Engine, lora: Path, manifest: TrainingSetManifest, recipe: Recipe):
-    """(with the LoRA, without it); (None, None) when no clip is held out or the engine has no
-    held-out loss (musubi-tuner has none): checkpoints are then compared by eye."""
+    """(with the LoRA, without it); (None, None) when no clip is held out or the engine cannot
+    measure (a musubi `dit` that does not load, say: the warning says why): checkpoints are then
+    compared by eye."""
     if not manifest.held_out_entries():
         return None, None
     settings = recipe.training
