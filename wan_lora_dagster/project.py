@@ -132,6 +132,13 @@ class TrainingSettings(_Section):
         return fingerprint(self.model_dump(exclude={"schedule"}))
 
 
+class WalkSettings(_Section):
+    """A latent walk: `steps` videos whose initial noise goes from one seed's to the other's."""
+
+    seeds: tuple[int, int]
+    steps: int = Field(5, ge=2)
+
+
 class EvalSettings(_Section):
     prompts: tuple[str, ...] = ("a short clip in the trained style",)
     negative_prompt: str = ""
@@ -145,6 +152,10 @@ class EvalSettings(_Section):
     held_out: tuple[str, ...] = Field((), description="clip ids kept out of training")
     num_held_out: int = Field(1, ge=0, description="held-out clips picked when held_out is empty")
     pin: str | None = Field(None, description="checkpoint to export instead of the best one")
+    images: tuple[str, ...] = Field(
+        (), description="I2V start images (project-relative) besides the held-out first frames"
+    )
+    walk: WalkSettings | None = None
 
     @field_validator("prompts", "strengths", "seeds")
     @classmethod
@@ -180,6 +191,20 @@ class Recipe(_Section):
         if duplicates:
             raise ValueError(f"dataset section names must be unique, repeated: {duplicates}")
         object.__setattr__(self, "datasets", tuple(named))
+        return self
+
+    @model_validator(mode="after")
+    def _eval_fits_training(self) -> Recipe:
+        if self.eval.images and "i2v" not in self.training.task:
+            raise ValueError(
+                f"[eval] images are start images of an image-to-video LoRA; task "
+                f"{self.training.task!r} takes none"
+            )
+        if self.eval.walk and self.training.engine == "musubi":
+            raise ValueError(
+                "[eval] walk needs the initial noise of each video, and musubi-tuner's "
+                "wan_generate_video takes a seed only: remove walk, or use engine = 'diffusers'"
+            )
         return self
 
     def sections_for(self, source: str) -> tuple[DatasetSection, ...]:

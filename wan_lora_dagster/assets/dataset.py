@@ -3,7 +3,6 @@
 import dagster as dg
 
 from wan_lora_dagster.assets.claims import one_maker
-from wan_lora_dagster.assets.metadata import image_markdown
 from wan_lora_dagster.assets.partitioned import (
     CLIP_PARTITIONS,
     SINGLE_RUN,

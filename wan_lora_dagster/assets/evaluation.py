@@ -28,8 +28,9 @@ EVALUATION_GROUP = "evaluation"
     output_required=False,
     **GPU_WORK,
     description="Per checkpoint: one video per eval prompt x LoRA strength x seed (strength 0 is "
-    "the base model), a contact sheet, and the held-out validation loss with fixed noise and "
-    "timesteps, with and without the LoRA.",
+    "the base model; an I2V LoRA's start from each held-out clip's first frame and [eval] "
+    "images), the [eval] walk, a contact sheet, and the held-out validation loss with fixed "
+    "noise and timesteps, with and without the LoRA (musubi's checkpoints measured in-process).",
 )
 @one_maker
 def eval_videos(
@@ -68,15 +69,18 @@ def eval_videos(
     code_version=domain.BEST_CODE_VERSION,
     deps=["eval_videos"],
     description="The checkpoint with the lowest validation loss (or `[eval] pin`), exported as "
-    "out/best/adapter_model.safetensors for ComfyUI, musubi-tuner and diffusers.",
+    "out/best/adapter_model.safetensors for ComfyUI, musubi-tuner and diffusers, with a plot of "
+    "every checkpoint's loss.",
 )
 @one_maker
 def best_lora(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
     catalog = project.catalog()
     expectations = Expectations(catalog)
     plan = expectations.plan
-    versions = [catalog.records.read("eval_videos", key)["data_version"] for key in plan.keys]
-    record = domain.export_best(catalog, domain.choose_best(catalog, list(plan.keys)), versions)
+    keys = list(plan.keys)
+    versions = [catalog.records.read("eval_videos", key)["data_version"] for key in keys]
+    record = domain.export_best(catalog, domain.choose_best(catalog, keys), keys, versions)
+    plot = record.get("validation_loss_plot")
     return dg.Output(
         None,
         data_version=dg.DataVersion(record["data_version"]),
@@ -85,5 +89,10 @@ def best_lora(context: dg.AssetExecutionContext, project: ProjectResource) -> dg
             "file": dg.MetadataValue.path(str(catalog.project.root / record["file"])),
             "validation_loss": record["validation_loss"],
             "validation_loss_without_lora": record["validation_loss_base"],
+            **(
+                {"validation_loss_plot": image_markdown(catalog.project.root / plot, "losses")}
+                if plot
+                else {}
+            ),
         },
     )

@@ -16,9 +16,8 @@ from wan_lora_dagster.assets.metadata import rows_table
 from wan_lora_dagster.engines.base import Progress
 from wan_lora_dagster.pipeline.batches import Batches
 from wan_lora_dagster.pipeline.catalog import Catalog
-from wan_lora_dagster.pipeline.parallel import make_in_parallel
-from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline.leftovers import remove_leftovers
+from wan_lora_dagster.pipeline.parallel import make_in_parallel
 from wan_lora_dagster.pipeline.records import RecordStore
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle

@@ -84,10 +84,20 @@ def run_identity(request: TrainRequest) -> str:
 
 
 @dataclass(frozen=True)
+class StartImage:
+    """The first frame an image-to-video eval video starts from: `name` labels it."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
 class SampleRequest:
     checkpoint: Path
     settings: EvalSettings
     output_dir: Path
+    start_images: tuple[StartImage, ...] = ()
+    """Image-to-video only: every prompt x strength x seed is sampled from each of them."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +106,9 @@ class SampleVideo:
     prompt: str
     strength: float
     seed: int
+    start_image: StartImage | None = None
+    walk_position: float | None = None
+    """In a latent walk, where its noise lies between the walk's two seeds' (0 to 1)."""
 
 
 class Engine(Protocol):

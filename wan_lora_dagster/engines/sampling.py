@@ -1,4 +1,5 @@
-"""Eval videos of one checkpoint: every prompt x LoRA strength x seed, through WanPipeline."""
+"""Eval videos of one checkpoint through diffusers' Wan pipelines: every prompt x LoRA strength x
+seed (x start image, image-to-video), and the latent walk; see engines.eval_plan for which."""
 
 from __future__ import annotations
 
@@ -8,17 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import WanPipeline
+from diffusers import WanImageToVideoPipeline, WanPipeline
+from PIL import Image
 
 from wan_lora_dagster.engines.base import Progress, ProgressCallback, SampleRequest, SampleVideo
+from wan_lora_dagster.engines.eval_plan import EvalJob, plain_jobs, walk_jobs
+from wan_lora_dagster.engines.image_to_video import image_to_video_pipeline
+from wan_lora_dagster.engines.latent_walk import walk_noise
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.media.video_writer import write_video
 
-
-def sample_video_name(prompt_index: int, strength: float, seed: int) -> str:
-    """e.g. `p00_strength0.75_seed42.mp4`: sorts by prompt, then strength, then seed."""
-    return f"p{prompt_index:02d}_strength{strength:.2f}_seed{seed}.mp4"
+WanVideoPipeline = WanPipeline | WanImageToVideoPipeline
 
 
 def sample_videos(
@@ -27,24 +29,23 @@ def sample_videos(
     """Strength 0 is the base model itself (LoRA disabled); others scale the LoRA via diffusers."""
     if not request.checkpoint.is_file():
         raise EngineError(f"{request.checkpoint}: LoRA checkpoint not found.")
-    settings = request.settings
-    pipeline = models.text_to_video_pipeline()
+    pipeline = _pipeline(models, request)
     adapter = _adapter_name(request.checkpoint)
     pipeline.load_lora_weights(str(request.checkpoint), adapter_name=adapter)
-    jobs = [
-        (prompt_index, prompt, strength, seed)
-        for strength in settings.strengths
-        for prompt_index, prompt in enumerate(settings.prompts)
-        for seed in settings.seeds
-    ]
+    jobs = plain_jobs(request.settings, request.start_images)
+    jobs += walk_jobs(request.settings, request.start_images)
     videos = []
     try:
-        for prompt_index, prompt, strength, seed in jobs:
+        for job in jobs:
             started = time.perf_counter()
-            _set_strength(pipeline, adapter, strength)
-            path = request.output_dir / sample_video_name(prompt_index, strength, seed)
-            write_video(generate(pipeline, request, prompt, seed), path)
-            videos.append(SampleVideo(path, prompt, strength, seed))
+            _set_strength(pipeline, adapter, job.strength)
+            path = request.output_dir / job.file_name
+            write_video(generate(pipeline, request, job), path)
+            videos.append(
+                SampleVideo(
+                    path, job.prompt, job.strength, job.seed, job.start_image, job.walk_position
+                )
+            )
             elapsed = time.perf_counter() - started
             progress(Progress("sample", len(videos), len(jobs), elapsed))
     finally:
@@ -55,25 +56,45 @@ def sample_videos(
     return videos
 
 
-def generate(pipeline: WanPipeline, request: SampleRequest, prompt: str, seed: int) -> np.ndarray:
+def generate(pipeline: WanVideoPipeline, request: SampleRequest, job: EvalJob) -> np.ndarray:
     """One video as (num_frames, height, width, 3) uint8; the noise comes from a CPU generator
-    seeded with `seed`, so a seed gives the same video on any device."""
+    seeded with the job's seed (a seed gives the same video on any device), or for a walk video
+    from the slerp between the walk's seeds' noises."""
     settings = request.settings
+    options = {}
+    if job.start_image is not None:
+        options["image"] = Image.open(job.start_image.path).convert("RGB")
+    if job.walk_position is not None:
+        scale = (pipeline.vae_scale_factor_temporal, pipeline.vae_scale_factor_spatial)
+        latent_channels = pipeline.vae.config.z_dim
+        options["latents"] = walk_noise(settings, job.walk_position, latent_channels, scale)
     frames = pipeline(
-        prompt=prompt,
+        prompt=job.prompt,
         negative_prompt=settings.negative_prompt or None,
         height=settings.height,
         width=settings.width,
         num_frames=settings.num_frames,
         num_inference_steps=settings.num_inference_steps,
         guidance_scale=settings.guidance_scale,
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(job.seed),
         output_type="np",
+        **options,
     ).frames[0]
     return (np.asarray(frames) * 255).round().clip(0, 255).astype(np.uint8)
 
 
-def _set_strength(pipeline: WanPipeline, adapter: str, strength: float) -> None:
+def _pipeline(models: WanModels, request: SampleRequest) -> WanVideoPipeline:
+    if not models.is_image_to_video:
+        return models.text_to_video_pipeline()
+    if not request.start_images:
+        raise EngineError(
+            f"{models.folder}: an image-to-video model samples from start images, and this "
+            "eval has none: hold out a clip ([eval] num_held_out) or list [eval] images."
+        )
+    return image_to_video_pipeline(models)
+
+
+def _set_strength(pipeline: WanVideoPipeline, adapter: str, strength: float) -> None:
     if strength == 0:
         pipeline.disable_lora()
         return

@@ -7,31 +7,34 @@ import logging
 import shutil
 from pathlib import Path
 
-from PIL import Image, ImageDraw
-
 from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.engines.base import Engine, SampleRequest, SampleVideo
 from wan_lora_dagster.errors import EngineError, UserError
 from wan_lora_dagster.formats.cache_files import update_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.contact_sheet import contact_sheet
+from wan_lora_dagster.pipeline.start_images import listed_images_version, start_images
 from wan_lora_dagster.pipeline.training import changed_checkpoints
-from wan_lora_dagster.project import Recipe, fingerprint
+from wan_lora_dagster.pipeline.validation_plot import CheckpointLoss, validation_loss_plot
+from wan_lora_dagster.project import Project, Recipe, fingerprint
 
 logger = logging.getLogger(__name__)
 EVAL_CODE_VERSION = "1"
-BEST_CODE_VERSION = "1"
-SHEET_CELL = 96
+BEST_CODE_VERSION = "2"  # 2: the validation-loss plot
+NEWER_EVAL_KEYS = ("images", "walk")
 
 
-def eval_fingerprint(checkpoint_version: str, recipe: Recipe) -> str:
-    return fingerprint(
-        "eval_videos",
-        EVAL_CODE_VERSION,
-        checkpoint_version,
-        recipe.eval.model_dump(exclude={"pin"}),
-    )
+def eval_fingerprint(checkpoint_version: str, project: Project) -> str:
+    """Keys added since version 1 count only when set: a recipe without them keeps its
+    fingerprint, so no existing eval (hours of 14B sampling) is redone for nothing."""
+    settings = project.recipe.eval
+    unset = {key for key in NEWER_EVAL_KEYS if not getattr(settings, key)}
+    parts = ["eval_videos", EVAL_CODE_VERSION, checkpoint_version]
+    parts.append(settings.model_dump(exclude={"pin", *unset}))
+    if settings.images:
+        parts.append(listed_images_version(project))
+    return fingerprint(*parts)
 
 
 def best_fingerprint(eval_versions: list[str], recipe: Recipe) -> str:
@@ -47,20 +50,13 @@ def evaluate_checkpoint(
     checkpoint = catalog.records.read("lora_checkpoints", key)
     lora_path = project.root / checkpoint["file"]
     output_dir = project.out("eval", key)
-    videos = engine.sample(SampleRequest(lora_path, recipe.eval, output_dir), progress)
+    request = SampleRequest(lora_path, recipe.eval, output_dir, start_images(catalog, manifest))
+    videos = engine.sample(request, progress)
     sheet = contact_sheet(videos, output_dir / "contact_sheet.png")
     loss_with, loss_without = validation_losses(engine, lora_path, manifest, recipe)
     record = {
-        "fingerprint": eval_fingerprint(checkpoint["data_version"], recipe),
-        "videos": [
-            {
-                "file": str(v.path.relative_to(project.root)),
-                "prompt": v.prompt,
-                "strength": v.strength,
-                "seed": v.seed,
-            }
-            for v in videos
-        ],
+        "fingerprint": eval_fingerprint(checkpoint["data_version"], project),
+        "videos": [_video_record(video, project.root) for video in videos],
         "contact_sheet": str(sheet.relative_to(project.root)),
         "validation_loss": loss_with,
         "validation_loss_base": loss_without,
@@ -71,8 +67,9 @@ def evaluate_checkpoint(
 
 
 def validation_losses(engine: Engine, lora: Path, manifest: TrainingSetManifest, recipe: Recipe):
-    """(with the LoRA, without it); (None, None) when no clip is held out or the engine has no
-    held-out loss (musubi-tuner has none): checkpoints are then compared by eye."""
+    """(with the LoRA, without it); (None, None) when no clip is held out or the engine cannot
+    measure (a musubi `dit` that does not load, say: the warning says why): checkpoints are then
+    compared by eye."""
     if not manifest.held_out_entries():
         return None, None
     settings = recipe.training
@@ -86,22 +83,18 @@ def validation_losses(engine: Engine, lora: Path, manifest: TrainingSetManifest,
         return None, None
 
 
-def contact_sheet(videos: list[SampleVideo], path: Path) -> Path:
-    """One row per prompt and seed, one column per strength: the middle frame of each video."""
-    strengths = sorted({video.strength for video in videos})
-    rows = sorted({(video.prompt, video.seed) for video in videos})
-    sheet = Image.new("RGB", (SHEET_CELL * len(strengths), (SHEET_CELL + 14) * len(rows)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for video in videos:
-        frames = read_frames(video.path)
-        cell = Image.fromarray(frames[len(frames) // 2]).resize((SHEET_CELL, SHEET_CELL))
-        x = strengths.index(video.strength) * SHEET_CELL
-        y = rows.index((video.prompt, video.seed)) * (SHEET_CELL + 14)
-        sheet.paste(cell, (x, y + 14))
-        draw.text((x + 2, y), f"strength {video.strength:g}", fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, optimize=True)
-    return path
+def _video_record(video: SampleVideo, root: Path) -> dict:
+    record = {
+        "file": str(video.path.relative_to(root)),
+        "prompt": video.prompt,
+        "strength": video.strength,
+        "seed": video.seed,
+    }
+    if video.start_image:
+        record["start_image"] = str(video.start_image.path.relative_to(root))
+    if video.walk_position is not None:
+        record["walk_position"] = video.walk_position
+    return record
 
 
 def choose_best(catalog: Catalog, keys: list[str]) -> str:
@@ -119,7 +112,8 @@ def choose_best(catalog: Catalog, keys: list[str]) -> str:
     return min(measured, key=measured.get) if measured else keys[-1]
 
 
-def export_best(catalog: Catalog, key: str, eval_versions: list[str]) -> dict:
+def export_best(catalog: Catalog, key: str, keys: list[str], eval_versions: list[str]) -> dict:
+    """Copy checkpoint `key` of the run's `keys` to out/best/, and plot the run's losses."""
     project = catalog.project
     checkpoint = catalog.records.read("lora_checkpoints", key)
     if changed := changed_checkpoints(catalog, [key]):
@@ -143,5 +137,22 @@ def export_best(catalog: Catalog, key: str, eval_versions: list[str]) -> dict:
         "validation_loss": evaluation["validation_loss"],
         "validation_loss_base": evaluation["validation_loss_base"],
     }
+    plot = loss_plot(catalog, keys, key, project.out("best", "validation_loss.png"))
+    if plot:
+        record["validation_loss_plot"] = str(plot.relative_to(project.root))
     catalog.records.write("best_lora", "__all__", record)
     return record
+
+
+def loss_plot(catalog: Catalog, keys: list[str], chosen: str, path: Path) -> Path | None:
+    """The validation loss of each of `keys` (the run's checkpoints) against its step; None when
+    none has one (no clip held out)."""
+    points, base = [], None
+    for key in keys:
+        evaluation = catalog.records.read("eval_videos", key)
+        step = catalog.records.read("lora_checkpoints", key)["step"]
+        points.append(CheckpointLoss(key, step, evaluation["validation_loss"]))
+        base = evaluation["validation_loss_base"] if base is None else base
+    if all(point.loss is None for point in points):
+        return None
+    return validation_loss_plot(points, chosen, base, path)

@@ -7,6 +7,7 @@ partition is fresh exactly when its record's fingerprint equals the one its inpu
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 

@@ -190,7 +190,9 @@ class Expectations:
 
     def _eval_videos(self, key: str) -> str | None:
         checkpoint_version = self._fresh_data_version("lora_checkpoints", key)
-        return checkpoint_version and evaluation.eval_fingerprint(checkpoint_version, self.recipe)
+        return checkpoint_version and evaluation.eval_fingerprint(
+            checkpoint_version, self.catalog.project
+        )
 
     def _best_lora(self, _key: str) -> str | None:
         plan = self.plan

@@ -11,18 +11,26 @@ trainer's lines and tqdm bar, `{name}-{epoch:06d}` / `{name}-step{step:08d}` / `
 Environment: FAKE_MUSUBI_STEP_SECONDS (sleep per step), FAKE_MUSUBI_GRANDCHILD (the trainer
 starts a sleeping grandchild, as data-loader workers are, and prints its pid),
 FAKE_MUSUBI_HUB_ERROR (fail as transformers does offline), FAKE_MUSUBI_CRASH (raise),
-FAKE_MUSUBI_ARGV_LOG (append its argv there).
+FAKE_MUSUBI_ARGV_LOG (append its argv there), FAKE_MUSUBI_LATENT_CHANNELS and FAKE_MUSUBI_TEXT_DIM
+(the shapes of its random caches: 16 and 4096 as Wan 2.1's, or the tiny model's).
+
+Caches hold random tensors under musubi's names and shapes; a LoRA file holds, for every linear
+of every block of the `--dit` file (read from its header), a random pair of the trained rank,
+so our in-process evaluator can measure it on the DiT (a DiT without such tensors gets one
+placeholder tensor instead).
 """
 
 import argparse
 import json
 import math
 import os
+import re
 import struct
 import subprocess
 import sys
 import time
 import tomllib
+import zlib
 from pathlib import Path
 
 
@@ -55,6 +63,31 @@ def write_safetensors(path: Path, metadata: dict[str, str], values: int = 4) -> 
     path.write_bytes(
         struct.pack("<Q", len(blob)) + blob + struct.pack(f"<{values}f", *range(values))
     )
+
+
+def write_tensors(path: Path, tensors: dict, metadata: dict[str, str]) -> None:
+    """A safetensors file of float32 numpy arrays, written by hand (the fake imports no torch)."""
+    header, blobs, offset = {}, [], 0
+    for key, array in tensors.items():
+        data = array.astype("<f4").tobytes()
+        header[key] = {
+            "dtype": "F32",
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    header["__metadata__"] = metadata
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + b"".join(blobs))
+
+
+def random_array(shape: tuple[int, ...], seed_text: str, scale: float = 1.0):
+    import numpy as np
+
+    generator = np.random.default_rng(zlib.crc32(seed_text.encode()))
+    return generator.standard_normal(shape).astype(np.float32) * scale
 
 
 def datasets(config: str) -> list[tuple[dict, list[dict]]]:
@@ -93,9 +126,16 @@ def cache_latents() -> None:
         for row in rows:
             media = Path(row.get("video_path") or row["image_path"])
             media.read_bytes()  # musubi decodes every item it caches
-            window = f"_00000-{table['target_frames'][0]:03d}" if "video_path" in row else ""
+            frames = table["target_frames"][0] if "video_path" in row else 1
+            window = f"_00000-{frames:03d}" if "video_path" in row else ""
             name = f"{media.stem}{window}_{width:04d}x{height:04d}_wan.safetensors"
-            write_safetensors(folder / name, {"architecture": "wan", "format_version": "1.0.1"})
+            shape = ((frames - 1) // 4 + 1, height // 8, width // 8)
+            channels = int(os.environ.get("FAKE_MUSUBI_LATENT_CHANNELS", "16"))
+            latent = random_array((channels, *shape), name)
+            key = f"latents_{shape[0]}x{shape[1]}x{shape[2]}_float32"
+            write_tensors(
+                folder / name, {key: latent}, {"architecture": "wan", "format_version": "1.0.1"}
+            )
             written.add(name)
             print(f"INFO:fake:cached {name}")
         remove_others(folder, "*_wan.safetensors", written, args.keep_cache)
@@ -120,7 +160,10 @@ def cache_texts() -> None:
                 "caption1": row["caption"],
                 "format_version": "1.0.1",
             }
-            write_safetensors(folder / name, metadata)
+            tokens = max(len(row["caption"].split()), 1)
+            dim = int(os.environ.get("FAKE_MUSUBI_TEXT_DIM", "4096"))
+            embedding = random_array((tokens, dim), row["caption"])
+            write_tensors(folder / name, {"varlen_t5_float32": embedding}, metadata)
             written.add(name)
         remove_others(folder, "*_wan_te.safetensors", written, args.keep_cache)
 
@@ -134,8 +177,9 @@ def remove_others(folder: Path, pattern: str, written: set[str], keep_cache: boo
 
 def train() -> None:
     parser = argparse.ArgumentParser()
-    for name in ("--dataset_config", "--output_dir", "--output_name", "--resume"):
+    for name in ("--dataset_config", "--output_dir", "--output_name", "--resume", "--dit"):
         parser.add_argument(name)
+    parser.add_argument("--network_dim", type=int, default=4)
     for name in ("--max_train_epochs", "--save_every_n_epochs", "--save_every_n_steps"):
         parser.add_argument(name, type=int)
     parser.add_argument("--max_train_steps", type=int, default=1600)
@@ -215,9 +259,44 @@ def save(args, name: str, step: int, epoch: int, per_epoch: int, state: bool = T
         "ss_num_batches_per_epoch": str(per_epoch),
         "ss_network_module": "networks.lora_wan",
     }
-    write_safetensors(path, metadata)
+    lora = lora_tensors(args.dit, args.network_dim, step)
+    if lora:
+        write_tensors(path, lora, metadata)
+    else:
+        write_safetensors(path, metadata)
     if state and args.save_state:
         save_state(Path(args.output_dir) / f"{name}-state")
+
+
+_LINEAR = re.compile(
+    r"^(?:model\.diffusion_model\.)?blocks\.(\d+)\."
+    r"(self_attn\.[qkvo]|cross_attn\.(?:[qkvo]|k_img|v_img)|ffn\.[02])\.weight$"
+)
+
+
+def lora_tensors(dit: str | None, rank: int, step: int) -> dict:
+    """musubi's LoRA of every block linear of the DiT, random for this step (none if the DiT
+    file has no such linears)."""
+    import numpy as np
+
+    if not dit:
+        return {}
+    with open(dit, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    tensors = {}
+    for key, entry in header.items():
+        match = _LINEAR.match(key)
+        if not match or len(entry["shape"]) != 2:
+            continue
+        out_features, in_features = entry["shape"]
+        name = f"lora_unet_blocks_{match.group(1)}_{match.group(2).replace('.', '_')}"
+        tensors[f"{name}.lora_down.weight"] = random_array(
+            (rank, in_features), f"{name}{step}", 0.3
+        )
+        tensors[f"{name}.lora_up.weight"] = random_array((out_features, rank), f"{step}{name}", 0.3)
+        tensors[f"{name}.alpha"] = np.array(float(rank), dtype=np.float32)
+    return tensors
 
 
 def save_state(folder: Path) -> None:

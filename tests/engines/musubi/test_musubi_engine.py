@@ -20,10 +20,10 @@ from musubi_fixtures import (
 )
 
 from wan_lora_dagster.engines.base import LatentJob, SampleRequest
+from wan_lora_dagster.engines.eval_plan import sample_video_name
 from wan_lora_dagster.engines.musubi import EngineCancelled, format_commands
 from wan_lora_dagster.engines.musubi.resume import Journal
 from wan_lora_dagster.engines.musubi.training_run import run_identity
-from wan_lora_dagster.engines.sampling import sample_video_name
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import (
     latent_cache_name,
@@ -243,10 +243,10 @@ def test_prompts_musubis_prompt_file_cannot_hold_are_refused(make_engine, tmp_pa
         make_engine().sample(request, ignore)
 
 
-def test_image_to_video_eval_is_refused(make_engine, weights, tmp_path):
+def test_image_to_video_eval_without_start_images_is_refused(make_engine, weights, tmp_path):
     lora = write_safetensors(tmp_path / "lora.safetensors", {"x": "F32"})
     engine = make_engine(task="i2v-14B", clip=weights["clip"])
-    with pytest.raises(EngineError, match="start image"):
+    with pytest.raises(EngineError, match="start from images"):
         engine.sample(SampleRequest(lora, EvalSettings(), tmp_path / "eval"), ignore)
 
 
@@ -268,8 +268,9 @@ def test_the_dry_run_pastes_into_a_shell(make_engine, project, manifest, tmp_pat
     ]
 
 
-def test_there_is_no_validation_loss(make_engine, manifest):
-    with pytest.raises(EngineError, match="no validation"):
+def test_the_validation_loss_of_a_dit_that_is_no_wan_model_names_the_file(make_engine, manifest):
+    """The loss is ours (test_musubi_validation.py); this fake DiT file holds one tensor."""
+    with pytest.raises(EngineError, match=r"dit_BF16\.safetensors: not a Wan 2\.1 DiT"):
         make_engine().validation_loss(None, manifest, make_engine().settings)
 
 

@@ -27,6 +27,7 @@ from wan_lora_dagster.engines.base import (
     TextJob,
     TrainRequest,
 )
+from wan_lora_dagster.engines.eval_plan import EvalJob, plain_jobs
 from wan_lora_dagster.engines.gpus import resolve_gpus
 from wan_lora_dagster.engines.musubi import arguments, dataset_toml, hub, preflight, sampling
 from wan_lora_dagster.engines.musubi.checkpoints import CheckpointLander
@@ -78,6 +79,7 @@ class MusubiEngine:
         self._cancel = CancelToken()
         self._install: MusubiInstall | None = None
         self._checked = False
+        self._evaluator = None
 
     def cancel(self) -> None:
         """End the script now running, with all its process group; safe from any thread."""
@@ -199,34 +201,31 @@ class MusubiEngine:
         return launch.landed + lander.landed
 
     def sample(self, request: SampleRequest, progress: ProgressCallback) -> list[SampleVideo]:
-        """One wan_generate_video run per strength, over a prompt file of every prompt x seed."""
-        from wan_lora_dagster.engines.sampling import sample_video_name  # imports diffusers
-
+        """One wan_generate_video run per strength, over a prompt file of every prompt x seed
+        (x start image, image-to-video)."""
         self.check()
         sampling.check_sampling(self.settings, request)
-        evaluation = request.settings
-        jobs = sampling.sample_jobs(evaluation)
-        total = len(jobs) * len(evaluation.strengths)
+        jobs = plain_jobs(request.settings, request.start_images)
         videos: list[SampleVideo] = []
-        for strength in evaluation.strengths:
-            saved = self._generate(request, strength, jobs)
-            for (prompt_index, prompt, seed), path in zip(jobs, saved, strict=True):
-                target = request.output_dir / sample_video_name(prompt_index, strength, seed)
+        for strength, group in sampling.by_strength(jobs).items():
+            saved = self._generate(request, strength, group)
+            for job, path in zip(group, saved, strict=True):
+                target = request.output_dir / job.file_name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(path, target)
-                videos.append(SampleVideo(target, prompt, strength, seed))
-            progress(Progress("sample", len(videos), total))
+                videos.append(SampleVideo(target, job.prompt, strength, job.seed, job.start_image))
+            progress(Progress("sample", len(videos), len(jobs)))
         return videos
 
     def validation_loss(
         self, checkpoint: Path | None, manifest: TrainingSetManifest, settings: TrainingSettings
     ) -> float:
-        raise EngineError(
-            "musubi-tuner has no validation loss: wan_train_network has no validation options "
-            "and no script computes a loss on held-out caches (checked at its commit 30c658c). "
-            "Compare musubi checkpoints by their eval videos, or compute the loss with engine = "
-            "'diffusers' from the same caches."
-        )
+        """Computed in this process (musubi-tuner has none): see musubi/validation.py."""
+        if self._evaluator is None:
+            from wan_lora_dagster.engines.musubi.validation import MusubiEvaluator  # torch
+
+            self._evaluator = MusubiEvaluator(self.settings, self.work_dir / "validation")
+        return self._evaluator.loss(checkpoint, manifest)
 
     # commands
 
@@ -338,14 +337,13 @@ class MusubiEngine:
         self._run(command, on_tick=tick)
         progress(Progress(stage, total, total, (time.monotonic() - started) / max(total, 1)))
 
-    def _generate(
-        self, request: SampleRequest, strength: float, jobs: list[sampling.SampleJob]
-    ) -> list[Path]:
+    def _generate(self, request: SampleRequest, strength: float, jobs: list[EvalJob]) -> list[Path]:
         folder = self.work_dir / "samples" / request.checkpoint.stem / f"strength{strength:.2f}"
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
         prompt_file = folder / "prompts.txt"
-        prompt_file.write_text(sampling.prompt_file_text(jobs), encoding="utf-8")
+        images = sampling.stage_images(request.start_images, folder / "images")
+        prompt_file.write_text(sampling.prompt_file_text(jobs, images), encoding="utf-8")
         generation = arguments.generation_args(
             self.settings, request.settings, prompt_file, folder, request.checkpoint, strength
         )

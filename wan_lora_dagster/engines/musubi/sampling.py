@@ -4,37 +4,46 @@
 lines, takes per-line options after ` --` (`--d` is the seed: `parse_prompt_line`), loads the DiT
 with the LoRA merged once, and saves `<save_path>/<time>_<seed>.mp4` per line, in order, logging
 `Video saved to: <path>`. The LoRA multiplier is per run, hence one run per strength.
+
+Image-to-video: `--i <path>` on a line is `--image_path` for that line (`parse_prompt_line` maps
+`i` to `image_path`), so one run still loads the DiT once for every start image.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from wan_lora_dagster.engines.base import SampleRequest
+from wan_lora_dagster.engines.base import SampleRequest, StartImage
+from wan_lora_dagster.engines.eval_plan import EvalJob
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import EvalSettings, TrainingSettings
-
-SampleJob = tuple[int, str, int]  # prompt index, prompt, seed
+from wan_lora_dagster.project import TrainingSettings
 
 
-def sample_jobs(evaluation: EvalSettings) -> list[SampleJob]:
-    return [
-        (prompt_index, prompt, seed)
-        for prompt_index, prompt in enumerate(evaluation.prompts)
-        for seed in evaluation.seeds
-    ]
+def by_strength(jobs: list[EvalJob]) -> dict[float, list[EvalJob]]:
+    groups: dict[float, list[EvalJob]] = {}
+    for job in jobs:
+        groups.setdefault(job.strength, []).append(job)
+    return groups
 
 
-def prompt_file_text(jobs: list[SampleJob]) -> str:
-    return "".join(f"{prompt} --d {seed}\n" for _, prompt, seed in jobs)
+def prompt_file_text(jobs: list[EvalJob], images: dict[int, Path]) -> str:
+    """One line per video; `images`: start image index -> the file staged for musubi."""
+    lines = []
+    for job in jobs:
+        image = "" if job.image_index is None else f" --i {images[job.image_index]}"
+        lines.append(f"{job.prompt}{image} --d {job.seed}\n")
+    return "".join(lines)
 
 
 def check_sampling(settings: TrainingSettings, request: SampleRequest) -> None:
-    if settings.task == "i2v-14B":
+    if "i2v" in settings.task and not request.start_images:
         raise EngineError(
-            "eval videos of an i2v-14B LoRA need a start image per prompt, which [eval] has no "
-            "place for; musubi's wan_generate_video refuses I2V without --image_path"
+            f"eval videos of an {settings.task} LoRA start from images, and this eval has none: "
+            "hold out a clip ([eval] num_held_out) or list [eval] images"
         )
+    if request.settings.walk:
+        raise EngineError("[eval] walk: musubi-tuner's wan_generate_video takes a seed only")
     if not request.checkpoint.is_file():
         raise EngineError(f"{request.checkpoint}: LoRA checkpoint not found.")
     texts = [*request.settings.prompts, request.settings.negative_prompt]
@@ -47,9 +56,9 @@ def check_sampling(settings: TrainingSettings, request: SampleRequest) -> None:
         )
 
 
-def check_saved(saved: list[Path], jobs: list[SampleJob], prompt_file: Path) -> None:
+def check_saved(saved: list[Path], jobs: list[EvalJob], prompt_file: Path) -> None:
     """One video per line, in order: each named with its line's seed."""
-    seeds = [seed for _, _, seed in jobs]
+    seeds = [job.seed for job in jobs]
     in_order = len(saved) == len(jobs) and all(
         path.stem.endswith(f"_{seed}") for path, seed in zip(saved, seeds, strict=True)
     )
@@ -58,3 +67,16 @@ def check_saved(saved: list[Path], jobs: list[SampleJob], prompt_file: Path) -> 
             f"wan_generate_video saved {[path.name for path in saved]}, expected one video for "
             f"each of the seeds {seeds} of {prompt_file}, in order"
         )
+
+
+def stage_images(images: tuple[StartImage, ...], folder: Path) -> dict[int, Path]:
+    """Copies named `i00.png`...: a user's file name may hold ' --', which would end the path
+    in musubi's prompt line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = {}
+    for index, image in enumerate(images):
+        if not image.path.is_file():
+            raise EngineError(f"{image.path}: start image not found")
+        staged[index] = folder / f"i{index:02d}{image.path.suffix.lower()}"
+        shutil.copyfile(image.path, staged[index])
+    return staged
