@@ -68,6 +68,10 @@ class TrainRequest:
     output_name: str
     header: dict[str, str] = field(default_factory=dict)
     """Extra safetensors metadata for every saved LoRA (training-set hash, settings)."""
+    expert: str | None = None
+    """Wan 2.2 A14B: the expert this request trains (tasks.HIGH_NOISE or LOW_NOISE)."""
+    timestep_range: tuple[float, float] = (0.0, 1.0)
+    """The part of t in [0, 1] trained on: an expert's (engines.experts)."""
 
 
 @dataclass(frozen=True)

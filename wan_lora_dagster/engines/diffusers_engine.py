@@ -23,9 +23,17 @@ from wan_lora_dagster.engines.base import (
     TrainRequest,
 )
 from wan_lora_dagster.engines.encoding import encode_latent_job, encode_text
+from wan_lora_dagster.engines.experts import (
+    ExpertModels,
+    chosen_experts,
+    expert_timesteps,
+    timestep_boundary,
+    train_experts,
+)
+from wan_lora_dagster.engines.flow_matching import VALIDATION_TIMESTEPS
 from wan_lora_dagster.engines.lora_training import train_lora
 from wan_lora_dagster.engines.sampling import sample_videos
-from wan_lora_dagster.engines.tiny import ensure_tiny_model
+from wan_lora_dagster.engines.tiny import WAN22_TASKS, ensure_tiny_model
 from wan_lora_dagster.engines.validation import validation_loss
 from wan_lora_dagster.engines.wan_models import (
     WanModels,
@@ -33,6 +41,7 @@ from wan_lora_dagster.engines.wan_models import (
     compute_dtype,
     pick_device,
 )
+from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.project import TINY_MODEL, TrainingSettings
 
@@ -61,6 +70,8 @@ class DiffusersEngine:
 
     @property
     def model_folder(self) -> Path:
+        if self.is_tiny and self.settings.task in WAN22_TASKS:
+            return self.models_dir / f"{TINY_MODEL}-{self.settings.task}"
         if self.is_tiny:
             return self.models_dir / (f"{TINY_MODEL}-i2v" if self.image_to_video else TINY_MODEL)
         return Path(self.settings.model).expanduser()
@@ -79,7 +90,8 @@ class DiffusersEngine:
 
     def check(self) -> None:
         if self.is_tiny:
-            ensure_tiny_model(self.model_folder, image_to_video=self.image_to_video)
+            task = self.settings.task if self.settings.task in WAN22_TASKS else None
+            ensure_tiny_model(self.model_folder, image_to_video=self.image_to_video, task=task)
         check_model_folder(self.model_folder)
 
     def encode_latents(
@@ -107,7 +119,15 @@ class DiffusersEngine:
         on_checkpoint: Callable[[CheckpointInfo], None],
     ) -> list[CheckpointInfo]:
         """request.settings gives the recipe; the model and its precision are this engine's."""
-        return train_lora(self.models, request, progress, on_checkpoint)
+        if not chosen_experts(request.settings):
+            return train_lora(self.models, request, progress, on_checkpoint)
+
+        def train_expert(expert_request: TrainRequest, *callbacks) -> list[CheckpointInfo]:
+            models = ExpertModels(self.models, expert_request.expert)
+            return train_lora(models, expert_request, *callbacks)
+
+        boundary = timestep_boundary(request.settings, self.models.boundary_ratio)
+        return train_experts(train_expert, request, boundary, progress, on_checkpoint)
 
     def sample(self, request: SampleRequest, progress: ProgressCallback) -> list[SampleVideo]:
         return sample_videos(self.models, request, progress)
@@ -120,5 +140,15 @@ class DiffusersEngine:
         self, checkpoint: Path | None, manifest: TrainingSetManifest, settings: TrainingSettings
     ) -> float:
         """See engines.validation.validation_loss; `settings` select nothing here (the model is
-        this engine's, the timesteps and noise are fixed), the musubi engine needs them."""
-        return validation_loss(self.models, checkpoint, manifest)
+        this engine's, the timesteps and noise are fixed), the musubi engine needs them.
+        A14B: each fixed timestep is judged by its expert, with that expert's LoRA."""
+        if not self.models.boundary_ratio:
+            return validation_loss(self.models, checkpoint, manifest)
+        experts = lora_experts(checkpoint) if checkpoint else {}
+        boundary = timestep_boundary(settings, self.models.boundary_ratio)
+        total, count = 0.0, 0
+        for expert, timesteps in expert_timesteps(VALIDATION_TIMESTEPS, boundary).items():
+            models = ExpertModels(self.models, expert)
+            loss = validation_loss(models, experts.get(expert), manifest, timesteps)
+            total, count = total + loss * len(timesteps), count + len(timesteps)
+        return total / count

@@ -155,7 +155,11 @@ class _TrainingLoop:
         total_loss = 0.0
         for batch, count in load_batches(samples, self.models.device):
             t = sample_timesteps(
-                settings.timestep_sampling, count, settings.discrete_flow_shift, self.generator
+                settings.timestep_sampling,
+                count,
+                settings.discrete_flow_shift,
+                self.generator,
+                self.request.timestep_range,
             )
             noise = torch.randn(batch.latents.shape, generator=self.generator)
             loss = flow_matching_loss(

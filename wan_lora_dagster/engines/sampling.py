@@ -11,6 +11,7 @@ import torch
 from diffusers import WanPipeline
 
 from wan_lora_dagster.engines.base import Progress, ProgressCallback, SampleRequest, SampleVideo
+from wan_lora_dagster.engines.experts import load_lora_into_pipeline
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.media.video_writer import write_video
@@ -30,7 +31,7 @@ def sample_videos(
     settings = request.settings
     pipeline = models.text_to_video_pipeline()
     adapter = _adapter_name(request.checkpoint)
-    pipeline.load_lora_weights(str(request.checkpoint), adapter_name=adapter)
+    load_lora_into_pipeline(pipeline, request.checkpoint, adapter)
     jobs = [
         (prompt_index, prompt, strength, seed)
         for strength in settings.strengths

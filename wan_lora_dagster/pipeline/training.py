@@ -23,6 +23,7 @@ from wan_lora_dagster.pipeline.caches import (
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.items import ITEM_KINDS, KIND_BY_NAME, ItemKind, MediaShape
 from wan_lora_dagster.project import STILL_SUFFIXES, DatasetSection, Recipe, fingerprint
+from wan_lora_dagster.tasks import wan_task
 
 LORA_CODE_VERSION = "1"
 NOTHING_TO_TRAIN = {
@@ -98,7 +99,7 @@ def _recorded_caches(catalog: Catalog, kind: ItemKind, item_id: str, _caption: d
 def _planned_caches(catalog: Catalog, kind: ItemKind, item_id: str, caption: dict, section):
     project, settings = catalog.project, catalog.project.recipe.training
     directory = section_cache_dir(project, section).relative_to(project.root)
-    names = _planned_latent_names(item_id, kind.shape(catalog, item_id), section)
+    names = _planned_latent_names(item_id, kind.shape(catalog, item_id), section, settings.task)
     text_file = text_cache_dir(project).relative_to(project.root) / text_cache_name(item_id)
     return (
         [str(directory / name) for name in names],
@@ -108,13 +109,18 @@ def _planned_caches(catalog: Catalog, kind: ItemKind, item_id: str, caption: dic
     )
 
 
-def _planned_latent_names(item_id: str, shape: MediaShape, section: DatasetSection) -> list[str]:
+def _planned_latent_names(
+    item_id: str, shape: MediaShape, section: DatasetSection, task: str
+) -> list[str]:
     """The latent files musubi's rules name: one per frame window, or one per image."""
-    if section.source == "stills":
-        return [latent_cache_name(item_id, shape.width, shape.height)]  # its original size
-    bucket = bucket_for_section(shape.width, shape.height, section)
+    spec = wan_task(task)
+    if section.source == "stills":  # named by its original size
+        return [latent_cache_name(item_id, shape.width, shape.height, architecture=spec.vae)]
+    bucket = bucket_for_section(shape.width, shape.height, section, spec.resolution_step)
     return [
-        latent_cache_name(item_id, *bucket, window.start_frame, window.num_frames)
+        latent_cache_name(
+            item_id, *bucket, window.start_frame, window.num_frames, architecture=spec.vae
+        )
         for window in frame_windows(shape.num_frames, section)
     ]
 
