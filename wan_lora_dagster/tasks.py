@@ -68,3 +68,11 @@ def wan_task(name: str) -> WanTask:
 def expert_range(expert: str, boundary: float) -> tuple[float, float]:
     """The part of t in [0, 1] an expert denoises: high noise [boundary, 1], low [0, boundary)."""
     return (boundary, 1.0) if expert == HIGH_NOISE else (0.0, boundary)
+
+
+def tiny_model_name(task: str) -> str:
+    """The folder name of the tiny model's variant for `task` (engines.tiny builds each): the
+    text-to-video Wan 2.1 tasks share `tiny`."""
+    if task in ("t2v-1.3B", "t2v-14B"):
+        return "tiny"
+    return "tiny-i2v" if task == "i2v-14B" else f"tiny-{task}"

@@ -25,10 +25,9 @@ from wan_lora_dagster.engines.base import (
 from wan_lora_dagster.engines.encoding import encode_latent_job, encode_text
 from wan_lora_dagster.engines.experts import (
     ExpertModels,
-    chosen_experts,
     expert_timesteps,
     timestep_boundary,
-    train_experts,
+    train_per_expert,
 )
 from wan_lora_dagster.engines.flow_matching import VALIDATION_TIMESTEPS
 from wan_lora_dagster.engines.lora_training import train_lora
@@ -44,6 +43,7 @@ from wan_lora_dagster.engines.wan_models import (
 from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.project import TINY_MODEL, TrainingSettings
+from wan_lora_dagster.tasks import tiny_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +52,10 @@ class DiffusersEngine:
     """engines.base.Engine with the model math in this process.
 
     settings.model is "tiny" (the embedded random-weight plumbing model, built on first use under
-    `models_dir/tiny`, or `models_dir/tiny-i2v` for task i2v-14B) or a diffusers-format Wan 2.1
-    folder: T2V 1.3B/14B, or I2V 14B, whose caches then also hold the first frame's CLIP
-    embedding and latents, which training conditions on. bf16 on a GPU, fp32 on a CPU.
+    `models_dir/` in the variant of the task: tasks.tiny_model_name) or a diffusers-format Wan
+    folder: Wan 2.1 T2V 1.3B/14B or I2V 14B (whose caches then also hold the first frame's CLIP
+    embedding and latents, which training conditions on), Wan 2.2 A14B (a LoRA per expert:
+    engines.experts) or TI2V-5B. bf16 on a GPU, fp32 on a CPU.
     """
 
     name = "diffusers"
@@ -70,10 +71,8 @@ class DiffusersEngine:
 
     @property
     def model_folder(self) -> Path:
-        if self.is_tiny and self.settings.task in WAN22_TASKS:
-            return self.models_dir / f"{TINY_MODEL}-{self.settings.task}"
         if self.is_tiny:
-            return self.models_dir / (f"{TINY_MODEL}-i2v" if self.image_to_video else TINY_MODEL)
+            return self.models_dir / tiny_model_name(self.settings.task)
         return Path(self.settings.model).expanduser()
 
     @property
@@ -119,15 +118,13 @@ class DiffusersEngine:
         on_checkpoint: Callable[[CheckpointInfo], None],
     ) -> list[CheckpointInfo]:
         """request.settings gives the recipe; the model and its precision are this engine's."""
-        if not chosen_experts(request.settings):
-            return train_lora(self.models, request, progress, on_checkpoint)
 
-        def train_expert(expert_request: TrainRequest, *callbacks) -> list[CheckpointInfo]:
-            models = ExpertModels(self.models, expert_request.expert)
-            return train_lora(models, expert_request, *callbacks)
+        def train_one(one: TrainRequest, *callbacks) -> list[CheckpointInfo]:
+            models = ExpertModels(self.models, one.expert) if one.expert else self.models
+            return train_lora(models, one, *callbacks)
 
-        boundary = timestep_boundary(request.settings, self.models.boundary_ratio)
-        return train_experts(train_expert, request, boundary, progress, on_checkpoint)
+        boundary = self.models.boundary_ratio
+        return train_per_expert(train_one, request, progress, on_checkpoint, boundary)
 
     def sample(self, request: SampleRequest, progress: ProgressCallback) -> list[SampleVideo]:
         return sample_videos(self.models, request, progress)

@@ -55,6 +55,20 @@ def expert_requests(request: TrainRequest, boundary: float) -> list[TrainRequest
     ]
 
 
+def train_per_expert(
+    train_one: TrainOne,
+    request: TrainRequest,
+    progress: ProgressCallback,
+    on_checkpoint: Callable[[CheckpointInfo], None],
+    model_boundary: float | None = None,
+) -> list[CheckpointInfo]:
+    """`train_one(request)` for a one-model task; for A14B, each chosen expert in turn."""
+    if not chosen_experts(request.settings):
+        return train_one(request, progress, on_checkpoint)
+    boundary = timestep_boundary(request.settings, model_boundary)
+    return train_experts(train_one, request, boundary, progress, on_checkpoint)
+
+
 def train_experts(
     train_one: TrainOne,
     request: TrainRequest,

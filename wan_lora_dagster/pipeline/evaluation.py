@@ -117,15 +117,30 @@ def choose_best(catalog: Catalog, keys: list[str]) -> str:
     return min(measured, key=measured.get) if measured else keys[-1]
 
 
+def best_file_name(expert: str | None) -> str:
+    """`adapter_model.safetensors`; a Wan 2.2 expert's file says its expert in its name the way
+    checkpoints do, so formats.expert_lora finds the pair from either file."""
+    return f"adapter_model-{expert}-best.safetensors" if expert else "adapter_model.safetensors"
+
+
 def export_best(catalog: Catalog, key: str, eval_versions: list[str]) -> dict:
     project = catalog.project
     checkpoint = catalog.records.read("lora_checkpoints", key)
-    target = project.out("best", "adapter_model.safetensors")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(".tmp")
-    shutil.copyfile(project.root / checkpoint["file"], temporary)
-    update_lora_header(temporary, {"wan_lora.checkpoint": key})
-    temporary.replace(target)
+    exported = {
+        best_file_name(expert): project.root / file
+        for expert, file in (checkpoint.get("expert_files") or {None: checkpoint["file"]}).items()
+    }
+    for name, source in exported.items():
+        target = project.out("best", name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_suffix(".tmp")
+        shutil.copyfile(source, temporary)
+        update_lora_header(temporary, {"wan_lora.checkpoint": key})
+        temporary.replace(target)
+    for stale in project.out("best").glob("adapter_model*.safetensors"):
+        if stale.name not in exported:  # a previous best of another shape: a single or a pair
+            stale.unlink()
+    target = project.out("best", next(iter(exported)))
     evaluation = catalog.records.read("eval_videos", key)
     record = {
         "fingerprint": best_fingerprint(eval_versions, project.recipe),

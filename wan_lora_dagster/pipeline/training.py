@@ -10,6 +10,7 @@ from pathlib import Path
 from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
+from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.formats.manifest import ExcludedItem, ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.media.buckets import bucket_for_section, suggest_buckets
 from wan_lora_dagster.media.windows import excluded_reason, frame_windows
@@ -282,8 +283,18 @@ def checkpoint_record(
         "train_id": plan.train_id,
         "training_set": manifest.version,
     }
+    experts = lora_experts(info.path)
+    if experts:  # Wan 2.2 A14B: one partition per step holds every expert's file
+        record["expert_files"] = {
+            expert: str(path.relative_to(project.root)) for expert, path in experts.items()
+        }
     catalog.records.write("lora_checkpoints", key, record)
     return record
+
+
+def recorded_files(record: dict) -> list[str]:
+    """Every LoRA file a checkpoint record holds: one, or one per Wan 2.2 expert."""
+    return list(record.get("expert_files", {}).values()) or [record["file"]]
 
 
 def set_aside_unrecorded(catalog: Catalog, plan: CheckpointPlan) -> list[Path]:
@@ -293,11 +304,8 @@ def set_aside_unrecorded(catalog: Catalog, plan: CheckpointPlan) -> list[Path]:
     says; the musubi engine resumes from its own journal either way.
     """
     directory = checkpoint_dir(catalog)
-    recorded = {
-        catalog.records.read("lora_checkpoints", key)["file"]
-        for key in plan.keys
-        if catalog.records.read("lora_checkpoints", key)
-    }
+    records = [catalog.records.read("lora_checkpoints", key) for key in plan.keys]
+    recorded = {file for record in records if record for file in recorded_files(record)}
     moved = []
     for path in sorted(directory.glob(f"{plan.output_name}*.safetensors")):
         if str(path.relative_to(catalog.project.root)) in recorded:
