@@ -15,8 +15,9 @@ from tqdm import tqdm
 from wan_lora_dagster import progress
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.problems import ProblemsError
-from wan_lora_dagster.project import CONFIG_NAME, find_project, open_project
+from wan_lora_dagster.project import CONFIG_NAME, TASKS, find_project, open_project
 from wan_lora_dagster.scaffold import create_demo_project, init_project
+from wan_lora_dagster.starter_recipes import SEED_PROJECTS, seed_recipe, task_recipe
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl-C
 
@@ -42,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
 
     init = commands.add_parser("init", help="create a project folder with a commented recipe")
     init.add_argument("directory", type=Path)
+    starting_point = init.add_mutually_exclusive_group()
+    starting_point.add_argument("--task", choices=TASKS, help="a recipe for this Wan task")
+    starting_point.add_argument(
+        "--like",
+        choices=sorted(SEED_PROJECTS),
+        help="the settings of an example project: "
+        + "; ".join(f"{name}: {what}" for name, what in SEED_PROJECTS.items()),
+    )
     init.set_defaults(handler=_init)
 
     demo = commands.add_parser("demo", help="create the demo project and run the whole graph")
@@ -113,7 +122,8 @@ def _project_argument(command: argparse.ArgumentParser) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    init_project(args.directory)
+    recipe = seed_recipe(args.like) if args.like else args.task and task_recipe(args.task)
+    init_project(args.directory, recipe)
     print(
         f"Created {args.directory}: edit {args.directory / 'wan_lora.toml'}, put films in films/ "
         f"and one ranges/<film>.txt per film, then `wan-lora run --project {args.directory}`."

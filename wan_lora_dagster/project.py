@@ -18,11 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.problems import Problems, read_text
+from wan_lora_dagster.tasks import wan_task
 
 CONFIG_NAME = "wan_lora.toml"
 FILM_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-TASKS = ("t2v-1.3B", "t2v-14B", "i2v-14B")
+TASKS = ("t2v-1.3B", "t2v-14B", "i2v-14B", "t2v-A14B", "i2v-A14B", "ti2v-5B")
 TINY_MODEL = "tiny"
 
 
@@ -93,9 +94,16 @@ class CaptionSettings(_Section):
 
 class TrainingSettings(_Section):
     engine: Literal["diffusers", "musubi"] = "diffusers"
-    task: Literal["t2v-1.3B", "t2v-14B", "i2v-14B"] = "t2v-1.3B"
-    model: str = Field(TINY_MODEL, description="'tiny', or a diffusers-format Wan 2.1 folder")
+    task: Literal["t2v-1.3B", "t2v-14B", "i2v-14B", "t2v-A14B", "i2v-A14B", "ti2v-5B"] = "t2v-1.3B"
+    model: str = Field(TINY_MODEL, description="'tiny', or a diffusers-format Wan folder")
+    experts: tuple[Literal["high", "low"], ...] | None = Field(
+        None, description="Wan 2.2 A14B: the experts to train a LoRA for (default both)"
+    )
+    timestep_boundary: float | None = Field(
+        None, gt=0, lt=1, description="A14B: t where the experts switch (default: the model's)"
+    )
     dit: str | None = None
+    dit_high_noise: str | None = None
     vae: str | None = None
     t5: str | None = None
     clip: str | None = None
@@ -127,9 +135,27 @@ class TrainingSettings(_Section):
     )
     schedule: str = Field("0 3 * * *", description="cron of the retraining schedule")
 
+    @model_validator(mode="after")
+    def _experts_of_task(self) -> TrainingSettings:
+        if self.experts is not None and self.task not in ("t2v-A14B", "i2v-A14B"):
+            raise ValueError(
+                f"experts is for the two-expert Wan 2.2 tasks t2v-A14B and i2v-A14B, "
+                f"not {self.task}"
+            )
+        if self.experts is not None and (
+            not self.experts or len(set(self.experts)) < len(self.experts)
+        ):
+            raise ValueError('experts: list "high", "low" or both, each once')
+        return self
+
     def settings_fingerprint(self) -> str:
         """What a trained LoRA depends on besides its training set (not the schedule)."""
-        return fingerprint(self.model_dump(exclude={"schedule"}))
+        # Wan 2.2 settings left unset stay out, so a Wan 2.1 project's checkpoints stay current.
+        unset = {name for name in _WAN22_SETTINGS if getattr(self, name) is None}
+        return fingerprint(self.model_dump(exclude={"schedule", *unset}))
+
+
+_WAN22_SETTINGS = ("experts", "timestep_boundary", "dit_high_noise")
 
 
 class WalkSettings(_Section):
@@ -204,6 +230,20 @@ class Recipe(_Section):
             raise ValueError(
                 "[eval] walk needs the initial noise of each video, and musubi-tuner's "
                 "wan_generate_video takes a seed only: remove walk, or use engine = 'diffusers'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sizes_of_task(self) -> Recipe:
+        """TI2V-5B's VAE compresses 16x and its transformer patches 2x2: sides divide by 32."""
+        step = wan_task(self.training.task).resolution_step
+        sizes = [(f"[[datasets]] '{s.name}' resolution", s.resolution) for s in self.datasets]
+        sizes.append(("[eval] width, height", (self.eval.width, self.eval.height)))
+        wrong = [f"{where} {list(size)}" for where, size in sizes if any(v % step for v in size)]
+        if wrong:
+            raise ValueError(
+                f"task {self.training.task} needs sides that are multiples of {step}: "
+                + "; ".join(wrong)
             )
         return self
 

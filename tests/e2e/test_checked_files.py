@@ -50,4 +50,4 @@ def test_a_checkpoint_changed_after_training_is_reported_and_not_exported(demo_c
 
     assert _status(capsys, demo_copy)["lora_checkpoints"]["unsynced"] == 1
     with pytest.raises(UserError, match=f"{key}.*changed after training.*{checkpoint.name}"):
-        evaluation.export_best(catalog, key, [])
+        evaluation.export_best(catalog, key, [key], [])

@@ -71,6 +71,11 @@ class TrainRequest:
     log_dir: Path | None = None
     """Where the trainer writes its TensorBoard event files (none if None)."""
 
+    expert: str | None = None
+    """Wan 2.2 A14B: the expert this request trains (tasks.HIGH_NOISE or LOW_NOISE)."""
+    timestep_range: tuple[float, float] = (0.0, 1.0)
+    """The part of t in [0, 1] trained on: an expert's (engines.experts)."""
+
 
 def run_identity(request: TrainRequest) -> str:
     """A fingerprint of everything that shapes a training run: an engine resumes only its own."""

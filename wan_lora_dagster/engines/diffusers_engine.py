@@ -26,10 +26,17 @@ from wan_lora_dagster.engines.base import (
 )
 from wan_lora_dagster.engines.distributed import WorkerGroup
 from wan_lora_dagster.engines.encoding import encode_latent_job, encode_text
+from wan_lora_dagster.engines.experts import (
+    ExpertModels,
+    expert_timesteps,
+    timestep_boundary,
+    train_per_expert,
+)
+from wan_lora_dagster.engines.flow_matching import VALIDATION_TIMESTEPS
 from wan_lora_dagster.engines.gpus import require_gpus, resolve_gpus
 from wan_lora_dagster.engines.lora_training import train_lora
 from wan_lora_dagster.engines.sampling import sample_videos
-from wan_lora_dagster.engines.tiny import ensure_tiny_model
+from wan_lora_dagster.engines.tiny import WAN22_TASKS, ensure_tiny_model
 from wan_lora_dagster.engines.validation import validation_loss
 from wan_lora_dagster.engines.wan_models import (
     WanModels,
@@ -37,8 +44,11 @@ from wan_lora_dagster.engines.wan_models import (
     compute_dtype,
     pick_device,
 )
+from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.project import TINY_MODEL, TrainingSettings
+from wan_lora_dagster.tasks import tiny_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +57,10 @@ class DiffusersEngine:
     """engines.base.Engine with the model math in this process.
 
     settings.model is "tiny" (the embedded random-weight plumbing model, built on first use under
-    `models_dir/tiny`, or `models_dir/tiny-i2v` for task i2v-14B) or a diffusers-format Wan 2.1
-    folder: T2V 1.3B/14B, or I2V 14B, whose caches then also hold the first frame's CLIP
-    embedding and latents, which training conditions on. bf16 on a GPU, fp32 on a CPU.
+    `models_dir/` in the variant of the task: tasks.tiny_model_name) or a diffusers-format Wan
+    folder: Wan 2.1 T2V 1.3B/14B or I2V 14B (whose caches then also hold the first frame's CLIP
+    embedding and latents, which training conditions on), Wan 2.2 A14B (a LoRA per expert:
+    engines.experts) or TI2V-5B. bf16 on a GPU, fp32 on a CPU.
     """
 
     name = "diffusers"
@@ -67,7 +78,7 @@ class DiffusersEngine:
     @property
     def model_folder(self) -> Path:
         if self.is_tiny:
-            return self.models_dir / (f"{TINY_MODEL}-i2v" if self.image_to_video else TINY_MODEL)
+            return self.models_dir / tiny_model_name(self.settings.task)
         return Path(self.settings.model).expanduser()
 
     @property
@@ -84,7 +95,8 @@ class DiffusersEngine:
 
     def check(self) -> None:
         if self.is_tiny:
-            ensure_tiny_model(self.model_folder, image_to_video=self.image_to_video)
+            task = self.settings.task if self.settings.task in WAN22_TASKS else None
+            ensure_tiny_model(self.model_folder, image_to_video=self.image_to_video, task=task)
         check_model_folder(self.model_folder)
 
     def encode_latents(
@@ -112,11 +124,31 @@ class DiffusersEngine:
         on_checkpoint: Callable[[CheckpointInfo], None],
     ) -> list[CheckpointInfo]:
         """request.settings gives the recipe; the model and its precision are this engine's.
-        With `gpus` over 1, worker processes train (engines.distributed), loading the model
-        themselves."""
+        With `gpus` over 1, worker processes train (engines.distributed)."""
         world_size = resolve_gpus(request.settings)
-        if world_size == 1:
-            return train_lora(self.models, request, progress, on_checkpoint)
+        if world_size > 1:
+            return self._train_on_workers(request, world_size, progress, on_checkpoint)
+
+        def train_one(one: TrainRequest, *callbacks) -> list[CheckpointInfo]:
+            models = ExpertModels(self.models, one.expert) if one.expert else self.models
+            return train_lora(models, one, *callbacks)
+
+        boundary = self.models.boundary_ratio
+        return train_per_expert(train_one, request, progress, on_checkpoint, boundary)
+
+    def _train_on_workers(
+        self,
+        request: TrainRequest,
+        world_size: int,
+        progress: ProgressCallback,
+        on_checkpoint: Callable[[CheckpointInfo], None],
+    ) -> list[CheckpointInfo]:
+        """Data-parallel training in worker processes, which load the model themselves."""
+        if self.models.boundary_ratio:
+            raise EngineError(
+                f"wan_lora.toml: [training] gpus = {request.settings.gpus} trains one "
+                f"transformer, and {request.settings.task} has two experts: set gpus = 1."
+            )
         if self.device.type == "cuda":
             require_gpus(world_size, torch.cuda.device_count())
         self.check()
@@ -138,5 +170,15 @@ class DiffusersEngine:
         self, checkpoint: Path | None, manifest: TrainingSetManifest, settings: TrainingSettings
     ) -> float:
         """See engines.validation.validation_loss; `settings` select nothing here (the model is
-        this engine's, the timesteps and noise are fixed), the musubi engine needs them."""
-        return validation_loss(self.models, checkpoint, manifest)
+        this engine's, the timesteps and noise are fixed), the musubi engine needs them.
+        A14B: each fixed timestep is judged by its expert, with that expert's LoRA."""
+        if not self.models.boundary_ratio:
+            return validation_loss(self.models, checkpoint, manifest)
+        experts = lora_experts(checkpoint) if checkpoint else {}
+        boundary = timestep_boundary(settings, self.models.boundary_ratio)
+        total, count = 0.0, 0
+        for expert, timesteps in expert_timesteps(VALIDATION_TIMESTEPS, boundary).items():
+            models = ExpertModels(self.models, expert)
+            loss = validation_loss(models, experts.get(expert), manifest, timesteps)
+            total, count = total + loss * len(timesteps), count + len(timesteps)
+        return total / count

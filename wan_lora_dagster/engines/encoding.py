@@ -28,23 +28,32 @@ def encode_latent_job(models: WanModels, job: LatentJob) -> list[Path]:
     if section.source == "stills":
         frames = read_image(job.media_path)[None]
         _, height, width, _ = frames.shape
-        name = latent_cache_name(job.item_id, width, height)  # musubi names images by source size
-        resized = resize_to_bucket(frames, _bucket_of(frames, job))
+        # musubi names images by their source size
+        name = latent_cache_name(
+            job.item_id, width, height, architecture=models.latent_architecture
+        )
+        resized = resize_to_bucket(frames, _bucket_of(frames, job, models.resolution_step))
         return [_encode_window(models, resized, job.cache_dir / name)]
     frames = read_frames(job.media_path)
-    bucket = _bucket_of(frames, job)
+    bucket = _bucket_of(frames, job, models.resolution_step)
     frames = resize_to_bucket(frames, bucket)  # once: windows of a clip overlap
     written = []
     for window in frame_windows(len(frames), section):
-        name = latent_cache_name(job.item_id, *bucket, window.start_frame, window.num_frames)
+        name = latent_cache_name(
+            job.item_id,
+            *bucket,
+            window.start_frame,
+            window.num_frames,
+            architecture=models.latent_architecture,
+        )
         window_frames = frames[list(window.frame_indices)]
         written.append(_encode_window(models, window_frames, job.cache_dir / name))
     return written
 
 
-def _bucket_of(frames: np.ndarray, job: LatentJob) -> tuple[int, int]:
+def _bucket_of(frames: np.ndarray, job: LatentJob, step: int) -> tuple[int, int]:
     _, height, width, _ = frames.shape
-    return bucket_for_section(width, height, job.section)
+    return bucket_for_section(width, height, job.section, step)
 
 
 def _encode_window(models: WanModels, frames: np.ndarray, path: Path) -> Path:
@@ -79,18 +88,20 @@ def _image_to_video_condition(
 ) -> dict[str, torch.Tensor]:
     """What an I2V model is conditioned on, built as musubi-tuner and diffusers build it.
 
-    clip_embedding: (257, 1280) penultimate CLIP hidden states of the first frame.
+    clip_embedding: (257, 1280) penultimate CLIP hidden states of the first frame (Wan 2.1 only).
     image_latent: (4 + z_dim, latent_frames, h, w): a mask of the latent frames that are given
     (only the first), then the latents of the first frame followed by zero (mid-grey) frames.
     """
-    pixels = models.image_processor(images=frames[0], return_tensors="pt").pixel_values
-    hidden = models.image_encoder(pixels.to(models.device), output_hidden_states=True)
     first_frame_video = torch.cat([video[:, :, :1], torch.zeros_like(video[:, :, 1:])], dim=2)
     latents = normalised_latents(models, first_frame_video)[0]
-    return {
-        "clip_embedding": hidden.hidden_states[-2][0].cpu(),
-        "image_latent": torch.cat([_first_frame_mask(video.shape[2], latents), latents]).cpu(),
+    condition = {
+        "image_latent": torch.cat([_first_frame_mask(video.shape[2], latents), latents]).cpu()
     }
+    if models.uses_clip:  # Wan 2.1 only: Wan 2.2 I2V conditions on the latents alone
+        pixels = models.image_processor(images=frames[0], return_tensors="pt").pixel_values
+        hidden = models.image_encoder(pixels.to(models.device), output_hidden_states=True)
+        condition["clip_embedding"] = hidden.hidden_states[-2][0].cpu()
+    return condition
 
 
 def _first_frame_mask(num_frames: int, latents: torch.Tensor) -> torch.Tensor:

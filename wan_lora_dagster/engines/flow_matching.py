@@ -25,7 +25,11 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
 
 
 def sample_timesteps(
-    method: str, batch_size: int, shift: float, generator: torch.Generator
+    method: str,
+    batch_size: int,
+    shift: float,
+    generator: torch.Generator,
+    within: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
     """t in (0, 1) of shape (batch_size,), drawn like musubi-tuner's `--timestep_sampling`.
 
@@ -33,7 +37,33 @@ def sample_timesteps(
     - "sigmoid": t = sigmoid(z), z ~ N(0, 1)
     - "shift": the sigmoid draw, then time-shifted by `discrete_flow_shift`
     - "sigma": a uniform pick from the 1000 time-shifted steps of the flow-matching scheduler
+
+    within: keep only t with low <= t < high (high = 1 keeps t = 1): a Wan 2.2 expert's range.
+    Draws outside are rejected, so the distribution keeps its shape inside the range, as
+    musubi's `--preserve_distribution_shape` does (its docs/wan.md recommends that per expert).
     """
+    if within == (0.0, 1.0):
+        return _draw_timesteps(method, batch_size, shift, generator)
+    low, high = within
+    kept: list[torch.Tensor] = []
+    for _ in range(MAX_REJECTION_ROUNDS):
+        t = _draw_timesteps(method, REJECTION_DRAWS, shift, generator)
+        kept.append(t[(t >= low) & ((t < high) | (high >= 1.0))])
+        if sum(len(part) for part in kept) >= batch_size:
+            return torch.cat(kept)[:batch_size]
+    raise ValueError(
+        f"timestep sampling {method!r} (shift {shift}) almost never draws t in [{low}, {high}): "
+        "choose another timestep_sampling or discrete_flow_shift for this expert"
+    )
+
+
+MAX_REJECTION_ROUNDS = 100
+REJECTION_DRAWS = 256
+
+
+def _draw_timesteps(
+    method: str, batch_size: int, shift: float, generator: torch.Generator
+) -> torch.Tensor:
     if method == "uniform":
         return torch.rand(batch_size, generator=generator)
     if method == "sigmoid":

@@ -254,7 +254,11 @@ class _TrainingLoop:
         shapes = load_batches(samples, self.models.device)
         for index, (batch, count) in enumerate(shapes):
             t = sample_timesteps(
-                settings.timestep_sampling, count, settings.discrete_flow_shift, generator
+                settings.timestep_sampling,
+                count,
+                settings.discrete_flow_shift,
+                generator,
+                self.request.timestep_range,
             )
             noise = torch.randn(batch.latents.shape, generator=generator)
             # gradients are averaged over the ranks once per step, at the last backward pass

@@ -14,6 +14,7 @@ from PIL import Image
 
 from wan_lora_dagster.engines.base import Progress, ProgressCallback, SampleRequest, SampleVideo
 from wan_lora_dagster.engines.eval_plan import EvalJob, plain_jobs, walk_jobs
+from wan_lora_dagster.engines.experts import load_lora_into_pipeline
 from wan_lora_dagster.engines.image_to_video import image_to_video_pipeline
 from wan_lora_dagster.engines.latent_walk import walk_noise
 from wan_lora_dagster.engines.wan_models import WanModels
@@ -31,7 +32,7 @@ def sample_videos(
         raise EngineError(f"{request.checkpoint}: LoRA checkpoint not found.")
     pipeline = _pipeline(models, request)
     adapter = _adapter_name(request.checkpoint)
-    pipeline.load_lora_weights(str(request.checkpoint), adapter_name=adapter)
+    load_lora_into_pipeline(pipeline, request.checkpoint, adapter)
     jobs = plain_jobs(request.settings, request.start_images)
     jobs += walk_jobs(request.settings, request.start_images)
     videos = []

@@ -33,6 +33,8 @@ from transformers import (
 
 logger = logging.getLogger(__name__)
 
+WAN22_TASKS = ("t2v-A14B", "i2v-A14B", "ti2v-5B")
+
 TINY_MODEL_VERSION = "1"
 COMPLETE_MARKER = "TINY_MODEL_COMPLETE"  # written last: a folder without it is rebuilt
 SEED = 20250225
@@ -69,11 +71,14 @@ SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # T5 ids 0, 1, 2
 CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"-()[]/&%+=*#@_"
 
 
-def ensure_tiny_model(directory: Path, image_to_video: bool = False) -> Path:
+def ensure_tiny_model(
+    directory: Path, image_to_video: bool = False, task: str | None = None
+) -> Path:
     """Build the tiny random-weight Wan 2.1 pipeline into `directory` once; return `directory`.
 
     image_to_video: the I2V variant (CLIP image encoder, first-frame conditioning), laid out like
     Wan2.1-I2V-14B-480P-Diffusers; otherwise text-to-video like Wan2.1-T2V-1.3B-Diffusers.
+    task: a Wan 2.2 task (t2v-A14B, i2v-A14B, ti2v-5B) builds its variant instead (engines.tiny22).
 
     Idempotent: a complete folder is returned as it is. The build is deterministic (fixed seeds,
     CPU float32), so two builds hold identical tensors, and it is atomic (built beside the
@@ -89,7 +94,13 @@ def ensure_tiny_model(directory: Path, image_to_video: bool = False) -> Path:
     partial = directory.with_name(f".{directory.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        build_tiny_pipeline(image_to_video).save_pretrained(partial, safe_serialization=True)
+        if task in WAN22_TASKS:
+            from wan_lora_dagster.engines.tiny22 import build_tiny_wan22_pipeline  # imports tiny
+
+            pipeline = build_tiny_wan22_pipeline(task)
+        else:
+            pipeline = build_tiny_pipeline(image_to_video)
+        pipeline.save_pretrained(partial, safe_serialization=True)
         (partial / "README.md").write_text(_README, encoding="utf-8")
         (partial / COMPLETE_MARKER).write_text(TINY_MODEL_VERSION, encoding="utf-8")
         _move_into_place(partial, directory)
@@ -100,25 +111,12 @@ def ensure_tiny_model(directory: Path, image_to_video: bool = False) -> Path:
 
 def build_tiny_pipeline(image_to_video: bool = False) -> WanPipeline | WanImageToVideoPipeline:
     """The tiny pipeline in memory: every component from its own fixed seed, on the CPU."""
+    components = {**build_tiny_components(), "vae": build_tiny_vae()}
     with torch.random.fork_rng(devices=[]):
-        tokenizer = build_tiny_tokenizer()
-        torch.manual_seed(SEED)
-        text_encoder = _build_text_encoder(vocab_size=len(tokenizer))
-        torch.manual_seed(SEED + 1)
-        vae = _build_vae()
         torch.manual_seed(SEED + 2)
-        transformer = _build_transformer(image_to_video)
+        components["transformer"] = _build_transformer(image_to_video)
         torch.manual_seed(SEED + 3)
         image_encoder = _build_image_encoder() if image_to_video else None
-    components = {
-        "tokenizer": tokenizer,
-        "text_encoder": text_encoder,
-        "vae": vae,
-        "transformer": transformer,
-        "scheduler": UniPCMultistepScheduler(
-            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
-        ),
-    }
     if not image_to_video:
         return WanPipeline(**components)
     # Imported here: importing it warns when torchvision is missing, and only I2V needs it.
@@ -148,6 +146,22 @@ def build_tiny_tokenizer() -> T5Tokenizer:
     return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
 
 
+def build_tiny_components() -> dict:
+    """The components every tiny variant shares: tokenizer, UMT5 encoder, scheduler (Wan 2.2
+    keeps Wan 2.1's T5, so text caches are shared)."""
+    with torch.random.fork_rng(devices=[]):
+        tokenizer = build_tiny_tokenizer()
+        torch.manual_seed(SEED)
+        text_encoder = _build_text_encoder(vocab_size=len(tokenizer))
+    return {
+        "tokenizer": tokenizer,
+        "text_encoder": text_encoder,
+        "scheduler": UniPCMultistepScheduler(
+            prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0
+        ),
+    }
+
+
 def _build_text_encoder(vocab_size: int) -> UMT5EncoderModel:
     config = UMT5Config(
         vocab_size=vocab_size,
@@ -165,6 +179,13 @@ def _build_text_encoder(vocab_size: int) -> UMT5EncoderModel:
     return UMT5EncoderModel(config).eval()
 
 
+def build_tiny_vae() -> AutoencoderKLWan:
+    """The tiny Wan 2.1 VAE from its own seed (the A14B variants share it, as the real ones do)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED + 1)
+        return _build_vae()
+
+
 def _build_vae() -> AutoencoderKLWan:
     """A Wan VAE (8x spatial, 4x temporal compression, like the real one) with a 3-wide base.
 
@@ -179,6 +200,11 @@ def _build_vae() -> AutoencoderKLWan:
         latents_mean=[0.0] * LATENT_CHANNELS,
         latents_std=[1.0] * LATENT_CHANNELS,
     ).eval()
+    return calibrate_latent_statistics(vae)
+
+
+def calibrate_latent_statistics(vae: AutoencoderKLWan) -> AutoencoderKLWan:
+    """Set latents_mean/std to those of a fixed synthetic video's latents (seeded by the caller)."""
     calibration_video = torch.rand(1, 3, 9, 64, 64) * 2 - 1
     with torch.no_grad():
         latents = vae.encode(calibration_video).latent_dist.mode()
@@ -205,18 +231,24 @@ def _build_image_encoder() -> CLIPVisionModel:
     return CLIPVisionModel(config).eval()
 
 
-def _build_transformer(image_to_video: bool) -> WanTransformer3DModel:
+def _build_transformer(
+    image_to_video: bool,
+    latent_channels: int = LATENT_CHANNELS,
+    clip: bool | None = None,
+) -> WanTransformer3DModel:
+    """clip: cross-attends to CLIP image features (default: when image_to_video, as Wan 2.1)."""
     inner_dim = 2 * 8  # heads x head dim
+    clip = image_to_video if clip is None else clip
     # I2V input: noisy latents, the first-frame mask (4 channels) and the first-frame latents
-    in_channels = 2 * LATENT_CHANNELS + 4 if image_to_video else LATENT_CHANNELS
+    in_channels = 2 * latent_channels + 4 if image_to_video else latent_channels
     return WanTransformer3DModel(
         patch_size=(1, 2, 2),
         num_attention_heads=2,
         attention_head_dim=8,
         in_channels=in_channels,
-        out_channels=LATENT_CHANNELS,
-        image_dim=CLIP_DIM if image_to_video else None,
-        added_kv_proj_dim=inner_dim if image_to_video else None,
+        out_channels=latent_channels,
+        image_dim=CLIP_DIM if clip else None,
+        added_kv_proj_dim=inner_dim if clip else None,
         text_dim=TEXT_DIM,
         freq_dim=32,
         ffn_dim=32,

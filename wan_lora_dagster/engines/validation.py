@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,9 +20,12 @@ VALIDATION_ADAPTER = "validated_lora"
 
 
 def validation_loss(
-    models: WanModels, checkpoint: Path | None, manifest: TrainingSetManifest
+    models: WanModels,
+    checkpoint: Path | None,
+    manifest: TrainingSetManifest,
+    timesteps: Sequence[float] = VALIDATION_TIMESTEPS,
 ) -> float:
-    """Mean loss over every held-out latent x VALIDATION_TIMESTEPS, LoRA at strength 1.
+    """Mean loss over every held-out latent x `timesteps`, LoRA at strength 1.
 
     The noise of a latent is seeded by its file name and the timesteps are fixed, so two
     checkpoints (or a checkpoint and the base model, checkpoint=None) see identical inputs and
@@ -40,7 +43,7 @@ def validation_loss(
             [(batch, _)] = load_batches([sample], models.device)
             seed = zlib.crc32(sample.latent_file.name.encode())
             noise = torch.randn(batch.latents.shape, generator=torch.Generator().manual_seed(seed))
-            for t in VALIDATION_TIMESTEPS:
+            for t in timesteps:
                 timestep = torch.full((1,), t)
                 loss = flow_matching_loss(
                     models.transformer, batch, noise.to(models.device), timestep, models.dtype

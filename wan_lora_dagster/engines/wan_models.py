@@ -6,6 +6,7 @@ and a stage that needs only the VAE never loads the 14B transformer.
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPVisionModel, UMT5EncoderModel
 
 from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.formats.cache_files import ARCHITECTURE, WAN22_VAE_ARCHITECTURE
 
 REQUIRED_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 TEXT_LENGTH = 512  # Wan pads every caption to 512 tokens, in musubi-tuner and in diffusers
@@ -39,7 +41,9 @@ def check_model_folder(folder: Path) -> None:
             f"{folder}: no diffusers-format Wan 2.1 model here (model_index.json is missing). "
             "Set [training] model to a folder like Wan-AI/Wan2.1-T2V-1.3B-Diffusers, or to 'tiny'."
         )
-    missing = [name for name in REQUIRED_COMPONENTS if not (folder / name).is_dir()]
+    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    wanted = REQUIRED_COMPONENTS + (("transformer_2",) if index.get("boundary_ratio") else ())
+    missing = [name for name in wanted if not (folder / name).is_dir()]
     if missing:
         raise EngineError(
             f"{folder}: the model folder lacks {', '.join(name + '/' for name in missing)}. "
@@ -76,9 +80,39 @@ class WanModels:
         self.dtype = dtype
         self.fp8_base = fp8_base
 
+    @cached_property
+    def model_index(self) -> dict:
+        return json.loads((self.folder / "model_index.json").read_text(encoding="utf-8"))
+
     @property
     def is_image_to_video(self) -> bool:
+        # Wan 2.2 I2V has no CLIP image encoder: the pipeline class says what the model is.
+        return self.model_index.get("_class_name") == "WanImageToVideoPipeline" or self.uses_clip
+
+    @property
+    def uses_clip(self) -> bool:
+        """Wan 2.1 I2V: the transformer also cross-attends to CLIP features of the first frame."""
         return (self.folder / "image_encoder").is_dir()
+
+    @property
+    def boundary_ratio(self) -> float | None:
+        """Wan 2.2 A14B: `transformer` denoises t >= this, `transformer_2` below (None: one)."""
+        return self.model_index.get("boundary_ratio")
+
+    @cached_property
+    def vae_config(self) -> dict:
+        return json.loads((self.folder / "vae" / "config.json").read_text(encoding="utf-8"))
+
+    @property
+    def latent_architecture(self) -> str:
+        """The latent cache name suffix: the Wan 2.2 VAE (16x spatial) gets its own."""
+        wan22 = self.vae_config.get("scale_factor_spatial", 8) == 16
+        return WAN22_VAE_ARCHITECTURE if wan22 else ARCHITECTURE
+
+    @property
+    def resolution_step(self) -> int:
+        """Frame sides divide by the VAE's spatial stride times the transformer's 2x2 patch."""
+        return 2 * self.vae_config.get("scale_factor_spatial", 8)
 
     @cached_property
     def vae(self) -> AutoencoderKLWan:
@@ -100,8 +134,18 @@ class WanModels:
 
     @cached_property
     def transformer(self) -> WanTransformer3DModel:
+        return self._load_transformer("transformer")
+
+    @cached_property
+    def transformer_2(self) -> WanTransformer3DModel:
+        """Wan 2.2 A14B's low-noise expert (`transformer` is the high-noise one)."""
+        if not (self.folder / "transformer_2").is_dir():
+            raise EngineError(f"{self.folder}: no transformer_2/ (not a Wan 2.2 A14B model)")
+        return self._load_transformer("transformer_2")
+
+    def _load_transformer(self, subfolder: str) -> WanTransformer3DModel:
         transformer = WanTransformer3DModel.from_pretrained(
-            self.folder, subfolder="transformer", torch_dtype=self.dtype
+            self.folder, subfolder=subfolder, torch_dtype=self.dtype
         )
         transformer = transformer.to(self.device).eval().requires_grad_(False)
         if self.fp8_base:
@@ -128,8 +172,10 @@ class WanModels:
                 f"{self.folder}: sampling an image-to-video model needs a start image, which "
                 "[eval] does not give; the diffusers engine samples text-to-video models only."
             )
+        two_experts = {"transformer_2": self.transformer_2} if self.boundary_ratio else {}
         pipeline = WanPipeline.from_pretrained(
             self.folder,
+            **two_experts,
             transformer=self.transformer,
             vae=self.vae,
             text_encoder=self.text_encoder,

@@ -24,11 +24,17 @@ from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.errors import UserError
 
 ARCHITECTURE = "wan"
+WAN22_VAE_ARCHITECTURE = "wan22"
+"""Latents of the Wan 2.2 VAE (TI2V-5B: 48 channels, 16x spatial) are not the Wan 2.1 VAE's: their
+names and headers say so, so neither is ever read as the other (musubi has no such model)."""
+LATENT_ARCHITECTURES = (ARCHITECTURE, WAN22_VAE_ARCHITECTURE)
 _HEADER_LENGTH = struct.Struct("<Q")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 _LATENT_NAME = re.compile(
     r"^(?P<item_id>.+?)(?:_(?P<start_frame>\d{5,})-(?P<num_frames>\d{3,}))?"
-    r"_(?P<width>\d{4,})x(?P<height>\d{4,})_" + ARCHITECTURE + r"\.safetensors$"
+    r"_(?P<width>\d{4,})x(?P<height>\d{4,})_(?P<architecture>"
+    + "|".join(LATENT_ARCHITECTURES)
+    + r")\.safetensors$"
 )
 
 
@@ -45,6 +51,7 @@ class LatentCacheName:
     height: int
     start_frame: int | None = None
     num_frames: int | None = None
+    architecture: str = ARCHITECTURE
 
 
 def latent_cache_name(
@@ -53,13 +60,17 @@ def latent_cache_name(
     height: int,
     start_frame: int | None = None,
     num_frames: int | None = None,
+    architecture: str = ARCHITECTURE,
 ) -> str:
     """The file name musubi-tuner gives a latent: a video window when start_frame is given.
 
     width, height: the frames' size after bucketing for a video, the original size for an image.
+    architecture: WAN22_VAE_ARCHITECTURE for latents of the Wan 2.2 VAE.
     """
     _check_item_id(item_id)
-    size = f"{width:04d}x{height:04d}_{ARCHITECTURE}.safetensors"
+    if architecture not in LATENT_ARCHITECTURES:
+        raise ValueError(f"unknown latent architecture {architecture!r}")
+    size = f"{width:04d}x{height:04d}_{architecture}.safetensors"
     if (start_frame is None) != (num_frames is None):
         raise ValueError("give both start_frame and num_frames for a video window, or neither")
     if start_frame is None:
@@ -76,8 +87,9 @@ def parse_latent_cache_name(name: str) -> LatentCacheName:
             f"(<item>[_<start>-<frames>]_<width>x<height>_{ARCHITECTURE}.safetensors)"
         )
     fields = {key: value for key, value in match.groupdict().items() if value is not None}
-    numbers = {key: int(value) for key, value in fields.items() if key != "item_id"}
-    return LatentCacheName(item_id=fields["item_id"], **numbers)
+    texts = ("item_id", "architecture")
+    numbers = {key: int(value) for key, value in fields.items() if key not in texts}
+    return LatentCacheName(fields["item_id"], architecture=fields["architecture"], **numbers)
 
 
 def text_cache_name(item_id: str) -> str:

@@ -95,7 +95,7 @@ def save_latent_cache(
     if image_latent is not None:
         tensors[f"latents_image_{shape}_{dtype}"] = image_latent
     metadata = {
-        "architecture": ARCHITECTURE,
+        "architecture": name.architecture,
         "width": str(name.width),
         "height": str(name.height),
         "format_version": FORMAT_VERSION,
@@ -106,7 +106,7 @@ def save_latent_cache(
 
 
 def load_latent_cache(path: Path) -> LatentCache:
-    tensors, metadata = _load_wan_file(path)
+    tensors, metadata = _load_wan_file(path, parse_latent_cache_name(Path(path).name).architecture)
     found: dict[str, torch.Tensor] = {}
     for key, tensor in tensors.items():
         content = strip_dtype_suffix(key)
@@ -187,12 +187,14 @@ def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata:
         raise
 
 
-def _load_wan_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def _load_wan_file(
+    path: Path, architecture: str = ARCHITECTURE
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     metadata = read_safetensors_metadata(path)
-    if metadata.get("architecture") != ARCHITECTURE:
+    if metadata.get("architecture") != architecture:
         raise CacheFileError(
             f"{path}: cache of architecture {metadata.get('architecture')!r}, expected "
-            f"{ARCHITECTURE!r}; delete it to re-encode"
+            f"{architecture!r}; delete it to re-encode"
         )
     return load_file(str(path)), metadata
 

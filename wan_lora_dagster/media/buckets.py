@@ -50,6 +50,7 @@ def select_bucket(
     resolution: tuple[int, int],
     enable_bucket: bool = True,
     no_upscale: bool = False,
+    step: int = RESOLUTION_STEP,
 ) -> tuple[int, int]:
     """The (width, height) bucket musubi picks for a frame of `width` x `height`.
 
@@ -61,24 +62,29 @@ def select_bucket(
     if not enable_bucket:
         return tuple(resolution)
     if no_upscale and width * height <= resolution[0] * resolution[1]:
-        kept = (_floor_to(width, RESOLUTION_STEP), _floor_to(height, RESOLUTION_STEP))
+        kept = (_floor_to(width, step), _floor_to(height, step))
         if min(kept) == 0:
             raise MediaError(
-                f"a {width}x{height} frame is smaller than {RESOLUTION_STEP} pixels on a side; "
+                f"a {width}x{height} frame is smaller than {step} pixels on a side; "
                 "turn bucket_no_upscale off or drop it"
             )
         return kept
     aspect_ratio = width / height
-    buckets = bucket_resolutions(resolution)
+    buckets = bucket_resolutions(resolution, step)
     return min(buckets, key=lambda bucket: abs(bucket[0] / bucket[1] - aspect_ratio))
 
 
-def bucket_for_section(width: int, height: int, section: DatasetSection) -> tuple[int, int]:
-    """The bucket musubi caches a clip or still of this size in, under `section`."""
+def bucket_for_section(
+    width: int, height: int, section: DatasetSection, step: int = RESOLUTION_STEP
+) -> tuple[int, int]:
+    """The bucket musubi caches a clip or still of this size in, under `section`.
+
+    step: what bucket sides divide by, 16 except for TI2V-5B (32: its VAE compresses 16x).
+    """
     if section.source == "clips":
-        return select_bucket(width, height, section.resolution)
+        return select_bucket(width, height, section.resolution, step=step)
     return select_bucket(
-        width, height, section.resolution, section.enable_bucket, section.bucket_no_upscale
+        width, height, section.resolution, section.enable_bucket, section.bucket_no_upscale, step
     )
 
 

@@ -11,7 +11,14 @@ from pathlib import Path
 from wan_lora_dagster.engines.base import Engine, LatentJob, ProgressCallback, TextJob
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.made_files import damage
-from wan_lora_dagster.project import DatasetSection, Project, TrainingSettings, fingerprint
+from wan_lora_dagster.project import (
+    TINY_MODEL,
+    DatasetSection,
+    Project,
+    TrainingSettings,
+    fingerprint,
+)
+from wan_lora_dagster.tasks import tiny_model_name
 
 TEXT_CODE_VERSION = "1"
 LATENT_CODE_VERSION = "1"
@@ -21,6 +28,9 @@ def model_identity(settings: TrainingSettings, component: str) -> str:
     """Which weights produce a cache: the same weights give interchangeable caches."""
     if settings.engine == "musubi":
         return fingerprint(settings.engine, component, getattr(settings, component, None))
+    if settings.model == TINY_MODEL and tiny_model_name(settings.task) != TINY_MODEL:
+        # each task has its own tiny variant (other VAE, CLIP or not): its caches are its own
+        return fingerprint("diffusers", component, tiny_model_name(settings.task))
     return fingerprint("diffusers", component, settings.model)
 
 

@@ -97,6 +97,19 @@ def _video_record(video: SampleVideo, root: Path) -> dict:
     return record
 
 
+def _export_file(source: Path, target: Path, key: str) -> None:
+    """Copy a checkpoint's file into place whole, its header naming the checkpoint."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_suffix(".tmp")
+    try:
+        with writing_into(target.parent):
+            shutil.copyfile(source, temporary)
+            update_lora_header(temporary, {"wan_lora.checkpoint": key})
+            temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def choose_best(catalog: Catalog, keys: list[str]) -> str:
     """The pinned checkpoint, else the one with the lowest held-out loss, else the last."""
     pin = catalog.project.recipe.eval.pin
@@ -112,22 +125,29 @@ def choose_best(catalog: Catalog, keys: list[str]) -> str:
     return min(measured, key=measured.get) if measured else keys[-1]
 
 
+def best_file_name(expert: str | None) -> str:
+    """`adapter_model.safetensors`; a Wan 2.2 expert's file says its expert in its name the way
+    checkpoints do, so formats.expert_lora finds the pair from either file."""
+    return f"adapter_model-{expert}-best.safetensors" if expert else "adapter_model.safetensors"
+
+
 def export_best(catalog: Catalog, key: str, keys: list[str], eval_versions: list[str]) -> dict:
-    """Copy checkpoint `key` of the run's `keys` to out/best/, and plot the run's losses."""
+    """Copy checkpoint `key` of the run's `keys` (a Wan 2.2 pair: both files) to out/best/, and
+    plot the run's losses."""
     project = catalog.project
     checkpoint = catalog.records.read("lora_checkpoints", key)
     if changed := changed_checkpoints(catalog, [key]):
         raise UserError(f"{changed[key]} It is not exported.")
-    target = project.out("best", "adapter_model.safetensors")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(".tmp")
-    try:
-        with writing_into(target.parent):
-            shutil.copyfile(project.root / checkpoint["file"], temporary)
-            update_lora_header(temporary, {"wan_lora.checkpoint": key})
-            temporary.replace(target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    exported = {
+        best_file_name(expert): project.root / file
+        for expert, file in (checkpoint.get("expert_files") or {None: checkpoint["file"]}).items()
+    }
+    for name, source in exported.items():
+        _export_file(source, project.out("best", name), key)
+    for stale in project.out("best").glob("adapter_model*.safetensors"):
+        if stale.name not in exported:  # a previous best of another shape: a single or a pair
+            stale.unlink()
+    target = project.out("best", next(iter(exported)))
     evaluation = catalog.records.read("eval_videos", key)
     record = {
         "fingerprint": best_fingerprint(eval_versions, project.recipe),

@@ -16,6 +16,7 @@ from wan_lora_dagster.formats.cache_files import (
     read_lora_header,
     text_cache_name,
 )
+from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.formats.manifest import ExcludedItem, ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.media.buckets import bucket_for_section, suggest_buckets
 from wan_lora_dagster.media.windows import excluded_reason, frame_windows
@@ -30,6 +31,7 @@ from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.items import ITEM_KINDS, KIND_BY_NAME, ItemKind, MediaShape
 from wan_lora_dagster.pipeline.made_files import damage, damage_message
 from wan_lora_dagster.project import STILL_SUFFIXES, DatasetSection, Recipe, fingerprint
+from wan_lora_dagster.tasks import wan_task
 
 LORA_CODE_VERSION = "1"
 NOTHING_TO_TRAIN = {
@@ -105,7 +107,7 @@ def _recorded_caches(catalog: Catalog, kind: ItemKind, item_id: str, _caption: d
 def _planned_caches(catalog: Catalog, kind: ItemKind, item_id: str, caption: dict, section):
     project, settings = catalog.project, catalog.project.recipe.training
     directory = section_cache_dir(project, section).relative_to(project.root)
-    names = _planned_latent_names(item_id, kind.shape(catalog, item_id), section)
+    names = _planned_latent_names(item_id, kind.shape(catalog, item_id), section, settings.task)
     text_file = text_cache_dir(project).relative_to(project.root) / text_cache_name(item_id)
     return (
         [str(directory / name) for name in names],
@@ -115,13 +117,18 @@ def _planned_caches(catalog: Catalog, kind: ItemKind, item_id: str, caption: dic
     )
 
 
-def _planned_latent_names(item_id: str, shape: MediaShape, section: DatasetSection) -> list[str]:
+def _planned_latent_names(
+    item_id: str, shape: MediaShape, section: DatasetSection, task: str
+) -> list[str]:
     """The latent files musubi's rules name: one per frame window, or one per image."""
-    if section.source == "stills":
-        return [latent_cache_name(item_id, shape.width, shape.height)]  # its original size
-    bucket = bucket_for_section(shape.width, shape.height, section)
+    spec = wan_task(task)
+    if section.source == "stills":  # named by its original size
+        return [latent_cache_name(item_id, shape.width, shape.height, architecture=spec.vae)]
+    bucket = bucket_for_section(shape.width, shape.height, section, spec.resolution_step)
     return [
-        latent_cache_name(item_id, *bucket, window.start_frame, window.num_frames)
+        latent_cache_name(
+            item_id, *bucket, window.start_frame, window.num_frames, architecture=spec.vae
+        )
         for window in frame_windows(shape.num_frames, section)
     ]
 
@@ -292,8 +299,18 @@ def checkpoint_record(
         "train_id": plan.train_id,
         "training_set": manifest.version,
     }
+    experts = lora_experts(info.path)
+    if experts:  # Wan 2.2 A14B: one partition per step holds every expert's file
+        record["expert_files"] = {
+            expert: str(path.relative_to(project.root)) for expert, path in experts.items()
+        }
     catalog.records.write("lora_checkpoints", key, record)
     return record
+
+
+def recorded_files(record: dict) -> list[str]:
+    """Every LoRA file a checkpoint record holds: one, or one per Wan 2.2 expert."""
+    return list(record.get("expert_files", {}).values()) or [record["file"]]
 
 
 def changed_checkpoints(catalog: Catalog, keys: list[str]) -> dict[str, str]:
@@ -321,11 +338,8 @@ def set_aside_unrecorded(catalog: Catalog, plan: CheckpointPlan) -> list[Path]:
     for the engine to keep and announce when it resumes.
     """
     directory = checkpoint_dir(catalog)
-    recorded = {
-        catalog.records.read("lora_checkpoints", key)["file"]
-        for key in plan.keys
-        if catalog.records.read("lora_checkpoints", key)
-    }
+    records = [catalog.records.read("lora_checkpoints", key) for key in plan.keys]
+    recorded = {file for record in records if record for file in recorded_files(record)}
     moved = []
     for path in sorted(directory.glob(f"{plan.output_name}*.safetensors")):
         if str(path.relative_to(catalog.project.root)) in recorded or _of_plan(path, plan):

@@ -13,14 +13,23 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from wan_lora_dagster.engines.experts import timestep_boundary
 from wan_lora_dagster.engines.musubi.checkpoints import read_safetensors_header
+from wan_lora_dagster.engines.musubi.experts import (
+    expert_dit,
+    expert_generation_args,
+    expert_problems,
+    expert_training_args,
+)
 from wan_lora_dagster.engines.musubi.resume import SegmentOptions
 from wan_lora_dagster.errors import ConfigError, EngineError
+from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.project import EvalSettings, TrainingSettings
 
 NETWORK_MODULE = "networks.lora_wan"
-# `num_layers` in musubi's wan/configs/wan_t2v_1_3B.py, wan_t2v_14B.py and wan_i2v_14B.py.
-NUM_BLOCKS = {"t2v-1.3B": 30, "t2v-14B": 40, "i2v-14B": 40}
+# `num_layers` in musubi's wan/configs/wan_t2v_1_3B.py, wan_t2v_14B.py, wan_i2v_14B.py, and
+# wan_t2v_A14B.py and wan_i2v_A14B.py (each expert).
+NUM_BLOCKS = {"t2v-1.3B": 30, "t2v-14B": 40, "i2v-14B": 40, "t2v-A14B": 40, "i2v-A14B": 40}
 # WanModel.enable_block_swap asserts blocks_to_swap <= num_blocks - 1 (wan/modules/model.py).
 BLOCKS_KEPT_ON_GPU = 1
 TRAINING_ATTENTION_FLAGS = {"sdpa": "--sdpa", "flash": "--flash_attn", "xformers": "--xformers"}
@@ -34,6 +43,9 @@ _DTYPE_KEYS = ("model.diffusion_model.blocks.0.cross_attn.k.weight", "blocks.0.c
 
 def check_settings(settings: TrainingSettings) -> None:
     """Refuse, before any work, what musubi-tuner would refuse only after loading its models."""
+    refused = expert_problems(settings)
+    if refused:
+        raise ConfigError("wan_lora.toml: [training]: " + "; ".join(refused))
     problems = []
     if settings.fp8_scaled and not settings.fp8_base:
         # trainer_base.py: assert not args.fp8_scaled or args.fp8_base
@@ -98,6 +110,8 @@ def latent_cache_args(settings: TrainingSettings, dataset_config: Path) -> list[
     arguments = ["--dataset_config", str(dataset_config), "--vae", _path(settings.vae)]
     if settings.task == "i2v-14B":
         arguments += ["--clip", _path(settings.clip)]
+    elif settings.task == "i2v-A14B":  # no CLIP in Wan 2.2: say I2V (the first frame's latents)
+        arguments.append("--i2v")
     return [*arguments, "--keep_cache"]
 
 
@@ -116,12 +130,16 @@ def training_args(
     output_name: str,
     segment: SegmentOptions,
     log_dir: Path | None = None,
+    expert: str | None = None,
+    timestep_range: tuple[float, float] = (0.0, 1.0),
 ) -> list[str]:
     """Every [training] option musubi's wan_train_network takes; --save_state for resuming;
-    TensorBoard events under log_dir (musubi adds a folder per launch, named by its time)."""
+    TensorBoard events under log_dir (musubi adds a folder per launch, named by its time).
+
+    expert: the Wan 2.2 expert this run trains, on its timestep_range (musubi/experts.py)."""
     arguments = [
         "--task", settings.task,
-        "--dit", _path(settings.dit),
+        "--dit", _path(expert_dit(settings, expert)),
         "--dataset_config", str(dataset_config),
         TRAINING_ATTENTION_FLAGS[settings.attention],
         "--mixed_precision", settings.mixed_precision,
@@ -144,6 +162,7 @@ def training_args(
         "--output_dir", str(output_dir),
         "--output_name", output_name,
     ]  # fmt: skip
+    arguments += expert_training_args(expert, timestep_range)
     if settings.gradient_checkpointing:
         arguments.append("--gradient_checkpointing")
     if segment.resume_state is not None:
@@ -183,7 +202,10 @@ def generation_args(
         "--from_file", str(prompt_file),
         "--save_path", str(save_dir),
     ]  # fmt: skip
-    if lora is not None and strength != 0:
+    experts = lora_experts(lora) if lora is not None else {}
+    boundary = timestep_boundary(settings)
+    arguments += expert_generation_args(settings, experts, strength, boundary)
+    if lora is not None and strength != 0 and not experts:
         arguments += ["--lora_weight", str(lora), "--lora_multiplier", repr(strength)]
     return arguments
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from wan_lora_dagster.engines import experts
 from wan_lora_dagster.engines.base import (
     CheckpointInfo,
     LatentJob,
@@ -118,11 +119,13 @@ class MusubiEngine:
             commands.append(self._latent_cache_command(latent_jobs))
         if text_jobs:
             commands.append(self._text_cache_command(text_jobs))
-        run_dir = self._run_dir(request)
-        config = self._training_config(request, run_dir, require_files=False)
-        segment = plan_segment(request.settings, steps_per_epoch=None)
-        folder = segment_dir(run_dir, 0)
-        commands.append(self._training_command(request, config, folder, segment))
+        boundary = experts.timestep_boundary(request.settings)
+        for run_request in experts.expert_requests(request, boundary) or [request]:
+            run_dir = self._run_dir(run_request)
+            config = self._training_config(run_request, run_dir, require_files=False)
+            segment = plan_segment(run_request.settings, steps_per_epoch=None)
+            folder = segment_dir(run_dir, 0)
+            commands.append(self._training_command(run_request, config, folder, segment))
         return commands
 
     def encode_latents(
@@ -176,7 +179,16 @@ class MusubiEngine:
         """Train, or continue an interrupted run of the same request from its last saved state.
 
         Returns the checkpoints landed by this call; on_checkpoint hears of each as it lands.
+        Wan 2.2 A14B: one musubi run per chosen expert (musubi/experts.py says why).
         """
+        return experts.train_per_expert(self._train_one, request, progress, on_checkpoint)
+
+    def _train_one(
+        self,
+        request: TrainRequest,
+        progress: ProgressCallback,
+        on_checkpoint: Callable[[CheckpointInfo], None],
+    ) -> list[CheckpointInfo]:
         self.check()
         arguments.check_settings(request.settings)
         run_dir = self._run_dir(request)
@@ -276,8 +288,9 @@ class MusubiEngine:
         self, request: TrainRequest, config: Path, folder: Path, segment: SegmentOptions
     ) -> Command:
         """request.settings shape the run (they are the recipe's, as the diffusers engine's)."""
+        expert = (request.expert, request.timestep_range)
         script_args = arguments.training_args(
-            request.settings, config, folder, request.output_name, segment, request.log_dir
+            request.settings, config, folder, request.output_name, segment, request.log_dir, *expert
         )
         launch = arguments.accelerate_launch(
             self.python,

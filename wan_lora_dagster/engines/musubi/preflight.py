@@ -16,6 +16,8 @@ WEIGHTS = {"dit": "DiT", "vae": "VAE", "t5": "T5 text encoder"}
 def check_weights(settings: TrainingSettings) -> None:
     """Every checkpoint file the task needs is set and exists (CLIP for I2V too)."""
     needed = {**WEIGHTS, **({"clip": "CLIP image encoder"} if settings.task == "i2v-14B" else {})}
+    if settings.dit_high_noise:
+        needed["dit_high_noise"] = "high-noise expert's DiT"
     problems = []
     for key, what in needed.items():
         value = getattr(settings, key)
