@@ -137,7 +137,12 @@ class ProjectRunner:
         for, and what it made is counted as such, not made again."""
         claims, owner = Claims(self.instance), f"{this_process()}:{asset}"
         summary, ready, launch = self._plan_stage(asset)
-        if launch and claims.claim(owner, asset, launch, on_wait=_print_wait(asset)):
+        try:
+            waited = bool(launch) and claims.claim(owner, asset, launch, on_wait=_print_wait(asset))
+        except KeyboardInterrupt:  # Ctrl-C while waiting for the other run: nothing was claimed
+            summary.interrupted = True
+            return summary
+        if waited:
             claimed = set(launch)
             summary, now_ready, launch = self._plan_stage(asset)
             now = Expectations(load_catalog(self.project))
