@@ -224,6 +224,7 @@ class ProjectRunner:
 
     def status(self) -> dict[str, dict[str, int]]:
         """Per asset: fresh, unsynced, missing and failed partition counts."""
+        release_dead_runs(self.instance)  # a killed command's run counts as failed, not running
         catalog = load_catalog(self.project)
         expectations = Expectations(catalog)
         summary = {}
