@@ -163,7 +163,14 @@ class ProjectRunner:
         plan = self._plan_stage(asset)
         summary, ready = plan.summary, plan.ready
         partitions = plan.partitions
-        if partitions and claims.claim(owner, asset, partitions, on_wait=_print_wait(asset)):
+        try:
+            waited = bool(partitions) and claims.claim(
+                owner, asset, partitions, on_wait=_print_wait(asset)
+            )
+        except KeyboardInterrupt:  # Ctrl-C while waiting for the other run: nothing was claimed
+            summary.interrupted = True
+            return summary
+        if waited:
             claimed = set(partitions)
             plan = self._plan_stage(asset)
             now = plan.expectations
@@ -259,6 +266,7 @@ class ProjectRunner:
 
     def status(self) -> dict[str, dict[str, int]]:
         """Per asset: fresh, unsynced, missing and failed counts of clips, stills, checkpoints."""
+        release_dead_runs(self.instance)  # a killed command's run counts as failed, not running
         catalog = load_catalog(self.project)
         expectations = Expectations(catalog)
         summary = {}

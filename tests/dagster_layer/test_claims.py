@@ -16,7 +16,9 @@ import pytest
 from dagster._core.utils import make_new_run_id
 
 from tests.processes import default_signals
-from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, release_dead_runs
+from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, one_maker, release_dead_runs
+from wan_lora_dagster.pipeline.records import UNPARTITIONED
+from wan_lora_dagster.runner import failure_messages
 
 pytestmark = pytest.mark.slow
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -30,8 +32,7 @@ CONTENDER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import dagster as dg
-from dagster._core.utils import make_new_run_id
-    from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, release_dead_runs
+    from wan_lora_dagster.assets.claims import Claims
     claims = Claims(dg.DagsterInstance.from_config(sys.argv[1]))
     counter, name = Path(sys.argv[2]), sys.argv[3]
     for _ in range({ROUNDS}):
@@ -42,15 +43,21 @@ from dagster._core.utils import make_new_run_id
         claims.release(name)
     """
 )
+# Claims partition `a` of `asset`, says so, and holds it until killed, or for `seconds`, after
+# which it writes the file `released` and releases.
 HOLDER = textwrap.dedent(
     """
     import sys, time
+    from pathlib import Path
     import dagster as dg
-from dagster._core.utils import make_new_run_id
-    from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, release_dead_runs
-    Claims(dg.DagsterInstance.from_config(sys.argv[1])).claim("holder", "clips", ["a"])
+    from wan_lora_dagster.assets.claims import Claims
+    home, asset, key, seconds = sys.argv[1:5]
+    claims = Claims(dg.DagsterInstance.from_config(home))
+    claims.claim("holder", asset, [key])
     print("held", flush=True)
-    time.sleep(600)
+    time.sleep(float(seconds))
+    Path(home, "released").write_text("yes")
+    claims.release("holder")
     """
 )
 IDENTITY = "from wan_lora_dagster.assets.claims import this_process; print(this_process())"
@@ -71,14 +78,20 @@ def instance_home(request, tmp_path) -> Iterator[Path]:
     home = tmp_path / "dagster"
     home.mkdir()
     if request.param == "sqlite":
-        (home / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
-        dg.DagsterInstance.from_config(str(home))  # its tables, made once before the contenders
-        yield home
+        yield _sqlite_home(tmp_path)
         return
     with _postgres() as url:
         (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {url}\n")
-        dg.DagsterInstance.from_config(str(home))
+        dg.DagsterInstance.from_config(str(home))  # its tables, made once before the contenders
         yield home
+
+
+def _sqlite_home(tmp_path: Path) -> Path:
+    home = tmp_path / "dagster"
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
+    dg.DagsterInstance.from_config(str(home))  # its tables, made once before any contender
+    return home
 
 
 def test_only_one_process_holds_a_partition_at_a_time(instance_home, tmp_path):
@@ -92,7 +105,7 @@ def test_only_one_process_holds_a_partition_at_a_time(instance_home, tmp_path):
 
 
 def test_a_sigkilled_holder_s_claim_is_released(instance_home):
-    holder = _python(HOLDER, instance_home, stdout=subprocess.PIPE, text=True)
+    holder = _python(HOLDER, instance_home, "clips", "a", 600, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     claims = Claims(dg.DagsterInstance.from_config(str(instance_home)))
     taken = claims.try_claim("me", "clips", ["a", "c"])
@@ -110,6 +123,42 @@ def _postgres_bin() -> Path | None:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     initdb = found[-1] if found else shutil.which("initdb")
     return Path(initdb).parent if initdb else None
+
+
+def test_a_ui_step_waits_for_another_maker_and_a_gpu_step_refuses_to_wait(tmp_path):
+    """Steps of runs launched from the UI (no claim from `wan-lora run`): a step without a pool
+    waits for the other maker's claim; a step on the `gpu` pool, which holds its slot while it
+    runs, fails at once naming the other maker instead of waiting (the other may need the slot)."""
+    home = _sqlite_home(tmp_path)
+    instance = dg.DagsterInstance.from_config(str(home))
+    ran = {}
+
+    @dg.asset
+    @one_maker
+    def notes(context):
+        ran["notes after the release"] = (home / "released").exists()
+        return dg.MaterializeResult()
+
+    @dg.asset(pool="gpu")
+    @one_maker
+    def latents(context):
+        ran["latents"] = True
+        return dg.MaterializeResult()
+
+    holder = _python(HOLDER, home, "notes", UNPARTITIONED, 2, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    assert dg.materialize([notes], instance=instance).success
+    assert ran == {"notes after the release": True}
+    assert holder.wait() == 0
+
+    holder = _python(HOLDER, home, "latents", UNPARTITIONED, 600, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    result = dg.materialize([latents], instance=instance, raise_on_error=False)
+    holder.kill()
+    holder.wait()
+    assert "latents" not in ran
+    message = failure_messages(result, [UNPARTITIONED])[UNPARTITIONED]
+    assert f"being made by another run (process {holder.pid}" in message
 
 
 def _event(run: dg.DagsterRun, event_type: dg.DagsterEventType) -> dg.DagsterEvent:
@@ -154,10 +203,7 @@ def _free_port() -> int:
 def test_a_killed_commands_run_is_failed_and_its_gpu_slot_freed(tmp_path):
     """What a SIGKILLed `wan-lora run` leaves: a run STARTED forever, holding the `gpu` slot
     that every later run's training waits for."""
-    home = tmp_path / "dagster"
-    home.mkdir()
-    (home / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
-    instance = dg.DagsterInstance.from_config(str(home))
+    instance = dg.DagsterInstance.from_config(str(_sqlite_home(tmp_path)))
     gone = _python(IDENTITY, stdout=subprocess.PIPE, text=True)
     identity = gone.communicate()[0].strip()
     run = instance.add_run(

@@ -49,5 +49,8 @@ def test_a_checkpoint_changed_after_training_is_reported_and_not_exported(demo_c
     checkpoint.write_bytes(bytes(data))
 
     assert _status(capsys, demo_copy)["lora_checkpoints"]["unsynced"] == 1
+    status, summary = run_json(capsys, demo_copy, "--select", "lora_checkpoints")
+    assert status == 1
+    assert "changed after training" in summary["lora_checkpoints"]["errors"][key]
     with pytest.raises(UserError, match=f"{key}.*changed after training.*{checkpoint.name}"):
         evaluation.export_best(catalog, key, [key], [])

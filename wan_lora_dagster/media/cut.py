@@ -124,13 +124,13 @@ def cut_clip(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(f".{out_path.stem}.{os.getpid()}.partial{out_path.suffix}")
     try:
-        with writing_into(out_path.parent):
+        with writing_into(out_path.parent):  # a full disk named as such, not as ffmpeg's log
             _run(ffmpeg_cut_command(film, start, end, partial, settings), cutting)
-            try:
-                info = probe_video(partial, count_frames=True, watchers=watchers)
-            except MediaError as error:
-                raise MediaError(f"{cutting}: ffmpeg wrote no readable frames ({error})") from error
-            partial.replace(out_path)
+        try:
+            info = probe_video(partial, count_frames=True, watchers=watchers)
+        except MediaError as error:
+            raise MediaError(f"{cutting}: ffmpeg wrote no readable frames ({error})") from error
+        partial.replace(out_path)
     finally:
         partial.unlink(missing_ok=True)
     return ClipInfo(
