@@ -15,8 +15,10 @@ from wan_lora_dagster.assets.partitioned import (
 )
 from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.pipeline import dataset as domain
+from wan_lora_dagster.pipeline.device_captions import caption_on_devices
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.pipeline.stills import make_still_caption
+from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import CaptionerResource, FfmpegResource, ProjectResource
 
 DATASET_GROUP = "dataset"
@@ -143,14 +145,23 @@ def _caption_step(context, project: ProjectResource, captioner: CaptionerResourc
     asset = context.asset_key.to_user_string()
     catalog = project.catalog()
     stale, fresh = Expectations(catalog).split_fresh(asset, context.partition_keys)
-    settings = catalog.project.recipe.captions
-    captioning = domain.Captioning(
-        settings,
-        domain.captioner_settings(catalog.project, settings, captioner.device),
-        captioner.load(catalog.project) if stale else None,
-    )
-    outcome = make_each(asset, stale, lambda key: make(catalog, key, captioning), context.log)
-    outcome.skipped = fresh
+    devices = captioner.split_devices()
+    if len(devices) > 1 and len(stale) > 1:
+        outcome = StepOutcome(skipped=fresh)
+        outcome.records, outcome.failures = caption_on_devices(
+            catalog.project.root, stale, make, devices, ProgressThrottle(asset, context.log.info)
+        )
+        for key, error in outcome.failures.items():
+            context.log.error(f"{key}: {error}")
+    else:
+        settings = catalog.project.recipe.captions
+        captioning = domain.Captioning(
+            settings,
+            domain.captioner_settings(catalog.project, settings, captioner.device),
+            captioner.load(catalog.project) if stale else None,
+        )
+        outcome = make_each(asset, stale, lambda key: make(catalog, key, captioning), context.log)
+        outcome.skipped = fresh
     yield from emit(context, outcome, catalog.records, _caption_metadata)
     banned = {key: r["banned_words"] for key, r in outcome.records.items() if r["banned_words"]}
     yield dg.AssetCheckResult(
