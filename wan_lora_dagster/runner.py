@@ -29,6 +29,7 @@ from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitio
 from wan_lora_dagster.definitions import build_definitions
 from wan_lora_dagster.deployment.jobs import execute_on_workers, split_batches
 from wan_lora_dagster.deployment.team import team_settings
+from wan_lora_dagster.engines.devices import gpu_count
 from wan_lora_dagster.pipeline import observations
 from wan_lora_dagster.pipeline.batches import Batches, identity_batches
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
@@ -88,7 +89,17 @@ def open_instance(project: Project) -> dg.DagsterInstance:
         if not config.exists():
             template = resources.files("wan_lora_dagster") / "templates" / "dagster.yaml"
             shutil.copyfile(str(template), config)
-        return dg.DagsterInstance.from_config(str(home))
+        instance = dg.DagsterInstance.from_config(str(home))
+        if team_settings(instance) is None:
+            count_gpus_in_pool(instance)
+        return instance
+
+
+def count_gpus_in_pool(instance: dg.DagsterInstance) -> None:
+    """The `gpu` pool holds a slot per GPU of this machine (one on a machine without one)."""
+    slots = max(1, gpu_count())
+    if instance.event_log_storage.get_concurrency_info("gpu").slot_count != slots:
+        instance.event_log_storage.set_concurrency_slots("gpu", slots)
 
 
 class ProjectRunner:

@@ -14,8 +14,10 @@ from wan_lora_dagster.assets.partitioned import (
 )
 from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.pipeline import dataset as domain
+from wan_lora_dagster.pipeline.device_captions import caption_on_devices
 from wan_lora_dagster.pipeline.parallel import ALL_CORES
 from wan_lora_dagster.pipeline.stills import make_still_caption
+from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import CaptionerResource, FfmpegResource, ProjectResource
 
 DATASET_GROUP = "dataset"
@@ -148,18 +150,28 @@ def _caption_step(context, project: ProjectResource, captioner: CaptionerResourc
     asset = context.asset_key.to_user_string()
     catalog = project.catalog()
     batches, stale, fresh = step_items(context, catalog, asset)
-    settings = catalog.project.recipe.captions
-    captioning = domain.Captioning(
-        settings,
-        domain.captioner_settings(catalog.project, settings, captioner.device),
-        captioner.load(catalog.project) if stale else None,
-    )
-    # hand captions are only files, read on every core; a captioner model captions one at a time
-    workers = ALL_CORES if captioning.model is None else 1
-    outcome = make_each(
-        asset, stale, lambda key: make(catalog, key, captioning), context.log, workers
-    )
-    outcome.skipped = fresh
+    devices = captioner.split_devices()
+    if len(devices) > 1 and len(stale) > 1:
+        outcome = StepOutcome(skipped=fresh)
+        outcome.records, outcome.failures = caption_on_devices(
+            catalog.project.root, stale, make, devices, ProgressThrottle(asset, context.log.info)
+        )
+        for key, error in outcome.failures.items():
+            context.log.error(f"{key}: {error}")
+    else:
+        settings = catalog.project.recipe.captions
+        captioning = domain.Captioning(
+            settings,
+            domain.captioner_settings(catalog.project, settings, captioner.device),
+            captioner.load(catalog.project) if stale else None,
+        )
+        # hand captions are only files, read on every core; a captioner model captions one at
+        # a time
+        workers = ALL_CORES if captioning.model is None else 1
+        outcome = make_each(
+            asset, stale, lambda key: make(catalog, key, captioning), context.log, workers
+        )
+        outcome.skipped = fresh
     yield from emit(context, outcome, catalog.records, _caption_metadata, batches)
     banned = {key: r["banned_words"] for key, r in outcome.records.items() if r["banned_words"]}
     yield dg.AssetCheckResult(

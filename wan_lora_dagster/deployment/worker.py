@@ -45,6 +45,8 @@ def worker_command(
         "dagster_celery.app",
         "-y",
         str(config),
+        "-i",
+        "wan_lora_dagster.definitions",  # imported once, before the pool forks
         "-q",
         ",".join(queues),  # one -Q for celery, which keeps only the last of several
         "-n",

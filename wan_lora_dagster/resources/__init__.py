@@ -12,6 +12,8 @@ from wan_lora_dagster.captioning.backends import Captioner, load_captioner
 from wan_lora_dagster.engines import create_engine
 from wan_lora_dagster.engines.background import cancel_on_signals
 from wan_lora_dagster.engines.base import Engine
+from wan_lora_dagster.engines.devices import worker_devices
+from wan_lora_dagster.engines.multi_device import MultiDeviceEngine
 from wan_lora_dagster.media.cut import CutSettings, find_ffmpeg
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
 from wan_lora_dagster.pipeline.dataset import captioner_settings, ensure_tiny_captioner
@@ -42,9 +44,14 @@ class FfmpegResource(dg.ConfigurableResource):
 
 
 class CaptionerResource(dg.ConfigurableResource):
-    """The captioner of `[captions]`, loaded once per step."""
+    """The captioner of `[captions]`, loaded once per step (once per device when split)."""
 
     device: str = "cpu"
+    devices: str | None = None  # split over these ("cuda:0,cuda:1"); default: every GPU
+
+    def split_devices(self) -> list[str]:
+        """The devices a captions step splits over; fewer than two: no split."""
+        return worker_devices(self.devices)
 
     def load(self, project: Project) -> Captioner | None:
         settings = project.recipe.captions
@@ -54,11 +61,16 @@ class CaptionerResource(dg.ConfigurableResource):
 
 
 class EngineResource(dg.ConfigurableResource):
-    """The training engine of `[training] engine`; on the GPU when there is one."""
+    """The training engine of `[training] engine`; on the GPU when there is one. With several
+    GPUs (or `devices`), cache encoding is split over them, a worker process each."""
 
     device: str | None = None
+    devices: str | None = None  # "cuda:0,cuda:1", "cpu,cpu"; default: every GPU
 
     def engine(self, project: Project) -> Engine:
+        devices = worker_devices(self.devices)
+        if len(devices) > 1:
+            return MultiDeviceEngine(project.recipe.training, project.out_dir, devices)
         return create_engine(project.recipe.training, project.out_dir, device=self.device)
 
     @contextmanager
