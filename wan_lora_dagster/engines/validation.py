@@ -6,21 +6,29 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from diffusers import WanPipeline, WanTransformer3DModel
 
 from wan_lora_dagster.engines.flow_matching import VALIDATION_TIMESTEPS, flow_matching_loss
 from wan_lora_dagster.engines.training_data import load_batches, samples_of
-from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 
 VALIDATION_ADAPTER = "validated_lora"
 
 
+class ForwardModel(Protocol):
+    """What the loss needs of a model: a diffusers folder's (WanModels) or a single file's."""
+
+    transformer: WanTransformer3DModel
+    device: torch.device
+    dtype: torch.dtype
+
+
 def validation_loss(
-    models: WanModels,
+    models: ForwardModel,
     checkpoint: Path | None,
     manifest: TrainingSetManifest,
     timesteps: Sequence[float] = VALIDATION_TIMESTEPS,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from diffusers import WanTransformer3DModel
 
 from wan_lora_dagster.engines.single_file import load_transformer
 from wan_lora_dagster.engines.validation import validation_loss
@@ -27,9 +28,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SingleFileModel:
-    """What engines.validation needs of a model: its transformer, device and compute dtype."""
+    """engines.validation.ForwardModel over a DiT loaded from one file."""
 
-    transformer: torch.nn.Module
+    transformer: WanTransformer3DModel
     device: torch.device
     dtype: torch.dtype
 
