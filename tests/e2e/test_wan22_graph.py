@@ -106,7 +106,7 @@ def test_t2v_a14b_is_evaluated_and_exported_as_a_pair(t2v_a14b):
 
 def test_i2v_a14b_trains_both_experts_on_first_frame_caches_without_clip(built_demo, tmp_path):
     # up to the checkpoints: image-to-video eval videos are another issue's
-    project = run_project(built_demo, tmp_path, "i2v-A14B", "+lora_checkpoints")
+    project = run_project(built_demo, tmp_path, "i2v-A14B", "--select", "+lora_checkpoints")
     [latent] = list((project / "out/cache/video").glob("*_wan.safetensors"))[:1]
     cache = load_latent_cache(latent)
     assert cache.clip_embedding is None  # Wan 2.2 I2V has no CLIP image encoder

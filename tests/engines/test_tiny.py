@@ -75,3 +75,28 @@ def test_complete_model_is_kept_and_interrupted_build_is_redone(tiny_model_dir, 
     ensure_tiny_model(interrupted)
     assert (interrupted / COMPLETE_MARKER).is_file()
     assert (interrupted / "transformer" / "config.json").is_file()
+
+
+@pytest.mark.parametrize(("task", "boundary"), [("t2v-A14B", 0.875), ("i2v-A14B", 0.9)])
+def test_tiny_a14b_variants_have_two_experts_switched_at_the_boundary(tmp_path, task, boundary):
+    folder = ensure_tiny_model(tmp_path / task, task=task)
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["boundary_ratio"] == boundary
+    assert index.get("image_encoder", [None, None]) == [None, None]  # Wan 2.2 I2V: no CLIP
+    configs = [
+        json.loads((folder / f / "config.json").read_text())
+        for f in ("transformer", "transformer_2")
+    ]
+    assert configs[0] == configs[1], "two experts of one shape"
+    assert (folder / "transformer_2").is_dir() and not (folder / "image_encoder").exists()
+
+
+def test_tiny_ti2v_5b_has_the_wan22_vae_latent_layout(tmp_path):
+    folder = ensure_tiny_model(tmp_path / "ti2v", task="ti2v-5B")
+    pipeline = WanPipeline.from_pretrained(folder)
+    assert pipeline.config.expand_timesteps
+    video = torch.zeros(1, 3, 9, 64, 96)
+    with torch.no_grad():
+        latents = pipeline.vae.encode(video).latent_dist.mode()
+    assert latents.shape == (1, 48, 3, 64 // 16, 96 // 16)  # z_dim 48, 4x16x16 compression
+    assert pipeline.transformer.config.in_channels == 48
