@@ -39,14 +39,15 @@ from wan_lora_dagster.engines.training_data import (
 )
 from wan_lora_dagster.engines.training_log import NoLog, TensorBoardLog, open_log
 from wan_lora_dagster.engines.training_state import (
+    LOSS_FIELD,
     LoopPosition,
     StateStore,
     TrainingComponents,
+    kept_checkpoints,
     shuffler_state,
 )
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineCancelled, EngineError
-from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.lora import peft_to_musubi, save_lora
 from wan_lora_dagster.project import TrainingSettings
 
@@ -58,7 +59,6 @@ LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ff
 IMAGE_TO_VIDEO_TARGET_MODULES = ("add_k_proj", "add_v_proj")  # cross-attention to CLIP features
 MAX_GRAD_NORM = 1.0  # musubi-tuner's default
 STATE_FOLDER = "state"  # under the output folder: the states a killed or cancelled run resumes from
-LOSS_FIELD = "wan_lora.loss"  # the running loss at the checkpoint, in its header
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def train_lora(
         request.output_dir / STATE_FOLDER, request.output_name, run_identity(request)
     )
     resumed = store.latest()
-    kept = _kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(plan)
+    kept = kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(plan)
     request.output_dir.mkdir(parents=True, exist_ok=True)
     with _training_adapter(models.transformer, settings, models.is_image_to_video) as parameters:
         loop = _TrainingLoop(models, request, parameters, plan, ranks, store)
@@ -365,31 +365,6 @@ def _refuse_existing(plan: list[PlannedCheckpoint]) -> list[CheckpointInfo]:
             "Checkpoints are never overwritten: choose another output name or remove the files."
         )
     return []
-
-
-def _kept_checkpoints(
-    plan: list[PlannedCheckpoint], request: TrainRequest, resume_step: int
-) -> list[CheckpointInfo]:
-    """The checkpoints a resumed run keeps: those up to its state, recognized as this run's by
-    their header; a file past the state, or another run's, is never overwritten."""
-    kept = []
-    for checkpoint in plan:
-        if not checkpoint.path.exists():
-            continue
-        header = read_lora_header(checkpoint.path)
-        foreign = {key for key, value in request.header.items() if header.get(key) != value}
-        if checkpoint.step > resume_step or foreign:
-            why = (
-                f"its header differs in {sorted(foreign)}" if foreign else "it lies past the state"
-            )
-            raise EngineError(
-                f"{checkpoint.path}: cannot resume {request.output_name} at step {resume_step}, "
-                f"this checkpoint is in the way ({why}). Checkpoints are never overwritten: "
-                "move the file away to go on."
-            )
-        loss = json.loads(header.get(LOSS_FIELD, "null"))
-        kept.append(CheckpointInfo(checkpoint.path, checkpoint.epoch, checkpoint.step, loss))
-    return kept
 
 
 def _warn_about_ignored(settings: TrainingSettings) -> None:
