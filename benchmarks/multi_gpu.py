@@ -109,7 +109,13 @@ def main() -> None:
                 results[engine][gpus] = MEASURE[engine](
                     root, manifest, section, size, gpus, options
                 )
-                print(f"{engine} on {gpus}: {time.monotonic() - started:.0f} s", flush=True)
+                measured = results[engine][gpus]
+                print(
+                    f"{engine} on {gpus} GPU(s): {measured.seconds_per_step:.3f} s/step, "
+                    f"{measured.samples_per_second:.3f} samples/s "
+                    f"({time.monotonic() - started:.0f} s with loading)",
+                    flush=True,
+                )
         if "diffusers" in results:
             results["diffusers"][2].extra = loaded_like(root, manifest, size, results["diffusers"])
     report(results, options)
