@@ -156,19 +156,23 @@ class _TrainingLoop:
         self.request = request
         self.parameters = parameters
         self.planned = {checkpoint.step: checkpoint for checkpoint in plan}
-        self.total_steps = plan[-1].step
+        self.total_steps = total_steps = plan[-1].step
         self.ranks = ranks
         self.store = store
         self.model = ranks.wrap(models.transformer)
-        optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
-        scheduler = get_scheduler(
+        self.optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
+        self.scheduler = get_scheduler(
             settings.lr_scheduler,
-            optimizer,
+            self.optimizer,
             num_warmup_steps=settings.lr_warmup_steps,
-            num_training_steps=self.total_steps,
+            num_training_steps=total_steps,
         )
-        generator = torch.Generator().manual_seed(settings.seed + ranks.rank)
-        self.components = TrainingComponents(parameters, optimizer, scheduler, generator)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+
+    @property
+    def components(self) -> TrainingComponents:
+        """What a saved state holds besides the loop's position."""
+        return TrainingComponents(self.parameters, self.optimizer, self.scheduler, self.generator)
 
     def run(
         self,
@@ -195,7 +199,8 @@ class _TrainingLoop:
                 batches = epoch_batches(samples, batch_sizes, shuffler)
                 for index in range(skip, math.ceil(len(batches) / world)):
                     started = time.perf_counter()
-                    local_loss = self.train_step(batches[(index * world + rank) % len(batches)])
+                    batch = batches[(index * world + rank) % len(batches)]
+                    local_loss = self.train_step(batch, step + 1)
                     rank_losses, stopping = self.ranks.reduce(local_loss)
                     loss = sum(rank_losses) / len(rank_losses)
                     step += 1
@@ -244,19 +249,23 @@ class _TrainingLoop:
         return announced
 
     def _learning_rate(self) -> float:
-        return self.components.scheduler.get_last_lr()[0]
+        return self.scheduler.get_last_lr()[0]
 
-    def train_step(self, samples: list[TrainingSample]) -> float:
-        """One optimizer step over a batch (one forward pass per latent shape in it)."""
+    def train_step(self, samples: list[TrainingSample], step: int) -> float:
+        """One optimizer step over a batch (one forward pass per latent shape in it).
+
+        Its timesteps and noise come from a generator seeded by (seed, step, rank): each rank
+        draws its own, and a resumed run draws what the uninterrupted one would have.
+        """
         settings = self.request.settings
-        generator = self.components.generator
+        self.generator.manual_seed(hash((settings.seed, step, self.ranks.rank)) & 0x7FFF_FFFF)
         total_loss = 0.0
         shapes = load_batches(samples, self.models.device)
         for index, (batch, count) in enumerate(shapes):
             t = sample_timesteps(
-                settings.timestep_sampling, count, settings.discrete_flow_shift, generator
+                settings.timestep_sampling, count, settings.discrete_flow_shift, self.generator
             )
-            noise = torch.randn(batch.latents.shape, generator=generator)
+            noise = torch.randn(batch.latents.shape, generator=self.generator)
             # gradients are averaged over the ranks once per step, at the last backward pass
             synchronized = index == len(shapes) - 1
             with nullcontext() if synchronized else self.ranks.no_sync(self.model):
@@ -266,9 +275,9 @@ class _TrainingLoop:
                 (loss * count / len(samples)).backward()
             total_loss += loss.item() * count / len(samples)
         torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
-        self.components.optimizer.step()
-        self.components.scheduler.step()
-        self.components.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
         return total_loss
 
     def save(self, checkpoint: PlannedCheckpoint, loss: float | None) -> CheckpointInfo:
