@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import psutil
 import pytest
+import torch
+from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
@@ -90,7 +92,10 @@ def test_a_cancel_ends_every_worker_and_the_run_resumes(
 
     returned = two_rank_engine.train(request, lambda report: None, lambda checkpoint: None)
 
-    assert [c.path.name for c in returned] == [c.path.name for c in two_rank_run[3]]
+    uninterrupted = two_rank_run[3]
+    assert [c.path.name for c in returned] == [c.path.name for c in uninterrupted]
+    resumed_lora, lora = load_file(returned[-1].path), load_file(uninterrupted[-1].path)
+    assert all(torch.allclose(resumed_lora[key], lora[key], atol=1e-6) for key in lora)
 
 
 def _process_group(process: psutil.Process) -> int | None:

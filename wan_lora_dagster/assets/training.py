@@ -172,6 +172,7 @@ def _checkpoint_metadata(catalog, manifest, plan):
     settings = dg.MetadataValue.json(json.loads(catalog.project.recipe.training.model_dump_json()))
     manifest_file = domain.manifest_dir(catalog).relative_to(catalog.project.root)
     logs = domain.log_dir(catalog, plan).relative_to(catalog.project.root)
+    batch = domain.checkpoint_header(manifest, catalog.project.recipe, plan)
     table = caption_table(
         [
             {
@@ -196,6 +197,10 @@ def _checkpoint_metadata(catalog, manifest, plan):
             "settings": settings,
             "loss_curve": image_markdown(_loss_curve_path(catalog, key), "loss curve"),
             "tensorboard": dg.MetadataValue.path(str(logs)),
+            "gpus": int(batch["wan_lora.gpus"]),
+            "effective_batch_size": dg.MetadataValue.json(
+                json.loads(batch["wan_lora.effective_batch_size"])
+            ),
         }
 
     return metadata

@@ -39,14 +39,15 @@ from wan_lora_dagster.engines.training_data import (
 )
 from wan_lora_dagster.engines.training_log import NoLog, TensorBoardLog, open_log
 from wan_lora_dagster.engines.training_state import (
+    LOSS_FIELD,
     LoopPosition,
     StateStore,
     TrainingComponents,
+    kept_checkpoints,
     shuffler_state,
 )
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineCancelled, EngineError
-from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.lora import peft_to_musubi, save_lora
 from wan_lora_dagster.project import TrainingSettings
 
@@ -58,7 +59,6 @@ LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ff
 IMAGE_TO_VIDEO_TARGET_MODULES = ("add_k_proj", "add_v_proj")  # cross-attention to CLIP features
 MAX_GRAD_NORM = 1.0  # musubi-tuner's default
 STATE_FOLDER = "state"  # under the output folder: the states a killed or cancelled run resumes from
-LOSS_FIELD = "wan_lora.loss"  # the running loss at the checkpoint, in its header
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def train_lora(
         request.output_dir / STATE_FOLDER, request.output_name, run_identity(request)
     )
     resumed = store.latest()
-    kept = _kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(plan)
+    kept = kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(plan)
     request.output_dir.mkdir(parents=True, exist_ok=True)
     with _training_adapter(models.transformer, settings, models.is_image_to_video) as parameters:
         loop = _TrainingLoop(models, request, parameters, plan, ranks, store)
@@ -156,19 +156,23 @@ class _TrainingLoop:
         self.request = request
         self.parameters = parameters
         self.planned = {checkpoint.step: checkpoint for checkpoint in plan}
-        self.total_steps = plan[-1].step
+        self.total_steps = total_steps = plan[-1].step
         self.ranks = ranks
         self.store = store
         self.model = ranks.wrap(models.transformer)
-        optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
-        scheduler = get_scheduler(
+        self.optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
+        self.scheduler = get_scheduler(
             settings.lr_scheduler,
-            optimizer,
+            self.optimizer,
             num_warmup_steps=settings.lr_warmup_steps,
-            num_training_steps=self.total_steps,
+            num_training_steps=total_steps,
         )
-        generator = torch.Generator().manual_seed(settings.seed + ranks.rank)
-        self.components = TrainingComponents(parameters, optimizer, scheduler, generator)
+        self.generator = torch.Generator().manual_seed(settings.seed)
+
+    @property
+    def components(self) -> TrainingComponents:
+        """What a saved state holds besides the loop's position."""
+        return TrainingComponents(self.parameters, self.optimizer, self.scheduler, self.generator)
 
     def run(
         self,
@@ -195,7 +199,8 @@ class _TrainingLoop:
                 batches = epoch_batches(samples, batch_sizes, shuffler)
                 for index in range(skip, math.ceil(len(batches) / world)):
                     started = time.perf_counter()
-                    local_loss = self.train_step(batches[(index * world + rank) % len(batches)])
+                    batch = batches[(index * world + rank) % len(batches)]
+                    local_loss = self.train_step(batch, step + 1)
                     rank_losses, stopping = self.ranks.reduce(local_loss)
                     loss = sum(rank_losses) / len(rank_losses)
                     step += 1
@@ -244,12 +249,16 @@ class _TrainingLoop:
         return announced
 
     def _learning_rate(self) -> float:
-        return self.components.scheduler.get_last_lr()[0]
+        return self.scheduler.get_last_lr()[0]
 
-    def train_step(self, samples: list[TrainingSample]) -> float:
-        """One optimizer step over a batch (one forward pass per latent shape in it)."""
+    def train_step(self, samples: list[TrainingSample], step: int) -> float:
+        """One optimizer step over a batch (one forward pass per latent shape in it).
+
+        Its timesteps and noise come from a generator seeded by (seed, step, rank): each rank
+        draws its own, and a resumed run draws what the uninterrupted one would have.
+        """
         settings = self.request.settings
-        generator = self.components.generator
+        self.generator.manual_seed(hash((settings.seed, step, self.ranks.rank)) & 0x7FFF_FFFF)
         total_loss = 0.0
         shapes = load_batches(samples, self.models.device)
         for index, (batch, count) in enumerate(shapes):
@@ -257,10 +266,10 @@ class _TrainingLoop:
                 settings.timestep_sampling,
                 count,
                 settings.discrete_flow_shift,
-                generator,
+                self.generator,
                 self.request.timestep_range,
             )
-            noise = torch.randn(batch.latents.shape, generator=generator)
+            noise = torch.randn(batch.latents.shape, generator=self.generator)
             # gradients are averaged over the ranks once per step, at the last backward pass
             synchronized = index == len(shapes) - 1
             with nullcontext() if synchronized else self.ranks.no_sync(self.model):
@@ -270,9 +279,9 @@ class _TrainingLoop:
                 (loss * count / len(samples)).backward()
             total_loss += loss.item() * count / len(samples)
         torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
-        self.components.optimizer.step()
-        self.components.scheduler.step()
-        self.components.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
         return total_loss
 
     def save(self, checkpoint: PlannedCheckpoint, loss: float | None) -> CheckpointInfo:
@@ -369,31 +378,6 @@ def _refuse_existing(plan: list[PlannedCheckpoint]) -> list[CheckpointInfo]:
             "Checkpoints are never overwritten: choose another output name or remove the files."
         )
     return []
-
-
-def _kept_checkpoints(
-    plan: list[PlannedCheckpoint], request: TrainRequest, resume_step: int
-) -> list[CheckpointInfo]:
-    """The checkpoints a resumed run keeps: those up to its state, recognized as this run's by
-    their header; a file past the state, or another run's, is never overwritten."""
-    kept = []
-    for checkpoint in plan:
-        if not checkpoint.path.exists():
-            continue
-        header = read_lora_header(checkpoint.path)
-        foreign = {key for key, value in request.header.items() if header.get(key) != value}
-        if checkpoint.step > resume_step or foreign:
-            why = (
-                f"its header differs in {sorted(foreign)}" if foreign else "it lies past the state"
-            )
-            raise EngineError(
-                f"{checkpoint.path}: cannot resume {request.output_name} at step {resume_step}, "
-                f"this checkpoint is in the way ({why}). Checkpoints are never overwritten: "
-                "move the file away to go on."
-            )
-        loss = json.loads(header.get(LOSS_FIELD, "null"))
-        kept.append(CheckpointInfo(checkpoint.path, checkpoint.epoch, checkpoint.step, loss))
-    return kept
 
 
 def _warn_about_ignored(settings: TrainingSettings) -> None:

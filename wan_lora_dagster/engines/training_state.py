@@ -16,15 +16,24 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest
+from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.formats.cache_files import read_lora_header
+
+if TYPE_CHECKING:
+    from wan_lora_dagster.engines.lora_training import PlannedCheckpoint
 
 logger = logging.getLogger(__name__)
 
 STATE_FORMAT = 1
 TENSORS_FILE = "state.safetensors"
 VALUES_FILE = "state.json"
+LOSS_FIELD = "wan_lora.loss"  # the running loss at a checkpoint, in its header
 
 
 @dataclass
@@ -169,6 +178,31 @@ def _restore(tensors: dict[str, torch.Tensor], values: dict, components: Trainin
     cuda = sorted(key for key in tensors if key.startswith("rng.cuda."))
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([tensors[key] for key in cuda][: torch.cuda.device_count()])
+
+
+def kept_checkpoints(
+    plan: list[PlannedCheckpoint], request: TrainRequest, resume_step: int
+) -> list[CheckpointInfo]:
+    """The checkpoints a resumed run keeps: those up to its state, recognized as this run's by
+    their header; a file past the state, or another run's, is never overwritten."""
+    kept = []
+    for checkpoint in plan:
+        if not checkpoint.path.exists():
+            continue
+        header = read_lora_header(checkpoint.path)
+        foreign = {key for key, value in request.header.items() if header.get(key) != value}
+        if checkpoint.step > resume_step or foreign:
+            why = (
+                f"its header differs in {sorted(foreign)}" if foreign else "it lies past the state"
+            )
+            raise EngineError(
+                f"{checkpoint.path}: cannot resume {request.output_name} at step {resume_step}, "
+                f"this checkpoint is in the way ({why}). Checkpoints are never overwritten: "
+                "move the file away to go on."
+            )
+        loss = json.loads(header.get(LOSS_FIELD, "null"))
+        kept.append(CheckpointInfo(checkpoint.path, checkpoint.epoch, checkpoint.step, loss))
+    return kept
 
 
 def shuffler_state(shuffler: random.Random) -> list:
