@@ -125,6 +125,8 @@ class TrainingSettings(_Section):
     fp8_t5: bool = False
     blocks_to_swap: int = Field(0, ge=0)
     gradient_checkpointing: bool = True
+    gradient_checkpointing_cpu_offload: bool = False
+    compile: bool = Field(False, description="torch.compile each transformer block (diffusers)")
     attention: Literal["sdpa", "flash", "xformers"] = "sdpa"
     mixed_precision: Literal["bf16", "fp16", "no"] = "bf16"
     save_every_n_epochs: int | None = Field(None, ge=1)

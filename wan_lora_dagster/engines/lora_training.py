@@ -19,6 +19,11 @@ from diffusers.training_utils import cast_training_params
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
+from wan_lora_dagster.engines.acceleration import (
+    build_optimizer,
+    prepare_for_training,
+    require_supported_combination,
+)
 from wan_lora_dagster.engines.base import (
     CheckpointInfo,
     Progress,
@@ -122,7 +127,12 @@ def train_lora(
     resumed = store.latest()
     kept = kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(plan)
     request.output_dir.mkdir(parents=True, exist_ok=True)
-    with _training_adapter(models.transformer, settings, models.is_image_to_video) as parameters:
+    with (
+        _training_adapter(models.transformer, settings, models.is_image_to_video) as parameters,
+        prepare_for_training(
+            models.transformer, parameters, settings, request.sections, models.device
+        ),
+    ):
         loop = _TrainingLoop(models, request, parameters, plan, ranks, store)
         position = LoopPosition.start(settings.seed)
         if resumed:
@@ -160,7 +170,7 @@ class _TrainingLoop:
         self.ranks = ranks
         self.store = store
         self.model = ranks.wrap(models.transformer)
-        self.optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate)
+        self.optimizer = build_optimizer(settings.optimizer, parameters, settings.learning_rate)
         self.scheduler = get_scheduler(
             settings.lr_scheduler,
             self.optimizer,
@@ -354,12 +364,9 @@ def _training_adapter(
 
 
 def _require_supported_options(settings: TrainingSettings) -> None:
-    """Refuse musubi-only optimizer and scheduler names before any work, saying what works."""
-    if settings.optimizer.lower() not in ("adamw", "adamw_torch", "torch.optim.adamw"):
-        raise EngineError(
-            f"wan_lora.toml: [training] optimizer = {settings.optimizer!r} is not available in "
-            "the diffusers engine; use 'adamw', or engine = 'musubi' for its optimizers."
-        )
+    """Refuse musubi-only optimizer and scheduler names, and options that cannot work together,
+    before any work, saying what works."""
+    require_supported_combination(settings)
     schedulers = [kind.value for kind in SchedulerType]
     if settings.lr_scheduler not in schedulers:
         raise EngineError(
@@ -381,11 +388,10 @@ def _refuse_existing(plan: list[PlannedCheckpoint]) -> list[CheckpointInfo]:
 
 
 def _warn_about_ignored(settings: TrainingSettings) -> None:
-    if settings.blocks_to_swap:
+    if settings.fp8_scaled:
         logger.warning(
-            "blocks_to_swap = %d is a musubi-tuner option; the diffusers engine keeps every block "
-            "on the GPU (use engine = 'musubi' on a card too small for that)",
-            settings.blocks_to_swap,
+            "fp8_scaled is a musubi-tuner option; the diffusers engine stores fp8_base weights "
+            "unscaled (as diffusers' layerwise casting does)"
         )
     if settings.network_args:
         logger.warning("network_args %s are ignored by the diffusers engine", settings.network_args)

@@ -236,6 +236,10 @@ def _memory_args(settings: TrainingSettings) -> list[str]:
         arguments.append("--fp8_scaled")
     if settings.blocks_to_swap:
         arguments += ["--blocks_to_swap", str(settings.blocks_to_swap)]
+    if settings.gradient_checkpointing_cpu_offload:
+        arguments.append("--gradient_checkpointing_cpu_offload")
+    if settings.compile:
+        arguments.append("--compile")
     return arguments
 
 

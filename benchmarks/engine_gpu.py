@@ -1,0 +1,567 @@
+"""Training speed on one GPU: musubi-tuner vs. our diffusers engine, side by side in one run.
+
+Both engines train from the SAME random weights of the real shapes (built once here from
+musubi-tuner's own model classes, converted to diffusers' layout for ours with diffusers' own
+converter) and the SAME latent and text caches (musubi's format, random values of the real
+shapes), LoRA rank 32, batch 1, gradient checkpointing, AdamW, sdpa, through each engine's product
+path: `MusubiEngine.train` (accelerate launch wan_train_network.py) and `train_lora`.
+
+For each configuration, one table row:
+- s/it: median of the step times after WARMUP steps (the time between two progress reports,
+  read the same way for both engines: musubi's progress line, our progress callback);
+- peak GPU memory: nvidia-smi's most used on GPU 0 above what was in use before the run started
+  (the same measure for both; it includes each side's CUDA context), and for ours torch's peak
+  allocated, and the memory check's estimate;
+- MFU: model FLOPs per step over s/it over the GPU's bf16 dense peak (989 TFLOP/s, the H200
+  datasheet); model FLOPs = 3 x forward (forward + backward, NOT counting the recomputation of
+  gradient checkpointing), forward = 2 x tokens x block linear parameters + 4 x tokens^2 x dim
+  per block (self-attention) + the cross-attention to 512 text tokens. A large bf16 matmul is
+  timed once for the practical ceiling.
+
+Needs CUDA and a musubi-tuner checkout (MUSUBI_TUNER_DIR, or --musubi). `--small` runs tiny
+shapes on a CPU (our engine only) to debug the script. Writes the table to $OUT/engine_gpu.md.
+
+    MUSUBI_TUNER_DIR=... python benchmarks/engine_gpu.py [--steps 11] [--budget 540]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engines" / "musubi"))
+
+import itertools
+
+from gpu_fixtures import (
+    DIT_NAME,
+    HEADER,
+    ClipSpec,
+    GpuMemoryPoller,
+    _random_state,
+    _save_atomically,
+    gpu_memory_used,
+    musubi_checkout,
+    random_weights,
+    write_text_cache,
+)
+
+from wan_lora_dagster.engines.base import TrainRequest
+from wan_lora_dagster.formats.cache_files import latent_cache_name
+from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
+from wan_lora_dagster.formats.musubi_cache import save_latent_cache
+from wan_lora_dagster.project import DatasetSection, TrainingSettings
+
+DATASHEET_TFLOPS = 989.0  # H200 SXM, bf16 dense
+TEXT_TOKENS = 512
+WARMUP = 3
+OUT_DIR: dict[str, Path] = {}
+PRACTICAL: dict[str, float | None] = {}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    dim: int
+    ffn_dim: int
+    heads: int
+    layers: int
+
+
+SHAPES = {
+    "t2v-14B": ModelShape(5120, 13824, 40, 40),
+    "t2v-1.3B": ModelShape(1536, 8960, 12, 30),
+    "small": ModelShape(64, 128, 2, 4),
+}
+
+MOTION = DatasetSection(name="motion", source="clips", resolution=(384, 208), target_frames=(45,))
+GHIBLI = (
+    DatasetSection(name="stills", source="stills", resolution=(768, 768)),
+    DatasetSection(name="wide", source="clips", resolution=(768, 416), target_frames=(1, 21)),
+    MOTION,
+)
+SMALL_MOTION = DatasetSection(
+    name="motion", source="clips", resolution=(64, 32), target_frames=(9,)
+)
+SMALL_MIXED = (
+    DatasetSection(name="stills", source="stills", resolution=(64, 64)),
+    DatasetSection(name="wide", source="clips", resolution=(64, 48), target_frames=(1, 5)),
+    SMALL_MOTION,
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    label: str
+    task: str
+    engine: str  # "musubi" or "ours"
+    sections: tuple[DatasetSection, ...]
+    options: dict = field(default_factory=dict)
+
+
+def configs(small: bool) -> list[Config]:
+    motion, mixed = ((SMALL_MOTION,), SMALL_MIXED) if small else ((MOTION,), GHIBLI)
+    swap = 2 if small else 10  # the small model has 4 blocks
+    fp8_musubi = {"fp8_base": True, "fp8_scaled": True}
+    ours_14b = {"compile": True, "fp8_base": True}
+    return [
+        Config("14B musubi fp8 scaled", "t2v-14B", "musubi", motion, fp8_musubi),
+        Config("14B musubi fp8 scaled, swap 10", "t2v-14B", "musubi", motion,
+               {**fp8_musubi, "blocks_to_swap": swap}),
+        Config("14B ours compile+fp8", "t2v-14B", "ours", motion, ours_14b),
+        Config("14B ours compile+fp8, swap 10", "t2v-14B", "ours", motion,
+               {**ours_14b, "blocks_to_swap": swap}),
+        Config("14B ours compile+fp8, swap 10, offload, 8bit", "t2v-14B", "ours", motion,
+               {**ours_14b, "blocks_to_swap": swap, "gradient_checkpointing_cpu_offload": True,
+                "optimizer": "adamw8bit"}),
+        Config("1.3B musubi bf16", "t2v-1.3B", "musubi", motion),
+        Config("1.3B ours compile", "t2v-1.3B", "ours", motion, {"compile": True}),
+        Config("1.3B Ghibli mix musubi bf16", "t2v-1.3B", "musubi", mixed),
+        Config("1.3B Ghibli mix ours compile", "t2v-1.3B", "ours", mixed, {"compile": True}),
+    ]  # fmt: skip
+
+
+@dataclass
+class Result:
+    config: Config
+    seconds: list[float] = field(default_factory=list)
+    smi_peak_mib: int | None = None
+    allocated_gib: float | None = None
+    estimate_gib: float | None = None
+    error: str | None = None
+
+    @property
+    def per_step(self) -> float | None:
+        measured = self.seconds[WARMUP:]
+        return statistics.median(measured) if measured else None
+
+
+# ---------------------------------------------------------------- weights and caches
+
+
+def musubi_state_shapes(task: str, shape: ModelShape, musubi: Path) -> dict[str, list[int]]:
+    """musubi's WanModel state-dict keys and shapes (a subprocess: musubi sets up logging)."""
+    code = f"""
+import json, sys
+from accelerate import init_empty_weights
+from musubi_tuner.wan.modules.model import WanModel
+with init_empty_weights():
+    model = WanModel(model_type="t2v", dim={shape.dim}, eps=1e-6, ffn_dim={shape.ffn_dim},
+        freq_dim=256, in_dim=16, num_heads={shape.heads}, num_layers={shape.layers}, out_dim=16,
+        text_len=512, attn_mode="torch")
+json.dump({{k: list(v.shape) for k, v in model.state_dict().items()}}, sys.stdout)
+"""
+    environment = {
+        **os.environ,
+        "PYTHONPATH": f"{musubi / 'src'}:{os.environ.get('PYTHONPATH', '')}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True
+    )
+    return json.loads(done.stdout)
+
+
+def build_weights(task: str, shape: ModelShape, musubi: Path, folder: Path) -> tuple[Path, dict]:
+    """musubi's file on disk (for musubi) and the same tensors in memory (for ours)."""
+    started = time.perf_counter()
+    shapes = musubi_state_shapes(task, shape, musubi)
+    state = _random_state(shapes, seed=0)
+    path = folder / f"{task}_random_bf16.safetensors"
+    _save_atomically(state, path)
+    print(
+        f"  built {task} weights: {sum(t.numel() for t in state.values()):,} parameters "
+        f"in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+    return path, state
+
+
+def diffusers_transformer(shape: ModelShape, state: dict):
+    from accelerate import init_empty_weights
+    from diffusers import WanTransformer3DModel
+    from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
+
+    with init_empty_weights(include_buffers=False):  # the rotary tables are computed, not loaded
+        model = WanTransformer3DModel(
+            patch_size=(1, 2, 2), num_attention_heads=shape.heads,
+            attention_head_dim=shape.dim // shape.heads, in_channels=16, out_channels=16,
+            text_dim=4096, freq_dim=256, ffn_dim=shape.ffn_dim, num_layers=shape.layers,
+            cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
+        )  # fmt: skip
+    if state is None:  # --small on a CPU: random weights of diffusers' own initialisation
+        model.to_empty(device="cpu")
+        for parameter in model.parameters():
+            torch.nn.init.normal_(parameter, std=0.05)
+    else:
+        converted = convert_wan_transformer_to_diffusers(dict(state))
+        model.load_state_dict(converted, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+def keep_in_fp32(model) -> None:
+    """What `from_pretrained(torch_dtype=bf16)` keeps in fp32 (norms, time embedder, tables)."""
+    kept = set(model._keep_in_fp32_modules or ())
+    for name, module in model.named_modules():
+        if kept & set(name.split(".")):
+            module.float()
+
+
+def write_caches(
+    root: Path, sections: tuple[DatasetSection, ...], count: int
+) -> TrainingSetManifest:
+    """`count` items per section: random latents of the section's largest shape (musubi's
+    cache format and names) and random text caches."""
+    entries = []
+    generator = torch.Generator().manual_seed(0)
+    for section in sections:
+        width, height = section.resolution
+        for index in range(count):
+            item = f"{section.name}{index:02d}"
+            cache_dir = root / "cache" / section.name
+            frames_list = [None] if section.source == "stills" else list(section.target_frames)
+            latents = []
+            for frames in frames_list:
+                latent_frames = 1 if frames is None else (frames - 1) // 4 + 1
+                name = latent_cache_name(item, width, height, *((0, frames) if frames else ()))
+                latent = torch.randn(
+                    16, latent_frames, height // 8, width // 8, generator=generator
+                )
+                save_latent_cache(cache_dir / name, latent.to(torch.bfloat16))
+                latents.append(str((cache_dir / name).relative_to(root)))
+            text = write_text_cache(root / "cache" / "text", item, ClipSpec(), index)
+            entries.append(ManifestEntry(
+                item_id=item, kind="still" if section.source == "stills" else "clip",
+                section=section.name, latent_files=tuple(latents),
+                text_file=str(text.relative_to(root)), caption=f"random {item}",
+                caption_origin="auto", caption_version="c", latent_version="l", text_version="t",
+            ))  # fmt: skip
+    return TrainingSetManifest(tuple(entries), root=root)
+
+
+# ---------------------------------------------------------------- the two engines
+
+
+def settings_for(config: Config, steps: int, **paths) -> TrainingSettings:
+    return TrainingSettings(
+        engine="diffusers" if config.engine == "ours" else "musubi",
+        task=config.task,
+        network_dim=32, network_alpha=32.0, max_train_steps=steps, seed=1,
+        gradient_checkpointing=True, **paths, **config.options,
+    )  # fmt: skip
+
+
+def run_musubi(
+    config: Config, manifest, steps: int, weights: dict, musubi: Path, out: Path
+) -> Result:
+    from wan_lora_dagster.engines.musubi.engine import MusubiEngine
+
+    result = Result(config)
+    settings = settings_for(config, steps, musubi_dir=str(musubi), **weights)
+    request = TrainRequest(manifest, settings, config.sections, out / "lora", "bench", dict(HEADER))
+    lines: list[str] = []
+    engine = MusubiEngine(settings, out / "work", on_output=lines.append)
+    stamps: list[float] = []
+    before = gpu_memory_used()
+    try:
+        with GpuMemoryPoller() as poller:
+            engine.train(request, _step_stamper(stamps), lambda c: None)
+    except Exception as error:  # a failed row is reported, the others still run
+        result.error = f"{type(error).__name__}: {str(error)[:200]}"
+        print("\n".join(lines[-30:]))
+    result.seconds = [b - a for a, b in itertools.pairwise(stamps)]
+    result.smi_peak_mib = poller.peak - before
+    return result
+
+
+def _step_stamper(stamps: list[float]):
+    """A progress callback noting when each new step is first reported (musubi's progress line
+    is printed several times a step)."""
+    last = {"step": 0}
+
+    def on_progress(progress) -> None:
+        if progress.stage == "train" and progress.done > last["step"]:
+            last["step"] = progress.done
+            stamps.append(time.perf_counter())
+
+    return on_progress
+
+
+class _EstimateLog(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.estimate: float | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        found = re.search(r"estimated peak GPU memory: ([\d.]+) GiB", record.getMessage())
+        if found:
+            self.estimate = float(found.group(1))
+
+
+def run_ours(config: Config, manifest, steps: int, models, idle_mib: int, out: Path) -> Result:
+    from wan_lora_dagster.engines.lora_training import train_lora
+
+    result = Result(config)
+    settings = settings_for(config, steps)
+    request = TrainRequest(manifest, settings, config.sections, out / "lora", "bench", dict(HEADER))
+    estimates = _EstimateLog()
+    logging.getLogger("wan_lora_dagster.engines.acceleration").addHandler(estimates)
+    stamps: list[float] = []
+    cuda = models.device.type == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    try:
+        with GpuMemoryPoller() if cuda else _Nothing() as poller:
+            stamps.append(time.perf_counter())
+            train_lora(models, request, _step_stamper(stamps), lambda c: None)
+    except Exception as error:
+        result.error = f"{type(error).__name__}: {str(error)[:200]}"
+        logging.getLogger(__name__).exception("our run failed")
+    result.seconds = [b - a for a, b in itertools.pairwise(stamps)]
+    if cuda:
+        result.smi_peak_mib = poller.peak - idle_mib
+        result.allocated_gib = torch.cuda.max_memory_allocated() / 1024**3
+    result.estimate_gib = estimates.estimate
+    return result
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+# ---------------------------------------------------------------- FLOPs and the table
+
+
+def tokens_of(section: DatasetSection, frames: int | None) -> int:
+    width, height = section.resolution
+    latent_frames = 1 if not frames else (frames - 1) // 4 + 1
+    return latent_frames * (height // 16) * (width // 16)
+
+
+def forward_flops(shape: ModelShape, tokens: int) -> float:
+    d, f = shape.dim, shape.ffn_dim
+    on_tokens = 4 * d * d + 2 * d * d + 2 * d * f  # self-attn qkvo, cross-attn q and o, ffn
+    on_text = 2 * d * d  # cross-attn k and v over the text
+    attention = 4 * tokens * tokens * d + 4 * tokens * TEXT_TOKENS * d
+    return shape.layers * (2 * tokens * on_tokens + 2 * TEXT_TOKENS * on_text + attention)
+
+
+def step_flops(config: Config, shape: ModelShape) -> float | None:
+    """Model FLOPs of one step (3 x forward), for single-shape configurations."""
+    if len(config.sections) != 1 or len(config.sections[0].target_frames) != 1:
+        return None
+    section = config.sections[0]
+    return 3 * forward_flops(shape, tokens_of(section, section.target_frames[0]))
+
+
+def matmul_tflops() -> float:
+    size = 8192
+    a = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(size, size, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(20):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    return 2 * size**3 * 20 / (start.elapsed_time(end) / 1000) / 1e12
+
+
+def table(results: list[Result], shapes: dict, practical: float | None) -> str:
+    columns = (
+        "configuration", "s/it", "nvidia-smi peak GiB", "torch allocated GiB", "estimate GiB",
+        "MFU (3x fwd)", "steps timed", "note",
+    )  # fmt: skip
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for result in results:
+        config, per_step = result.config, result.per_step
+        flops = step_flops(config, shapes[config.task])
+        mfu = f"{flops / per_step / 1e12 / DATASHEET_TFLOPS:.1%}" if flops and per_step else "–"
+        cells = [
+            config.label,
+            f"{per_step:.3f}" if per_step else "–",
+            f"{result.smi_peak_mib / 1024:.1f}" if result.smi_peak_mib is not None else "–",
+            f"{result.allocated_gib:.1f}" if result.allocated_gib is not None else "–",
+            f"{result.estimate_gib:.1f}" if result.estimate_gib is not None else "–",
+            mfu,
+            str(len(result.seconds[WARMUP:])),
+            (result.error or "").replace("|", "/").replace("\n", " ")[:160],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if practical:
+        lines.append(
+            f"\nbf16 8192^3 matmul here: {practical:.0f} TFLOP/s "
+            f"({practical / DATASHEET_TFLOPS:.0%} of the {DATASHEET_TFLOPS:.0f} datasheet peak)"
+        )
+    return "\n".join(lines)
+
+
+def ratios(results: list[Result]) -> str:
+    by = {r.config.label: r.per_step for r in results}
+    pairs = [
+        ("14B ours compile+fp8", "14B musubi fp8 scaled", "14B ours / musubi fp8 (goal <= 0.5)"),
+        ("14B ours compile+fp8, swap 10", "14B ours compile+fp8",
+         "14B ours swap 10 / no swap (goal <= 1.3)"),
+        ("14B musubi fp8 scaled, swap 10", "14B musubi fp8 scaled", "14B musubi swap 10 / no swap"),
+        ("1.3B ours compile", "1.3B musubi bf16", "1.3B ours / musubi"),
+        ("1.3B Ghibli mix ours compile", "1.3B Ghibli mix musubi bf16", "Ghibli mix ours / musubi"),
+    ]  # fmt: skip
+    return "\n".join(
+        f"{name}: {by[a] / by[b]:.2f}" for a, b, name in pairs if by.get(a) and by.get(b)
+    )
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="tiny shapes, our engine, on a CPU")
+    parser.add_argument("--steps", type=int, default=11, help="steps per configuration")
+    parser.add_argument("--budget", type=float, default=540, help="seconds; later rows skipped")
+    parser.add_argument(
+        "--only", default="", help="only labels holding one of these (comma-separated)"
+    )
+    parser.add_argument(
+        "--musubi", default=None, help="musubi-tuner checkout (or MUSUBI_TUNER_DIR)"
+    )
+    options = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("wan_lora_dagster.engines.acceleration").setLevel(logging.INFO)
+    started = time.perf_counter()
+    if options.musubi:
+        os.environ["MUSUBI_TUNER_DIR"] = options.musubi
+    musubi = musubi_checkout()
+    cuda = torch.cuda.is_available()
+    if not cuda and not options.small:
+        sys.exit("engine_gpu: needs CUDA (or --small for the CPU debug run)")
+    device = torch.device("cuda" if cuda else "cpu")
+    idle = gpu_memory_used() if cuda else 0
+    practical = matmul_tflops() if cuda else None
+    if cuda:
+        torch.cuda.empty_cache()
+    wanted = options.only.split(",")
+    chosen = [c for c in configs(options.small) if any(part in c.label for part in wanted)]
+    if not (cuda and musubi):
+        print(f"  musubi rows skipped: {'no CUDA' if not cuda else 'no MUSUBI_TUNER_DIR'}")
+        chosen = [c for c in chosen if c.engine == "ours"]
+    shapes = {task: SHAPES["small"] if options.small else SHAPES[task] for task in SHAPES}
+    out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="engine-gpu-"))
+    OUT_DIR["path"] = out
+    PRACTICAL["tflops"] = practical
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="engine-gpu-") as scratch_name:
+        scratch = Path(scratch_name)
+        helpers = (
+            musubi_helpers(scratch / "helpers", musubi)
+            if any(c.engine == "musubi" for c in chosen)
+            else {}
+        )
+        for task in dict.fromkeys(c.task for c in chosen):
+            rows = [c for c in chosen if c.task == task]
+            remaining = options.budget - (time.perf_counter() - started)
+            if remaining < 60:
+                results += [replace_result(c, "skipped: out of the time budget") for c in rows]
+                continue
+            results += run_task(task, shapes[task], rows, options, musubi, helpers, device,
+                                idle, scratch, started)  # fmt: skip
+    print("\n" + write_report(results, options, started))
+
+
+def write_report(results: list[Result], options, started: float) -> str:
+    """The table so far, written to $OUT (a run cut short still leaves its rows)."""
+    cuda = torch.cuda.is_available()
+    shapes = {task: SHAPES["small"] if options.small else SHAPES[task] for task in SHAPES}
+    report = table(results, shapes, PRACTICAL.get("tflops")) + "\n\n" + ratios(results)
+    report += f"\n\nGPU: {torch.cuda.get_device_name() if cuda else 'none (CPU)'}; "
+    report += f"torch {torch.__version__}; {options.steps} steps per row, median after {WARMUP}; "
+    report += f"wall {time.perf_counter() - started:.0f} s"
+    (OUT_DIR["path"] / "engine_gpu.md").write_text(report + "\n")
+    return report
+
+
+def musubi_helpers(folder: Path, musubi: Path) -> dict[str, str]:
+    """musubi's engine checks for a VAE and a T5 file (training from caches opens neither):
+    the fixtures' random VAE, without their 1.3B transformer (a placeholder stands for it)."""
+    folder.mkdir(parents=True)
+    (folder / DIT_NAME).write_bytes(b"placeholder")
+    weights = random_weights(folder, musubi)
+    return {"vae": weights["vae"], "t5": weights["t5"]}
+
+
+def replace_result(config: Config, reason: str) -> Result:
+    return Result(config, error=reason)
+
+
+def run_task(task, shape, rows, options, musubi, helpers, device, idle, scratch, started):
+
+    results = []
+    # musubi's model classes import only with CUDA: --small on a CPU builds ours at random
+    cuda = device.type == "cuda"
+    dit, state = build_weights(task, shape, musubi, scratch) if musubi and cuda else (None, None)
+    weights = {"dit": str(dit), "vae": helpers.get("vae"), "t5": helpers.get("t5")}
+    for index, config in enumerate(rows):
+        manifests_root = scratch / f"{task}-{index}"
+        manifest = write_caches(manifests_root, config.sections, count=4)
+        if time.perf_counter() - started > options.budget:
+            results.append(replace_result(config, "skipped: out of the time budget"))
+            continue
+        if config.engine == "musubi":
+            result = run_musubi(config, manifest, options.steps, weights, musubi, manifests_root)
+        else:
+            models = _ours_models(shape, state, device, config.options.get("fp8_base", False))
+            result = run_ours(config, manifest, options.steps, models, idle, manifests_root)
+            del models
+        print(f"  {config.label}: {result.per_step} s/it {result.error or ''}", flush=True)
+        results.append(result)
+        write_report(results, options, started)
+    return results
+
+
+_loaded: dict = {}
+
+
+def _ours_models(shape: ModelShape, state: dict, device: torch.device, fp8: bool):
+    """One WanModels per (shape, fp8), its transformer built from the shared weights: the
+    configurations of one model reuse it (loading the 14B once)."""
+    from wan_lora_dagster.engines.wan_models import WanModels, store_in_fp8
+
+    key = (shape, fp8)
+    if key not in _loaded:
+        _loaded.clear()
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        transformer = diffusers_transformer(shape, state).to(device=device, dtype=dtype)
+        keep_in_fp32(transformer)
+        if fp8:
+            store_in_fp8(transformer, dtype)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        models = WanModels(Path("unused"), device, dtype, fp8)
+        models.__dict__["transformer"] = transformer  # built here, not loaded from a folder
+        _loaded[key] = models
+    return _loaded[key]
+
+
+if __name__ == "__main__":
+    main()

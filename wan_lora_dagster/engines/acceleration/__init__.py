@@ -1,0 +1,80 @@
+"""Speed and memory options of the diffusers engine, applied around one training run.
+
+`[training]` compile, fp8_base (applied when the model loads: engines.wan_models), blocks_to_swap,
+gradient_checkpointing_cpu_offload, optimizer = "adamw8bit", and the memory check before the first
+step. Each works with the others; a combination that cannot work is refused before any work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+
+import torch
+from diffusers import WanTransformer3DModel
+
+from wan_lora_dagster.engines.acceleration.activation_offload import checkpoint_with_inputs_on_host
+from wan_lora_dagster.engines.acceleration.block_swap import swapped_blocks
+from wan_lora_dagster.engines.acceleration.compile import compiled_blocks
+from wan_lora_dagster.engines.acceleration.memory_estimate import check_memory
+from wan_lora_dagster.engines.acceleration.optimizers import (
+    EIGHT_BIT_ADAMW,
+    build_optimizer,
+    require_known_optimizer,
+)
+from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.project import DatasetSection, TrainingSettings
+
+__all__ = ["build_optimizer", "prepare_for_training", "require_supported_combination"]
+
+
+def require_supported_combination(settings: TrainingSettings) -> None:
+    """Refuse, before any work, the options that cannot work together, saying what would."""
+    require_known_optimizer(settings.optimizer)
+    if settings.blocks_to_swap and not settings.gradient_checkpointing:
+        raise EngineError(
+            f"wan_lora.toml: [training] blocks_to_swap = {settings.blocks_to_swap} needs "
+            "gradient_checkpointing = true (without it every block's weights are kept for "
+            "backward, so none can leave the GPU)."
+        )
+    if settings.gradient_checkpointing_cpu_offload and not settings.gradient_checkpointing:
+        raise EngineError(
+            "wan_lora.toml: [training] gradient_checkpointing_cpu_offload = true needs "
+            "gradient_checkpointing = true (it moves the checkpointed activations)."
+        )
+    if settings.optimizer.lower() in EIGHT_BIT_ADAMW and not importlib.util.find_spec(
+        "bitsandbytes"
+    ):
+        raise EngineError(
+            "wan_lora.toml: [training] optimizer = 'adamw8bit' needs bitsandbytes, which is not "
+            "installed: pip install 'wan-lora-dagster[speed]'."
+        )
+
+
+@contextmanager
+def prepare_for_training(
+    transformer: WanTransformer3DModel,
+    trained: Sequence[torch.nn.Parameter],
+    settings: TrainingSettings,
+    sections: Sequence[DatasetSection],
+    device: torch.device,
+) -> Iterator[None]:
+    """The options applied to a transformer that already carries its trainable LoRA (and has
+    gradient checkpointing on when asked); undone on the way out, so that validation and
+    sampling find the model as it was."""
+    blocks = transformer.blocks
+    if settings.blocks_to_swap >= len(blocks):
+        raise EngineError(
+            f"wan_lora.toml: [training] blocks_to_swap = {settings.blocks_to_swap}, but this "
+            f"model has {len(blocks)} transformer blocks: swap at most {len(blocks) - 1}."
+        )
+    check_memory(transformer, trained, settings, sections, device)
+    with ExitStack() as undo:
+        if settings.gradient_checkpointing_cpu_offload:
+            transformer.enable_gradient_checkpointing(checkpoint_with_inputs_on_host)
+        if settings.blocks_to_swap:
+            undo.enter_context(swapped_blocks(blocks, settings.blocks_to_swap, device))
+        if settings.compile:
+            undo.enter_context(compiled_blocks(blocks))
+        yield

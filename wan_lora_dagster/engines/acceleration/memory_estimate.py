@@ -1,0 +1,178 @@
+"""An honest look at GPU memory before the first step, instead of running out of it hours in.
+
+The peak is estimated from the model as loaded (each block's frozen weights in their real dtypes:
+fp8 or bf16), the blocks swapped out, the LoRA (fp32 weights and gradients) and its optimizer
+state, and the activations of the largest batch the dataset sections can make. The activation
+terms are in units of one hidden-state tensor (tokens x dim in the compute dtype):
+
+- with gradient checkpointing, each block's input is kept (unless parked in CPU memory), and one
+  block at a time holds its full working set during recomputation and backward;
+- without it, every block holds its working set.
+
+The working set, WORKING_SET_HIDDEN_STATES hidden states, is calibrated on measurements
+(DESIGN.md section 8: t2v-14B with fp8 weights at 384x208x45, rank 32: 19.2 GiB allocated of
+which 15.8 GiB are weights, LoRA and AdamW state, 1.4 GiB the 40 blocks' inputs). What the card
+must hold beyond torch's allocations (the allocator's cached blocks, the CUDA context, cuBLAS
+workspaces) is ALLOCATOR_SLACK of them plus CUDA_CONTEXT: fitted on an H200 (benchmarks/README.md,
+engine_gpu.py, 2026-11-28), where torch allocated 18.8 / 16.2 / 14.6 / 4.3 / 5.3 GiB (the
+allocation estimate: 19.2 / 16.9 / 14.6 / 4.2 / 5.1) and nvidia-smi showed 21.2 / 19.9 / 17.9 /
+5.6 / 6.8 GiB (this estimate: 22.8 / 20.2 / 17.5 / 5.6 / 6.6).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from wan_lora_dagster.engines.acceleration.optimizers import optimizer_state_bytes_per_parameter
+from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.project import DatasetSection, TrainingSettings
+
+logger = logging.getLogger(__name__)
+
+GIB = 1024**3
+WORKING_SET_HIDDEN_STATES = 54
+ALLOCATOR_SLACK = 0.15
+CUDA_CONTEXT = 3 * GIB // 4
+VAE_STRIDE = (4, 8, 8)  # Wan 2.1's VAE: 4x in time (after the first frame), 8x in space
+SWAP_BUFFERS = 3  # swapped blocks on the GPU at once: the current, the next, one being freed
+
+
+def section_tokens(section: DatasetSection, patch_size: Sequence[int]) -> int:
+    """The transformer's sequence length for the section's largest batch.
+
+    frames F -> (F - 1) / 4 + 1 latent frames; pixels h x w -> h/8 x w/8 latents; patches of
+    patch_size (1, 2, 2): 384x208x45 -> 12 x 13 x 24 = 3744 tokens. Buckets never exceed the
+    section's resolution in area, so its resolution bounds them.
+    """
+    if section.source == "stills":
+        frames = 1
+    elif section.frame_extraction == "full":
+        frames = section.max_frames
+    else:
+        frames = max(section.target_frames)
+    width, height = section.resolution
+    latent = ((frames - 1) // VAE_STRIDE[0] + 1, height // VAE_STRIDE[1], width // VAE_STRIDE[2])
+    patches = [max(1, side // patch) for side, patch in zip(latent, patch_size, strict=True)]
+    return section.batch_size * patches[0] * patches[1] * patches[2]
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: int
+    lora_and_optimizer: int
+    activations: int
+
+    @property
+    def total(self) -> int:
+        allocated = self.weights + self.lora_and_optimizer + self.activations
+        return int(allocated * (1 + ALLOCATOR_SLACK)) + CUDA_CONTEXT
+
+    def describe(self) -> str:
+        return (
+            f"{self.total / GIB:.1f} GiB (weights {self.weights / GIB:.1f}, LoRA with gradients "
+            f"and optimizer state {self.lora_and_optimizer / GIB:.1f}, activations "
+            f"{self.activations / GIB:.1f}, allocator slack {ALLOCATOR_SLACK:.0%}, CUDA context "
+            f"{CUDA_CONTEXT / GIB:.2f})"
+        )
+
+
+def estimate_peak(
+    blocks: nn.ModuleList,
+    other_weights: int,
+    trained: Sequence[nn.Parameter],
+    settings: TrainingSettings,
+    tokens: int,
+    hidden_dim: int,
+    activation_bytes: int,
+    blocks_to_swap: int,
+) -> MemoryEstimate:
+    """Peak GPU memory of a training step. other_weights: bytes of the frozen weights outside
+    the blocks; tokens: the largest batch's sequence length (times its batch size)."""
+    block_bytes = [_frozen_bytes(block) for block in blocks]
+    swapped = min(blocks_to_swap, len(blocks))
+    largest_block = max(block_bytes)
+    weights = other_weights + sum(block_bytes) - swapped * largest_block
+    weights += min(swapped, SWAP_BUFFERS) * largest_block
+    count = sum(parameter.numel() for parameter in trained)
+    lora = count * (4 + 4 + optimizer_state_bytes_per_parameter(settings.optimizer))
+    hidden_state = tokens * hidden_dim * activation_bytes
+    if settings.gradient_checkpointing:
+        kept_inputs = 0 if settings.gradient_checkpointing_cpu_offload else len(blocks)
+        activations = (kept_inputs + WORKING_SET_HIDDEN_STATES) * hidden_state
+    else:
+        activations = len(blocks) * WORKING_SET_HIDDEN_STATES * hidden_state
+    return MemoryEstimate(weights, lora, activations)
+
+
+def _frozen_bytes(module: nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters() if not p.requires_grad)
+
+
+def check_memory(
+    transformer: nn.Module,
+    trained: Sequence[nn.Parameter],
+    settings: TrainingSettings,
+    sections: Sequence[DatasetSection],
+    device: torch.device,
+    card_bytes: int | None = None,
+) -> MemoryEstimate | None:
+    """Raise EngineError when the estimated peak exceeds the card; returns the estimate.
+
+    card_bytes: the memory this training may use; by default what the card has free now plus
+    what this process already holds (the model is on it). On a CPU there is nothing to check.
+    """
+    if device.type != "cuda" and card_bytes is None:
+        logger.debug("training on %s: no GPU memory to check", device)
+        return None
+    if card_bytes is None:
+        free, _ = torch.cuda.mem_get_info(device)
+        card_bytes = free + torch.cuda.memory_reserved(device)
+    blocks = transformer.blocks
+    in_blocks = {id(p) for p in blocks.parameters()}
+    other = sum(
+        p.numel() * p.element_size()
+        for p in transformer.parameters()
+        if id(p) not in in_blocks and not p.requires_grad
+    )
+    config = transformer.config
+    tokens = max(section_tokens(section, config.patch_size) for section in sections)
+    full_precision = settings.mixed_precision == "no" or device.type == "cpu"
+    activation_bytes = 4 if full_precision else 2
+    hidden_dim = config.num_attention_heads * config.attention_head_dim
+
+    def estimate(swap: int) -> MemoryEstimate:
+        return estimate_peak(
+            blocks, other, trained, settings, tokens, hidden_dim, activation_bytes, swap
+        )
+
+    planned = estimate(settings.blocks_to_swap)
+    logger.info(
+        "estimated peak GPU memory: %s; the card has %.1f GiB", planned.describe(), card_bytes / GIB
+    )
+    if planned.total <= card_bytes:
+        return planned
+    most = len(blocks) - 1
+    fitting = next(
+        (
+            n
+            for n in range(settings.blocks_to_swap + 1, most + 1)
+            if estimate(n).total <= card_bytes
+        ),
+        None,
+    )
+    advice = (
+        f"set [training] blocks_to_swap = {fitting} (the smallest that fits)"
+        if fitting is not None
+        else f"even blocks_to_swap = {most} does not fit: lower the sections' resolution or "
+        "frames, or set gradient_checkpointing_cpu_offload = true and optimizer = 'adamw8bit'"
+    )
+    raise EngineError(
+        f"wan_lora.toml: this training needs about {planned.describe()} of GPU memory at its "
+        f"largest batch ({tokens} tokens), but the card has {card_bytes / GIB:.1f} GiB for it. "
+        f"{advice}."
+    )
