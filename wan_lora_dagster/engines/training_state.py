@@ -140,7 +140,7 @@ def _state_of(components: TrainingComponents) -> tuple[dict[str, torch.Tensor], 
     optimizer = components.optimizer.state_dict()
     scalars: dict[str, dict] = {}
     for index, entries in optimizer["state"].items():
-        for name, value in entries.items():
+        for name, value in _leaves(entries):
             if isinstance(value, torch.Tensor):
                 tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
             else:
@@ -166,9 +166,10 @@ def _restore(tensors: dict[str, torch.Tensor], values: dict, components: Trainin
     for key, tensor in tensors.items():
         if key.startswith("optimizer."):
             _, index, name = key.split(".", 2)
-            state.setdefault(int(index), {})[name] = tensor
+            _set_leaf(state.setdefault(int(index), {}), name, tensor)
     for index, scalars in values["optimizer_scalars"].items():
-        state.setdefault(int(index), {}).update(scalars)
+        for name, value in scalars.items():
+            _set_leaf(state.setdefault(int(index), {}), name, value)
     components.optimizer.load_state_dict(
         {"state": state, "param_groups": values["optimizer_groups"]}
     )
@@ -178,6 +179,23 @@ def _restore(tensors: dict[str, torch.Tensor], values: dict, components: Trainin
     cuda = sorted(key for key in tensors if key.startswith("rng.cuda."))
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([tensors[key] for key in cuda][: torch.cuda.device_count()])
+
+
+def _leaves(entries: dict, prefix: str = ""):
+    """(path, value) of every leaf of an optimizer's per-parameter state: 8-bit optimizers nest
+    their quantized tensors in a dict (bitsandbytes' `__bnb_optimizer_quant_state__`)."""
+    for name, value in entries.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{name}/")
+        else:
+            yield f"{prefix}{name}", value
+
+
+def _set_leaf(entries: dict, path: str, value) -> None:
+    *parents, name = path.split("/")
+    for parent in parents:
+        entries = entries.setdefault(parent, {})
+    entries[name] = value
 
 
 def kept_checkpoints(
