@@ -109,6 +109,17 @@ def estimate_peak(
     return MemoryEstimate(weights, lora, activations)
 
 
+def _memory_for_training(transformer: nn.Module, device: torch.device) -> int:
+    """The card's free memory, what this process has cached but not in use, and the
+    transformer's own weights (counted in the estimate): not what else is on the card (another
+    process, or this one's VAE and text encoder, kept from encoding)."""
+    free, _ = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    tensors = [*transformer.parameters(), *transformer.buffers()]
+    on_card = sum(t.numel() * t.element_size() for t in tensors if t.device.type == "cuda")
+    return free + cached + on_card
+
+
 def _frozen_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters() if not p.requires_grad)
 
@@ -123,15 +134,14 @@ def check_memory(
 ) -> MemoryEstimate | None:
     """Raise EngineError when the estimated peak exceeds the card; returns the estimate.
 
-    card_bytes: the memory this training may use; by default what the card has free now plus
-    what this process already holds (the model is on it). On a CPU there is nothing to check.
+    card_bytes: the memory this training may use; by default see `_memory_for_training`. On a
+    CPU there is nothing to check.
     """
     if device.type != "cuda" and card_bytes is None:
         logger.debug("training on %s: no GPU memory to check", device)
         return None
     if card_bytes is None:
-        free, _ = torch.cuda.mem_get_info(device)
-        card_bytes = free + torch.cuda.memory_reserved(device)
+        card_bytes = _memory_for_training(transformer, device)
     blocks = transformer.blocks
     in_blocks = {id(p) for p in blocks.parameters()}
     other = sum(
