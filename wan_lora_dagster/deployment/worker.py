@@ -34,7 +34,7 @@ def worker_command(
     if settings is None:
         raise ConfigError(
             f"{project.dagster_home / 'dagster.yaml'}: not a team deployment (no TeamRunLauncher "
-            "with a broker); see the README's 'Team deployment'"
+            "with a broker); see the README, 'A team deployment'"
         )
     config = _write_celery_yaml(project.dagster_home / "celery.yaml", settings)
     argv = [
