@@ -76,11 +76,14 @@ def leftovers(project: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_graph_through_two_workers_matches_in_process(team_factory, tmp_path):
+    """Two worker processes, each splitting captioning and caches over two CPU "devices", make
+    what one process makes: the same clips, captions, cache files and data versions."""
     team = team_factory(clips_per_task=3)
     local = create_demo_project(tmp_path / "local" / "demo")
     for project in (team.project, local):
         _keep_ranges(project, 3)
-    team.start_workers("alpha", "beta")
+    # each worker a machine with two "GPUs": its GPU steps split over two device processes
+    team.start_workers("alpha", "beta", env={"WAN_LORA_DEVICES": "cpu,cpu"})
 
     distributed = ProjectRunner(open_project(team.project)).run(GRAPH)
     in_process = ProjectRunner(open_project(local)).run(GRAPH)

@@ -52,7 +52,9 @@ def worker_command(
         "-n",
         name or f"{'-'.join(queues)}-{uuid.uuid4().hex[:6]}",
         "--",
-        f"--concurrency={concurrency}",
+        # One batch at a time runs in the worker process itself: a batch spreads over the
+        # machine's GPUs in processes of its own, which a pool's daemon process may not start.
+        *(["--pool=solo"] if concurrency == 1 else [f"--concurrency={concurrency}"]),
         "--without-gossip",
         "--without-mingle",
     ]
