@@ -1,6 +1,7 @@
 """Worker functions for the device-split tests, in a module a spawned process imports quickly."""
 
 import os
+import signal
 
 from wan_lora_dagster.errors import EngineError
 
@@ -12,3 +13,10 @@ def who_did_it(device, share, progress) -> dict:
 
 def refuse(device, share, progress) -> dict:
     raise EngineError(f"no weights for {share}")
+
+
+def die_on_the_second_device(device, share, progress) -> dict:
+    """The second worker is killed (as the out-of-memory killer would) mid-share."""
+    if share == ["b"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {item: device for item in share}

@@ -10,7 +10,7 @@ import torch
 from safetensors import safe_open
 
 from tests.engines.conftest import TRAINING, ignore_progress
-from tests.engines.device_workers import refuse, who_did_it
+from tests.engines.device_workers import die_on_the_second_device, refuse, who_did_it
 from wan_lora_dagster.engines import create_engine
 from wan_lora_dagster.engines.base import LatentJob, TextJob
 from wan_lora_dagster.engines.devices import shares, split_over_devices, worker_devices
@@ -37,6 +37,11 @@ def test_each_item_goes_to_exactly_one_worker_process():
 def test_a_worker_error_reaches_the_step_as_itself():
     with pytest.raises(EngineError, match="no weights for"):
         split_over_devices(TWO_CPUS, ["a", "b"], refuse, ignore_progress)
+
+
+def test_a_killed_worker_fails_the_step_instead_of_hanging_it():
+    with pytest.raises(RuntimeError, match="exited with -9"):
+        split_over_devices(TWO_CPUS, ["a", "b"], die_on_the_second_device, ignore_progress)
 
 
 def test_devices_come_from_the_environment_or_every_gpu(monkeypatch):

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import glob
 import os
+import pickle
 import queue
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from wan_lora_dagster.engines.base import Progress, ProgressCallback
@@ -89,6 +91,8 @@ def split_over_devices(
         except queue.Empty:
             if any(p.exitcode not in (None, 0) for p in processes) and results.empty():
                 failures.extend(_dead_workers(processes, devices))
+                for process in processes:  # their work is lost with the step anyway
+                    process.terminate()
                 break
             continue
         pending -= 1
@@ -121,8 +125,6 @@ def _run_worker(index, device, share, work, reports, results) -> None:
     except BaseException as error:  # the step, in the parent, decides what a failure means
         trace = traceback.format_exc()
         try:
-            import pickle
-
             pickle.dumps(error)
         except Exception:
             error = None
@@ -153,8 +155,6 @@ def _dead_workers(processes, devices) -> list[_Failed]:
 
 def run_share(work: Callable[..., Any], *args) -> Callable[[str, list, ProgressCallback], dict]:
     """`work(device, share, progress, *args)` as a picklable worker function."""
-    from functools import partial
-
     return partial(_with_args, work, args)
 
 
