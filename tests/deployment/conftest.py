@@ -93,9 +93,11 @@ class Team:
     project: Path
     workers: list[Worker] = field(default_factory=list)
 
-    def start_workers(self, *names: str, queues: str = "cpu,gpu") -> list[Worker]:
+    def start_workers(
+        self, *names: str, queues: str = "cpu,gpu", env: dict[str, str] | None = None
+    ) -> list[Worker]:
         """`wan-lora worker` processes, started together; returns once each is ready."""
-        started = [self._spawn(name, queues) for name in names]
+        started = [self._spawn(name, queues, {**os.environ, **(env or {})}) for name in names]
         deadline = time.monotonic() + WORKER_START_SECONDS
         for worker in started:
             while " ready." not in worker.text():
@@ -106,15 +108,16 @@ class Team:
         self.workers.extend(started)
         return started
 
-    def _spawn(self, name: str, queues: str) -> Worker:
+    def _spawn(self, name: str, queues: str, env: dict[str, str]) -> Worker:
         log = self.project.parent / f"{name}.log"
         command = [sys.executable, "-m", "wan_lora_dagster.cli", "worker"]
         process = subprocess.Popen(
             [*command, "--project", str(self.project), "--queue", queues, "--name", name],
             stdout=log.open("w"),
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: killed whole, with its pool
+            start_new_session=True,  # its own process group: killed whole, with its children
             preexec_fn=default_signals,
+            env=env,
         )
         return Worker(name, process, log)
 

@@ -10,6 +10,7 @@ import torch
 from safetensors import safe_open
 
 from tests.engines.conftest import TRAINING, ignore_progress
+from tests.engines.device_workers import die_on_the_second_device, refuse, who_did_it
 from wan_lora_dagster.engines import create_engine
 from wan_lora_dagster.engines.base import LatentJob, TextJob
 from wan_lora_dagster.engines.devices import shares, split_over_devices, worker_devices
@@ -17,15 +18,6 @@ from wan_lora_dagster.engines.multi_device import MultiDeviceEngine
 from wan_lora_dagster.errors import EngineError
 
 TWO_CPUS = ["cpu", "cpu"]
-
-
-def who_did_it(device, share, progress) -> dict:
-    """A worker that says which process handled each item."""
-    return {item: (device, os.getpid()) for item in share}
-
-
-def refuse(device, share, progress) -> dict:
-    raise EngineError(f"no weights for {share}")
 
 
 def test_shares_hold_every_item_exactly_once():
@@ -47,12 +39,20 @@ def test_a_worker_error_reaches_the_step_as_itself():
         split_over_devices(TWO_CPUS, ["a", "b"], refuse, ignore_progress)
 
 
+def test_a_killed_worker_fails_the_step_instead_of_hanging_it():
+    with pytest.raises(RuntimeError, match="exited with -9"):
+        split_over_devices(TWO_CPUS, ["a", "b"], die_on_the_second_device, ignore_progress)
+
+
 def test_devices_come_from_the_environment_or_every_gpu(monkeypatch):
     monkeypatch.setenv("WAN_LORA_DEVICES", "cuda:0, cuda:2")
     assert worker_devices() == ["cuda:0", "cuda:2"]
     assert worker_devices("cpu,cpu") == TWO_CPUS
     monkeypatch.delenv("WAN_LORA_DEVICES")
-    assert worker_devices() == [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
+    assert worker_devices() == ["cuda:0", "cuda:1"]  # indices as the process sees them
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert worker_devices() == []
 
 
 def tensors(path) -> dict[str, torch.Tensor]:

@@ -34,7 +34,7 @@ def worker_command(
     if settings is None:
         raise ConfigError(
             f"{project.dagster_home / 'dagster.yaml'}: not a team deployment (no TeamRunLauncher "
-            "with a broker); see the README's 'Team deployment'"
+            "with a broker); see the README, 'A team deployment'"
         )
     config = _write_celery_yaml(project.dagster_home / "celery.yaml", settings)
     argv = [
@@ -52,7 +52,9 @@ def worker_command(
         "-n",
         name or f"{'-'.join(queues)}-{uuid.uuid4().hex[:6]}",
         "--",
-        f"--concurrency={concurrency}",
+        # One batch at a time runs in the worker process itself: a batch spreads over the
+        # machine's GPUs in processes of its own, which a pool's daemon process may not start.
+        *(["--pool=solo"] if concurrency == 1 else [f"--concurrency={concurrency}"]),
         "--without-gossip",
         "--without-mingle",
     ]
