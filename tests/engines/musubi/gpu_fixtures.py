@@ -322,9 +322,9 @@ def _python_path(musubi_dir: Path) -> str:
 # Building the weights: run as a script, with musubi-tuner's src/ on PYTHONPATH.
 
 
-def _random_state(shapes: dict, seed: int, prefix: str = "") -> dict:
-    """A bf16 tensor per key: norm scales 1, other vectors 0, matrices N(0, 1/fan_in) (so
-    activations stay O(1) through the layers and the loss stays finite)."""
+def _random_state(shapes: dict, seed: int, prefix: str = "", dtype=None) -> dict:
+    """A bf16 (or `dtype`) tensor per key: norm scales 1, other vectors 0, matrices
+    N(0, 1/fan_in) (so activations stay O(1) through the layers and the loss stays finite)."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -338,7 +338,7 @@ def _random_state(shapes: dict, seed: int, prefix: str = "") -> dict:
             # WanModel draws its modulation as randn / sqrt(dim): its fan is the last side
             fan_in = shape[-1] if key.endswith("modulation") else int(np.prod(shape[1:]))
             tensor = torch.randn(shape, generator=generator, device=device) * fan_in**-0.5
-        state[prefix + key] = tensor.to(torch.bfloat16).cpu()
+        state[prefix + key] = tensor.to(dtype or torch.bfloat16).cpu()
     return state
 
 
