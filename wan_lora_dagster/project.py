@@ -139,7 +139,7 @@ class TrainingSettings(_Section):
 
     @model_validator(mode="after")
     def _experts_of_task(self) -> TrainingSettings:
-        if self.experts is not None and self.task not in ("t2v-A14B", "i2v-A14B"):
+        if self.experts is not None and not wan_task(self.task).experts:
             raise ValueError(
                 f"experts is for the two-expert Wan 2.2 tasks t2v-A14B and i2v-A14B, "
                 f"not {self.task}"

@@ -76,3 +76,12 @@ def test_the_low_noise_lora_loads_into_transformer_2_with_diffusers_loader(low_n
     pipeline = WanPipeline.from_pretrained(engine.model_folder)
     pipeline.load_lora_weights(str(checkpoint.path), load_into_transformer_2=True)
     assert list(pipeline.get_list_adapters()) == ["transformer_2"]
+
+
+def test_the_recipes_boundary_overrides_the_models_in_training_and_sampling(
+    low_noise_only, tiny_model_dir
+):
+    settings = low_noise_only[0].settings.model_copy(update={"timestep_boundary": 0.6})
+    engine = DiffusersEngine(settings, models_dir=tiny_model_dir.parent, device="cpu")
+    assert engine.models.boundary_ratio == 0.6
+    assert engine.models.text_to_video_pipeline().config.boundary_ratio == 0.6

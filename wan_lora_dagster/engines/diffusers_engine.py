@@ -91,7 +91,13 @@ class DiffusersEngine:
         if self.is_tiny:
             logger.info("using the tiny Wan model: random weights, for plumbing, not art")
         dtype = compute_dtype(self.device, self.settings.mixed_precision)
-        return WanModels(self.model_folder, self.device, dtype, self.settings.fp8_base)
+        return WanModels(
+            self.model_folder,
+            self.device,
+            dtype,
+            self.settings.fp8_base,
+            self.settings.timestep_boundary,
+        )
 
     def check(self) -> None:
         if self.is_tiny:

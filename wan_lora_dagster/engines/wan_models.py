@@ -67,11 +67,19 @@ class WanModels:
     stay float32, as the diffusers Wan examples recommend, because their outputs are what is cached.
     """
 
-    def __init__(self, folder: Path, device: torch.device, dtype: torch.dtype, fp8_base: bool):
+    def __init__(
+        self,
+        folder: Path,
+        device: torch.device,
+        dtype: torch.dtype,
+        fp8_base: bool,
+        timestep_boundary: float | None = None,
+    ):
         self.folder = folder
         self.device = device
         self.dtype = dtype
         self.fp8_base = fp8_base
+        self.timestep_boundary = timestep_boundary  # the recipe's, over the model's
 
     @cached_property
     def model_index(self) -> dict:
@@ -90,7 +98,8 @@ class WanModels:
     @property
     def boundary_ratio(self) -> float | None:
         """Wan 2.2 A14B: `transformer` denoises t >= this, `transformer_2` below (None: one)."""
-        return self.model_index.get("boundary_ratio")
+        boundary = self.model_index.get("boundary_ratio")
+        return (self.timestep_boundary or boundary) if boundary else None
 
     @cached_property
     def vae_config(self) -> dict:
@@ -164,7 +173,11 @@ class WanModels:
                 f"{self.folder}: sampling an image-to-video model needs a start image, which "
                 "[eval] does not give; the diffusers engine samples text-to-video models only."
             )
-        two_experts = {"transformer_2": self.transformer_2} if self.boundary_ratio else {}
+        two_experts = (
+            {"transformer_2": self.transformer_2, "boundary_ratio": self.boundary_ratio}
+            if self.boundary_ratio
+            else {}
+        )
         pipeline = WanPipeline.from_pretrained(
             self.folder,
             **two_experts,
