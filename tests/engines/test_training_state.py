@@ -32,7 +32,7 @@ def test_an_8bit_adamw_state_saved_and_restored_steps_on_identically(tmp_path):
     store.save(LoopPosition.start(42), original)
 
     restored = components(5)  # other weights and a fresh optimizer
-    position, folder = store.latest()
+    _, folder = store.latest()
     store.restore(folder, restored)
     step(original, 2)
     step(restored, 2)
