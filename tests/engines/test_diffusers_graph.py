@@ -21,7 +21,7 @@ from wan_lora_dagster.engines.training_log import LOSS_TAG
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 2
+EPOCHS = 3
 REPEATS = 3  # 48 steps an epoch of the tiny model: the Ctrl-C lands in the second
 
 
