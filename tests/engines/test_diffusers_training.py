@@ -91,11 +91,18 @@ def test_validation_without_held_out_clips_says_so(engine, training_set):
 
 
 def test_a_second_run_never_overwrites_checkpoints(engine, training_run):
+    """The same request again finds its run finished: it announces the checkpoints, writes none.
+    Another run's request over the same names is refused."""
     before = {c.path: c.path.read_bytes() for c in training_run.returned}
+    announced = []
 
-    with pytest.raises(EngineError, match=r"stripes-000005\.safetensors"):
-        engine.train(training_run.request, lambda progress: None, lambda checkpoint: None)
+    again = engine.train(training_run.request, lambda progress: None, announced.append)
 
+    assert again == announced == training_run.returned
+    header = {**training_run.request.header, "training_set": "another set"}
+    other = replace(training_run.request, header=header)
+    with pytest.raises(EngineError, match=r"stripes-000005\.safetensors.*header differs"):
+        engine.train(other, lambda progress: None, lambda checkpoint: None)
     assert {path: path.read_bytes() for path in before} == before
 
 

@@ -112,7 +112,8 @@ def train_lora(
 
     A run interrupted earlier (killed, or cancelled) goes on from its newest saved state: the
     checkpoints it saved are kept, announced again and returned first; the rest are saved as
-    planned. With several ranks each step trains world_size batches of the one-GPU order.
+    planned. A run that finished is announced and returned again, and nothing is written. With
+    several ranks each step trains world_size batches of the one-GPU order.
     """
     settings = request.settings
     _require_supported_options(settings)
@@ -125,6 +126,12 @@ def train_lora(
         request.output_dir / STATE_FOLDER, request.output_name, run_identity(request)
     )
     resumed = store.latest()
+    if resumed is None and all(checkpoint.path.exists() for checkpoint in plan):
+        # finished, its state dropped, maybe stopped before its last checkpoint was recorded
+        finished = kept_checkpoints(plan, request, plan[-1].step)
+        for checkpoint in finished if ranks.is_main else ():
+            on_checkpoint(checkpoint)
+        return finished
     kept = kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(plan)
     request.output_dir.mkdir(parents=True, exist_ok=True)
     with (
