@@ -17,9 +17,9 @@ from dagster._serdes import ConfigurableClassData
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
 QUEUES = (CPU_QUEUE, GPU_QUEUE)
-# A batch whose worker vanished (machine lost, process SIGKILLed with its pool) goes back to the
-# queue after this long; a batch running longer than this would be handed out twice, so it is
-# well above a batch's time (a training run is one task).
+# A batch whose worker vanished (machine lost, process SIGKILLed) goes back to the queue after
+# this long; a batch running longer than this would be handed out twice, so it is well above a
+# batch's time (a training run is one task).
 DEFAULT_VISIBILITY_TIMEOUT_S = 12 * 3600
 DEFAULT_CLIPS_PER_TASK = 500
 
