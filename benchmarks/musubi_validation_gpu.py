@@ -81,6 +81,9 @@ def main() -> None:
         dit = build_dit(root / "dit_fp8.safetensors", musubi, small)
         results["build_dit_s"] = time.perf_counter() - started
         results["dit_gb"] = dit.stat().st_size / 1e9
+        print(
+            f"built the DiT: {results['build_dit_s']:.1f} s, {results['dit_gb']:.1f} GB", flush=True
+        )
         lora = build_lora(dit, root / "lora-i2v-000001.safetensors")
         manifest = held_out_cache(root, small)
         results.update(measure(dit, lora, manifest, root))
@@ -175,6 +178,7 @@ def measure(dit: Path, lora: Path, manifest: TrainingSetManifest, root: Path) ->
     started = time.perf_counter()
     with_lora = engine.validation_loss(lora, manifest, settings)  # loads the DiT first
     first = time.perf_counter()
+    print(f"loaded the DiT and measured with the LoRA: {first - started:.1f} s", flush=True)
     without = engine.validation_loss(None, manifest, settings)
     return {
         "load_dit_fp8_and_loss_with_lora_s": first - started,
