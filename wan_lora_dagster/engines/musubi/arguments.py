@@ -25,6 +25,7 @@ from wan_lora_dagster.engines.musubi.resume import SegmentOptions
 from wan_lora_dagster.errors import ConfigError, EngineError
 from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.project import EvalSettings, TrainingSettings
+from wan_lora_dagster.tasks import wan_task
 
 NETWORK_MODULE = "networks.lora_wan"
 # `num_layers` in musubi's wan/configs/wan_t2v_1_3B.py, wan_t2v_14B.py, wan_i2v_14B.py, and
@@ -202,7 +203,8 @@ def generation_args(
         "--from_file", str(prompt_file),
         "--save_path", str(save_dir),
     ]  # fmt: skip
-    experts = lora_experts(lora) if lora is not None else {}
+    two_experts = wan_task(settings.task).experts and lora is not None and strength != 0
+    experts = lora_experts(lora) if two_experts else {}
     boundary = timestep_boundary(settings)
     arguments += expert_generation_args(settings, experts, strength, boundary)
     if lora is not None and strength != 0 and not experts:
