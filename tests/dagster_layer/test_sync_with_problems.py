@@ -18,8 +18,11 @@ def test_a_mistyped_line_keeps_its_partition_and_caption_until_it_is_fixed(tmp_p
     ranges.write_text("0 1 keep\n1 2 other\n")
     caption = root / "captions" / "keep.txt"
     caption.write_text("my own words\n")
+    removed_caption = root / "captions" / "other.txt"
+    removed_caption.write_text("words of a clip whose range goes\n")
     runner = ProjectRunner(open_project(root))
     runner.sync()
+    batches = runner.instance.get_dynamic_partitions(CLIP_PARTITIONS.name)
 
     ranges.write_text("0 1x keep\n")  # a typo, and `other` removed
     catalog = runner.sync()
@@ -28,8 +31,9 @@ def test_a_mistyped_line_keeps_its_partition_and_caption_until_it_is_fixed(tmp_p
         f"{ranges}:1: '1x' is not a time (use seconds like 12.5 or [HH:]MM:SS[.mmm])"
     ]
     assert catalog.clip_ids == []
-    assert runner.instance.get_dynamic_partitions(CLIP_PARTITIONS.name) == ["keep", "other"]
+    assert runner.instance.get_dynamic_partitions(CLIP_PARTITIONS.name) == batches
     assert caption.read_text() == "my own words\n"
+    assert removed_caption.read_text() == "words of a clip whose range goes\n"
     sensor = runner.defs.resolve_sensor_def("project_files_sensor")
     resources = build_resources(str(root))
     with dg.build_sensor_context(instance=runner.instance, resources=resources) as context:
@@ -37,7 +41,9 @@ def test_a_mistyped_line_keeps_its_partition_and_caption_until_it_is_fixed(tmp_p
     assert f"{ranges}:1: '1x' is not a time" in tick.skip_message, "the UI shows it too"
 
     ranges.write_text("0 1 keep\n")
-    runner.sync()
+    catalog = runner.sync()
 
-    assert runner.instance.get_dynamic_partitions(CLIP_PARTITIONS.name) == ["keep"]
+    assert catalog.clip_ids == ["keep"]
     assert caption.read_text() == "my own words\n"
+    assert not removed_caption.exists(), "a range removed once the file reads is retired"
+    assert (root / "captions" / "_orphaned" / "other.txt").is_file()
