@@ -223,7 +223,7 @@ class Recipe(_Section):
 
     @model_validator(mode="after")
     def _eval_fits_training(self) -> Recipe:
-        if self.eval.images and "i2v" not in self.training.task:
+        if self.eval.images and not wan_task(self.training.task).image_to_video:
             raise ValueError(
                 f"[eval] images are start images of an image-to-video LoRA; task "
                 f"{self.training.task!r} takes none"

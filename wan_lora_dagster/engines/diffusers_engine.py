@@ -48,7 +48,7 @@ from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.project import TINY_MODEL, TrainingSettings
-from wan_lora_dagster.tasks import tiny_model_name
+from wan_lora_dagster.tasks import tiny_model_name, wan_task
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class DiffusersEngine:
 
     @property
     def image_to_video(self) -> bool:
-        return self.settings.task.startswith("i2v")
+        return wan_task(self.settings.task).image_to_video
 
     @cached_property
     def models(self) -> WanModels:

@@ -17,10 +17,11 @@ from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.file_hashes import sha256_of
 from wan_lora_dagster.pipeline.items import KIND_BY_NAME
 from wan_lora_dagster.project import Project, fingerprint
+from wan_lora_dagster.tasks import wan_task
 
 
 def takes_start_images(task: str) -> bool:
-    return "i2v" in task
+    return wan_task(task).image_to_video  # not ti2v-5B: this product trains it text-to-video
 
 
 def start_images(catalog: Catalog, manifest: TrainingSetManifest) -> tuple[StartImage, ...]:

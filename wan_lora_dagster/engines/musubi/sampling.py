@@ -18,6 +18,7 @@ from wan_lora_dagster.engines.base import SampleRequest, StartImage
 from wan_lora_dagster.engines.eval_plan import EvalJob
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.tasks import wan_task
 
 
 def by_strength(jobs: list[EvalJob]) -> dict[float, list[EvalJob]]:
@@ -37,7 +38,7 @@ def prompt_file_text(jobs: list[EvalJob], images: dict[int, Path]) -> str:
 
 
 def check_sampling(settings: TrainingSettings, request: SampleRequest) -> None:
-    if "i2v" in settings.task and not request.start_images:
+    if wan_task(settings.task).image_to_video and not request.start_images:
         raise EngineError(
             f"eval videos of an {settings.task} LoRA start from images, and this eval has none: "
             "hold out a clip ([eval] num_held_out) or list [eval] images"
