@@ -27,7 +27,7 @@ from wan_lora_dagster.assets.claims import (
 from wan_lora_dagster.assets.partitioned import batch_versions, batches_of
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
-from wan_lora_dagster.deployment.jobs import execute_on_workers, split_batches
+from wan_lora_dagster.deployment.jobs import execute_on_workers
 from wan_lora_dagster.deployment.team import team_settings
 from wan_lora_dagster.engines.devices import gpu_count
 from wan_lora_dagster.pipeline import observations
@@ -227,7 +227,7 @@ class ProjectRunner:
     ) -> None:
         runs = self._runs_for(asset, partitions)
         if self.team and asset not in PER_CHECKPOINT_ASSETS:
-            runs = split_batches(runs, self.team.clips_per_task)
+            runs = [[batch] for run in runs for batch in run]  # a worker's task: one batch
         for run_keys in runs:
             result = self._execute(asset, run_keys, owner)
             items = batches.items(run_keys)

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 
 from tests.deployment.conftest import open_instance_of
+from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.runner import ProjectRunner
 from wan_lora_dagster.scaffold import create_demo_project
@@ -78,7 +79,7 @@ def leftovers(project: Path) -> list[Path]:
 def test_graph_through_two_workers_matches_in_process(team_factory, tmp_path):
     """Two worker processes, each splitting captioning and caches over two CPU "devices", make
     what one process makes: the same clips, captions, cache files and data versions."""
-    team = team_factory(clips_per_task=3)
+    team = team_factory()
     local = create_demo_project(tmp_path / "local" / "demo")
     for project in (team.project, local):
         _keep_ranges(project, 3)
@@ -126,14 +127,14 @@ def _workers_that_ran(project: Path) -> set[str]:
 
 @pytest.mark.slow
 def test_worker_killed_mid_batch_loses_nothing(team_factory):
-    """SIGKILL the worker cutting the first batch once it has cut one clip of three: the other
+    """SIGKILL the worker cutting the first batch once it has cut one clip of five: the other
     worker takes the batch when its visibility timeout passes, and every clip is made once."""
-    team = team_factory(clips_per_task=3, visibility_timeout_s=30)
+    team = team_factory(visibility_timeout_s=30)
     workers = team.start_workers("alpha", "beta")
     summary: dict = {}
     runner = ProjectRunner(open_project(team.project))
     runner.sync()
-    first_clip = runner.instance.get_dynamic_partitions("clips")[0]  # the first batch's first
+    first_clip = runner.instance.get_dynamic_partitions(CLIP_PARTITIONS.name)[0]  # its name
     run = threading.Thread(target=lambda: summary.update(runner.run("clips")))
     run.start()
     record = team.project / "out" / "records" / "clips" / f"{first_clip}.json"
@@ -160,5 +161,5 @@ def test_worker_killed_mid_batch_loses_nothing(team_factory):
         for event in instance.fetch_materializations(dg.AssetKey("clips"), limit=100).records
     )
     # one step's events per clip: its Output's and the one carrying the clip's own data version
-    assert made == dict.fromkeys(runner.instance.get_dynamic_partitions("clips"), 2)
+    assert made == dict.fromkeys(runner.instance.get_dynamic_partitions(CLIP_PARTITIONS.name), 2)
     assert leftovers(team.project) == []

@@ -43,9 +43,3 @@ def execute_on_workers(
         raise_on_error=False,
         asset_selection=[dg.AssetKey(asset)],
     )
-
-
-def split_batches(runs: list[list[str]], size: int) -> list[list[str]]:
-    """Contiguous runs cut into batches of at most `size` partitions: a batch is one task per
-    step for a worker, so 30,000 clips make 60 tasks per stage at 500, not 30,000."""
-    return [run[start : start + size] for run in runs for start in range(0, len(run), size)]

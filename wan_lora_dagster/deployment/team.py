@@ -21,7 +21,6 @@ QUEUES = (CPU_QUEUE, GPU_QUEUE)
 # this long; a batch running longer than this would be handed out twice, so it is well above a
 # batch's time (a training run is one task).
 DEFAULT_VISIBILITY_TIMEOUT_S = 12 * 3600
-DEFAULT_CLIPS_PER_TASK = 500
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,6 @@ class TeamSettings:
     broker: str
     backend: str
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
-    clips_per_task: int = DEFAULT_CLIPS_PER_TASK
 
     def celery_config(self) -> dict[str, Any]:
         """What the submitting process and every worker give Celery.
@@ -78,7 +76,6 @@ class TeamRunLauncher(DefaultRunLauncher):
                 dg.StringSource, is_required=False, description="results; default: the broker"
             ),
             "visibility_timeout_s": dg.Field(int, default_value=DEFAULT_VISIBILITY_TIMEOUT_S),
-            "clips_per_task": dg.Field(int, default_value=DEFAULT_CLIPS_PER_TASK),
         }
 
     @classmethod
