@@ -68,11 +68,12 @@ def test_two_runs_after_a_caption_edit_make_each_partition_once(demo_copy):
         elsewhere = [stage[asset]["made_elsewhere"] for stage in summaries]
         changed = {key for key, runs in new_makers.items() if runs}
         assert all(len(runs) <= 1 for runs in new_makers.values()), (asset, new_makers)
-        # each changed partition is claimed as made by exactly one command, and the other
-        # command says another run made it
+        # each changed partition is claimed as made by exactly one command
         made_partitions = _partitions_of(demo_copy, asset, made[0] + made[1])
         assert made_partitions == sorted(changed), (asset, made, changed)
+        # what the other made is named so, or counted fresh when it was done before this one
+        # looked at the stage
         for mine, theirs in ((0, 1), (1, 0)):
-            assert set(elsewhere[mine]) == set(made[theirs]), (asset, made, elsewhere)
+            assert set(elsewhere[mine]) <= set(made[theirs]), (asset, made, elsewhere)
     assert sum(len(s["captions"]["materialized"]) for s in summaries) == 1
     assert sum(len(s["lora_checkpoints"]["materialized"]) for s in summaries) == 2

@@ -9,7 +9,6 @@ always whole; the older states of the run are then deleted (a resume needs the n
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
@@ -125,8 +124,6 @@ class StateStore:
             shutil.rmtree(folder, ignore_errors=True)
         for temporary in self.root.glob(f".{self.output_name}-step*.tmp"):
             shutil.rmtree(temporary, ignore_errors=True)
-        with contextlib.suppress(OSError):  # left in place while another run's states are there
-            self.root.rmdir()
 
     def _folders(self) -> list[Path]:
         pattern = re.compile(re.escape(self.output_name) + r"-step\d{8}")

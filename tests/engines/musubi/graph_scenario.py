@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
-from musubi_fixtures import make_fake_musubi, make_weights
 
+from tests.engines.musubi.musubi_fixtures import make_fake_musubi, make_weights
 from tests.processes import default_signals
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.project import open_project
