@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from wan_lora_dagster.engines.checkpoint_plan import plan_checkpoints
 from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
-from wan_lora_dagster.engines.lora_training import plan_checkpoints
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest

@@ -9,8 +9,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from diffusers import WanTransformer3DModel
@@ -31,6 +29,7 @@ from wan_lora_dagster.engines.base import (
     TrainRequest,
     run_identity,
 )
+from wan_lora_dagster.engines.checkpoint_plan import PlannedCheckpoint, plan_checkpoints
 from wan_lora_dagster.engines.flow_matching import flow_matching_loss, sample_timesteps
 from wan_lora_dagster.engines.gpus import batch_metadata
 from wan_lora_dagster.engines.gpus import steps_per_epoch as steps_on_gpus
@@ -64,41 +63,6 @@ LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ff
 IMAGE_TO_VIDEO_TARGET_MODULES = ("add_k_proj", "add_v_proj")  # cross-attention to CLIP features
 MAX_GRAD_NORM = 1.0  # musubi-tuner's default
 STATE_FOLDER = "state"  # under the output folder: the states a killed or cancelled run resumes from
-
-
-@dataclass(frozen=True)
-class PlannedCheckpoint:
-    step: int
-    epoch: int
-    path: Path
-
-
-def plan_checkpoints(
-    settings: TrainingSettings, steps_per_epoch: int, output_dir: Path, output_name: str
-) -> list[PlannedCheckpoint]:
-    """Every checkpoint of the run, named before it starts.
-
-    The run lasts max_train_steps when set, else max_train_epochs epochs. Epoch saves and the final
-    save are `{name}-{epoch:06d}`, step saves `{name}-step{step:08d}`; one file per step at most.
-    """
-    total_steps = settings.max_train_steps or settings.max_train_epochs * steps_per_epoch
-    last_epoch = math.ceil(total_steps / steps_per_epoch)
-
-    def epoch_of(step: int) -> int:
-        return math.ceil(step / steps_per_epoch)
-
-    names: dict[int, str] = {}
-    if settings.save_every_n_steps:
-        for step in range(settings.save_every_n_steps, total_steps, settings.save_every_n_steps):
-            names[step] = f"{output_name}-step{step:08d}"
-    if settings.save_every_n_epochs:
-        for epoch in range(settings.save_every_n_epochs, last_epoch, settings.save_every_n_epochs):
-            names[epoch * steps_per_epoch] = f"{output_name}-{epoch:06d}"
-    names[total_steps] = f"{output_name}-{last_epoch:06d}"
-    return [
-        PlannedCheckpoint(step, epoch_of(step), output_dir / f"{name}.safetensors")
-        for step, name in sorted(names.items())
-    ]
 
 
 def train_lora(

@@ -16,17 +16,14 @@ import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest
+from wan_lora_dagster.engines.checkpoint_plan import PlannedCheckpoint
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header
-
-if TYPE_CHECKING:
-    from wan_lora_dagster.engines.lora_training import PlannedCheckpoint
 
 logger = logging.getLogger(__name__)
 

@@ -324,7 +324,9 @@ class MusubiEngine:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         status = run_command(command, handle, self._cancel, on_tick, cwd=self.work_dir)
         if status != 0:
-            raise EngineError(self._failure_message(command, status, list(tail)))
+            raise EngineError(
+                hub.script_failure_message(command, status, list(tail), self._image_to_video)
+            )
 
     def _run_with_file_progress(
         self,
@@ -371,17 +373,6 @@ class MusubiEngine:
         self._run(command, on_line=on_line)
         sampling.check_saved(saved, jobs, prompt_file)
         return saved
-
-    def _failure_message(self, command: Command, status: int, tail: list[str]) -> str:
-        script = next((Path(part).stem for part in command if part.endswith(".py")), command[0])
-        failure = hub.hub_failure(tail)
-        if failure:
-            return hub.hub_failure_message(script, failure, self._image_to_video)
-        shown = "\n".join(tail) or "(no output)"
-        return (
-            f"{script} failed with exit status {status}. Its last lines:\n{shown}\n"
-            f"The command was: {shlex.join(command)}"
-        )
 
     # checks and paths
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,4 +128,20 @@ def _tokenizer_folder(root: Path, tokenizer: HubTokenizer) -> Path:
         f"wan_lora.toml: [training] tokenizer = {str(root)!r} holds no {tokenizer.subfolder} "
         f"tokenizer: put its files ({' or '.join(TOKENIZER_FILES)}, and tokenizer_config.json) "
         f"in {root / tokenizer.subfolder}"
+    )
+
+
+def script_failure_message(
+    command: list[str], status: int, tail: list[str], image_to_video: bool
+) -> str:
+    """What a failed musubi script is told as: a hub lookup it could not make offline, named
+    with its fix, or its last lines and the command."""
+    script = next((Path(part).stem for part in command if part.endswith(".py")), command[0])
+    failure = hub_failure(tail)
+    if failure:
+        return hub_failure_message(script, failure, image_to_video)
+    shown = "\n".join(tail) or "(no output)"
+    return (
+        f"{script} failed with exit status {status}. Its last lines:\n{shown}\n"
+        f"The command was: {shlex.join(command)}"
     )
