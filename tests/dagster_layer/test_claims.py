@@ -2,11 +2,8 @@
 one holder at a time, and a SIGKILLed holder's claims released."""
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +12,7 @@ import dagster as dg
 import pytest
 from dagster._core.utils import make_new_run_id
 
+from tests.deployment.servers import postgres_bin, postgres_server
 from tests.processes import default_signals
 from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, one_maker, release_dead_runs
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
@@ -80,7 +78,9 @@ def instance_home(request, tmp_path) -> Iterator[Path]:
     if request.param == "sqlite":
         yield _sqlite_home(tmp_path)
         return
-    with _postgres() as url:
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with postgres_server() as url:
         (home / "dagster.yaml").write_text(f"storage:\n  postgres:\n    postgres_url: {url}\n")
         dg.DagsterInstance.from_config(str(home))  # its tables, made once before the contenders
         yield home
@@ -117,12 +117,6 @@ def test_a_sigkilled_holder_s_claim_is_released(instance_home):
     holder.kill()
     holder.wait()
     assert claims.try_claim("me", "clips", ["a", "c"]) == {}
-
-
-def _postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    initdb = found[-1] if found else shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
 
 
 def test_a_ui_step_waits_for_another_maker_and_a_gpu_step_refuses_to_wait(tmp_path):
@@ -163,41 +157,6 @@ def test_a_ui_step_waits_for_another_maker_and_a_gpu_step_refuses_to_wait(tmp_pa
 
 def _event(run: dg.DagsterRun, event_type: dg.DagsterEventType) -> dg.DagsterEvent:
     return dg.DagsterEvent(event_type.value, job_name=run.job_name)
-
-
-class _postgres:
-    """A throw-away PostgreSQL cluster on 127.0.0.1 (as the `postgres` user when root)."""
-
-    def __enter__(self) -> str:
-        binaries = _postgres_bin()
-        if binaries is None:
-            pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
-        self.folder = Path(tempfile.mkdtemp(prefix="wan-lora-claims-pg-"))
-        if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres")
-        self.pg_ctl = [str(binaries / "pg_ctl"), "-D", str(self.folder / "data")]
-        initdb = [str(binaries / "initdb"), "-D", str(self.folder / "data"), "-U", "wan"]
-        self._run([*initdb, "--auth=trust", "--no-sync"])
-        port = _free_port()
-        options = f"-p {port} -k {self.folder} -h 127.0.0.1 -F"
-        self._run([*self.pg_ctl, "-o", options, "-w", "-l", str(self.folder / "log"), "start"])
-        return f"postgresql+psycopg2://wan@127.0.0.1:{port}/postgres"
-
-    def __exit__(self, *_exc_info) -> None:
-        self._run([*self.pg_ctl, "-m", "immediate", "stop"])
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-    @staticmethod
-    def _run(command: list[str]) -> None:
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_a_killed_commands_run_is_failed_and_its_gpu_slot_freed(tmp_path):
