@@ -217,7 +217,11 @@ def time_runner(timers: Timers) -> None:
     timers.wrap(ProjectRunner, "__init__", RUNNER_SETUP)
     timers.wrap(ProjectRunner, "sync", RUNNER_SYNC)
     timers.wrap(ProjectRunner, "_run_stage", lambda _self, asset: stage_label(asset))
-    timers.wrap(ProjectRunner, "_execute", lambda _self, asset, _keys: dagster_run_label(asset))
+    timers.wrap(
+        ProjectRunner,
+        "_execute",
+        lambda _self, asset, *_keys_and_claimant: dagster_run_label(asset),
+    )
 
 
 def runner_rows(total: float, parts: dict[str, float], asset: str, step_work: float) -> list:
