@@ -132,10 +132,8 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _runner(directory: Path):
-    from wan_lora_dagster.library_output import quiet_libraries
     from wan_lora_dagster.runner import ProjectRunner  # dagster imports take seconds
 
-    quiet_libraries()
     return ProjectRunner(open_project(directory))
 
 
@@ -144,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
     with _progress_bars():
         summary = runner.run(args.select)
     table = {asset: asdict(stage) for asset, stage in summary.items()}
-    problems = _problems(runner.project)
+    problems = _problems(runner)
     if args.json:
         print(json.dumps(table, indent=1))
     else:
@@ -174,12 +172,14 @@ def _print_run_summary(table: dict) -> None:
             print(f"  failed: {key}: {stage['errors'].get(key, 'see the run log in the UI')}")
 
 
-def _problems(project):
-    """Every problem and warning of the project's files and clips, each once."""
+def _problems(runner):
+    """Every problem and warning of the project's files and clips, each once, as the runner
+    last read them (reading them again takes a second at 30,000 clips)."""
     from wan_lora_dagster.pipeline.catalog import load_catalog
     from wan_lora_dagster.pipeline.run_report import project_problems
 
-    return project_problems(load_catalog(project))
+    snapshot = runner.snapshot
+    return project_problems(snapshot.catalog if snapshot else load_catalog(runner.project))
 
 
 def _print_problems(problems, to_stderr: bool = False) -> None:
@@ -194,7 +194,7 @@ def _print_problems(problems, to_stderr: bool = False) -> None:
 def _status(args: argparse.Namespace) -> int:
     runner = _runner(args.project)
     summary = runner.status()
-    problems = _problems(runner.project)
+    problems = _problems(runner)
     if args.json:
         print(json.dumps(summary, indent=1))
         _print_problems(problems, to_stderr=True)
@@ -284,7 +284,7 @@ def _demo(args: argparse.Namespace) -> int:
     runner = _runner(directory)
     with _progress_bars():
         summary = runner.run()
-    problems = _problems(runner.project)
+    problems = _problems(runner)
     failed = [asset for asset, stage in summary.items() if stage.failed or stage.blocked]
     best = runner.project.out("records", "best_lora", "__all__.json")
     if failed or not best.exists():

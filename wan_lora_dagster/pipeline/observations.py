@@ -36,8 +36,7 @@ def still_caption_file_versions(catalog: Catalog) -> dict[str, str]:
 
 def _hand_caption_versions(store: CaptionStore, item_ids: list[str]) -> dict[str, str]:
     """The source is the user's hand edits: the captioner writing its own file is no new version."""
-    versions = {}
-    for item_id in item_ids:
-        state = store.state(item_id)
-        versions[item_id] = fingerprint(state.text) if state.origin == "edited" else "auto"
-    return versions
+    return {
+        item_id: fingerprint(state.text) if state.origin == "edited" else "auto"
+        for item_id, state in store.states(item_ids).items()
+    }

@@ -5,12 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no display, and safe off the main thread
-
-from matplotlib.figure import Figure
-
 
 @dataclass(frozen=True)
 class CheckpointLoss:
@@ -24,6 +18,12 @@ def validation_loss_plot(
 ) -> Path:
     """Loss against training step, the chosen checkpoint circled, the base model's loss (no
     LoRA) as a dashed line; checkpoints without a loss are left out."""
+    # imported here: matplotlib takes half a second to import, and `wan-lora status` imports this
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display, and safe off the main thread
+    from matplotlib.figure import Figure
+
     measured = [point for point in points if point.loss is not None]
     figure = Figure(figsize=(5, 3), dpi=100)
     axes = figure.add_subplot()
