@@ -179,7 +179,9 @@ def _problems(runner):
     from wan_lora_dagster.pipeline.run_report import project_problems
 
     snapshot = runner.snapshot
-    return project_problems(snapshot.catalog if snapshot else load_catalog(runner.project))
+    if snapshot is None:
+        return project_problems(load_catalog(runner.project))
+    return project_problems(snapshot.catalog, snapshot.record)
 
 
 def _print_problems(problems, to_stderr: bool = False) -> None:

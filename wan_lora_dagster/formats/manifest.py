@@ -8,13 +8,19 @@ Paths are relative to the project root so that a moved project keeps its history
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from wan_lora_dagster.disk_full import write_text_atomic
 from wan_lora_dagster.project import fingerprint
 
 MANIFEST_FORMAT = 1
+
+
+def _fields(item) -> dict:
+    """A flat dataclass's fields as a dict: what `asdict` gives, without its deep copies."""
+    return {name: getattr(item, name) for name in item.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class TrainingSetManifest:
     excluded: tuple[ExcludedItem, ...] = ()
     root: Path = field(default=Path("."), compare=False)
 
-    @property
+    @cached_property  # frozen: hashing 30,000 entries once is enough
     def version(self) -> str:
         return fingerprint(MANIFEST_FORMAT, self._content())
 
@@ -67,8 +73,8 @@ class TrainingSetManifest:
 
     def _content(self) -> dict:
         return {
-            "entries": [asdict(entry) for entry in self.entries],
-            "excluded": [asdict(item) for item in self.excluded],
+            "entries": [_fields(entry) for entry in self.entries],
+            "excluded": [_fields(item) for item in self.excluded],
         }
 
     def to_json(self) -> str:

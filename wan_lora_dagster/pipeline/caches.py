@@ -6,6 +6,7 @@ only. So a caption edit never touches a latent, and a resolution change never to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from wan_lora_dagster.engines.base import Engine, LatentJob, ProgressCallback, TextJob
@@ -43,8 +44,14 @@ def section_cache_dir(project: Project, section: DatasetSection) -> Path:
 
 
 def text_fingerprint(caption_version: str, settings: TrainingSettings) -> str:
-    return fingerprint(
-        "text_cache", TEXT_CODE_VERSION, caption_version, model_identity(settings, "t5")
+    return text_fingerprinter(settings)(caption_version)
+
+
+def text_fingerprinter(settings: TrainingSettings) -> Callable[[str], str]:
+    """text_fingerprint with the settings' part hashed once, for many captions."""
+    identity = model_identity(settings, "t5")
+    return lambda caption_version: fingerprint(
+        "text_cache", TEXT_CODE_VERSION, caption_version, identity
     )
 
 
@@ -63,8 +70,18 @@ def section_latent_fingerprint(
 def latent_fingerprint(
     item_version: str, sections: tuple[DatasetSection, ...], settings: TrainingSettings
 ) -> str:
-    return fingerprint(
-        [section_latent_fingerprint(item_version, section, settings) for section in sections]
+    return latent_fingerprinter(sections, settings)(item_version)
+
+
+def latent_fingerprinter(
+    sections: tuple[DatasetSection, ...], settings: TrainingSettings
+) -> Callable[[str], str]:
+    """latent_fingerprint with the sections' and settings' parts hashed once, for many items
+    (`wan-lora status` asks for 30,000 of them)."""
+    identity = model_identity(settings, "vae")
+    parts = [section.settings_fingerprint() for section in sections]
+    return lambda item_version: fingerprint(
+        [fingerprint("latent", LATENT_CODE_VERSION, item_version, part, identity) for part in parts]
     )
 
 

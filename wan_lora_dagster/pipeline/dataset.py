@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from PIL import Image
@@ -103,9 +104,11 @@ def caption_store(project: Project) -> CaptionStore:
 
 
 def caption_fingerprint(
-    state: CaptionState, media_version: str, settings: CaptionSettings, captioner: CaptionerSettings
+    state: CaptionState, media_version: str, settings: CaptionSettings, captioner: str
 ) -> str:
-    """A hand edit depends on its text only; an auto caption on the media and the captioner."""
+    """A hand edit depends on its text only; an auto caption on the media and the captioner
+    (`captioner`: its settings' fingerprint, taken once for many items: it looks at every
+    file of the model's folder)."""
     if state.origin == "edited":
         return fingerprint(
             "captions", CAPTIONS_CODE_VERSION, "edited", state.text, settings.trigger
@@ -115,7 +118,7 @@ def caption_fingerprint(
         CAPTIONS_CODE_VERSION,
         "auto",
         media_version,
-        captioner.fingerprint(),
+        captioner,
         settings.trigger,
     )
 
@@ -127,6 +130,10 @@ class Captioning:
     settings: CaptionSettings
     config: CaptionerSettings
     model: Captioner | None  # None for captioner "none": hand captions only
+
+    @cached_property
+    def config_fingerprint(self) -> str:
+        return self.config.fingerprint()
 
 
 def make_caption(catalog: Catalog, clip_id: str, captioning: Captioning) -> dict:
@@ -157,7 +164,7 @@ def caption_item(
 
     `frames` is called only when the captioner runs, so a hand caption never decodes media.
     """
-    settings, config = captioning.settings, captioning.config
+    settings = captioning.settings
     state = store.state(item_id)
     if state.origin != "edited":
         if captioning.model is None:
@@ -167,11 +174,13 @@ def caption_item(
             )
         generated = captioning.model.caption(frames(), settings.prompt)
         state = store.write_auto(
-            item_id, apply_trigger(generated, settings.trigger), config.fingerprint()
+            item_id, apply_trigger(generated, settings.trigger), captioning.config_fingerprint
         )
     final_text = apply_trigger(state.text, settings.trigger)
     record = {
-        "fingerprint": caption_fingerprint(state, media_version, settings, config),
+        "fingerprint": caption_fingerprint(
+            state, media_version, settings, captioning.config_fingerprint
+        ),
         "data_version": fingerprint("caption-text", final_text),
         "text": final_text,
         "origin": state.origin,

@@ -10,6 +10,7 @@ partition is then not fresh, so it is made again and never trained on.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,20 +62,25 @@ def damage(project_root: Path, record: dict, only: list[str] | None = None) -> d
     """Path -> what is wrong with it, for each made file of the record that is not as made.
 
     Cheap: a stat per file; a file is hashed only when its size is right but its mtime moved.
+    (Plain strings and os.stat: `wan-lora status` checks every made file, 90,000 at 30,000
+    clips.)
     """
     problems = {}
+    root = str(project_root)
     for name, made in record.get(MADE_FILES, {}).items():
         if only is not None and name not in only:
             continue
-        path = project_root / name
         try:
-            stat = path.stat()
+            stat = os.stat(os.path.join(root, name))
         except FileNotFoundError:
             problems[name] = "deleted"
             continue
         if stat.st_size != made["size"]:
             problems[name] = f"{made['size']} bytes when made, {stat.st_size} now"
-        elif stat.st_mtime_ns != made["mtime_ns"] and content_hash(path) != made["hash"]:
+        elif (
+            stat.st_mtime_ns != made["mtime_ns"]
+            and content_hash(project_root / name) != made["hash"]
+        ):
             problems[name] = "its content changed"
     return problems
 

@@ -36,8 +36,8 @@ class RecordStore:
         # Plain strings and one open, no stat and no Path objects: `wan-lora status` reads a
         # record per clip per stage, 120,000 of them at 30,000 clips.
         try:
-            with open(os.path.join(self._root, asset, f"{partition}.json"), encoding="utf-8") as f:
-                return json.load(f)
+            with open(os.path.join(self._root, asset, f"{partition}.json"), "rb") as f:
+                return json.loads(f.read())  # bytes: no text decoder set up per record
         except (FileNotFoundError, IsADirectoryError):
             return None
 

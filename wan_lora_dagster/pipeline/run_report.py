@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from wan_lora_dagster.media.ranges import format_time
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.problems import Problems
@@ -9,12 +11,18 @@ from wan_lora_dagster.problems import Problems
 ERRORS_MEAN = "their clips are not made, and training waits until they are fixed"
 
 
-def project_problems(catalog: Catalog) -> Problems:
-    """The catalog's problems, and a warning for each clip made across a scene cut."""
+def project_problems(
+    catalog: Catalog, read: Callable[[str, str], dict | None] | None = None
+) -> Problems:
+    """The catalog's problems, and a warning for each clip made across a scene cut.
+
+    `read(asset, item)`: the records as the caller already read them (default: from out/).
+    """
+    read = read or catalog.records.read
     problems = Problems()
     problems.extend(catalog.problems)
     for clip_range in catalog.ranges:
-        record = catalog.records.read("clips", clip_range.clip_id)
+        record = read("clips", clip_range.clip_id)
         # a record of other times is of an earlier range: its cuts are no longer in the clip
         if not record or (record["start"], record["end"]) != (clip_range.start, clip_range.end):
             continue

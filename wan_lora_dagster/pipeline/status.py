@@ -7,6 +7,7 @@ recomputes and `wan-lora status` counts, at 5 clips or 30,000, with no provenanc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 
 from wan_lora_dagster.captioning.backends import CaptionerSettings
@@ -48,18 +49,21 @@ class Expectations:
         self.records = catalog.records
         self._records: dict[tuple[str, str], dict | None] = {}
         self._fresh: dict[tuple[str, str], bool] = {}
+        self._clip_versions: dict[str, str] = {}
+        self._latent_fingerprints: dict[str, Callable[[str], str]] = {}
 
     def fingerprint(self, asset: str, key: str = UNPARTITIONED) -> str | None:
         return getattr(self, f"_{asset}")(key)
 
-    def _record(self, asset: str, key: str) -> dict | None:
+    def record(self, asset: str, key: str) -> dict | None:
+        """The partition's record as this snapshot read it."""
         if (asset, key) not in self._records:
             self._records[asset, key] = self.records.read(asset, key)
         return self._records[asset, key]
 
     def is_fresh(self, asset: str, key: str = UNPARTITIONED) -> bool:
         if (asset, key) not in self._fresh:
-            record = self._record(asset, key)
+            record = self.record(asset, key)
             wanted = self.fingerprint(asset, key)
             fresh = record is not None and wanted is not None and record["fingerprint"] == wanted
             fresh = fresh and not damage(self.catalog.project.root, record)
@@ -73,7 +77,7 @@ class Expectations:
         return [key for key in keys if key not in fresh_set], fresh
 
     def state(self, asset: str, key: str = UNPARTITIONED) -> str:
-        if self._record(asset, key) is None:
+        if self.record(asset, key) is None:
             return MISSING
         return FRESH if self.is_fresh(asset, key) else UNSYNCED
 
@@ -88,27 +92,42 @@ class Expectations:
         return [UNPARTITIONED]
 
     def _fresh_data_version(self, asset: str, key: str) -> str | None:
-        return self._record(asset, key)["data_version"] if self.is_fresh(asset, key) else None
+        return self.record(asset, key)["data_version"] if self.is_fresh(asset, key) else None
 
     def _clips(self, clip_id: str) -> str:
-        return dataset.clip_fingerprint(self.catalog, clip_id, CutSettings())
+        # asked for by clips, captions and latent_cache alike
+        if clip_id not in self._clip_versions:
+            self._clip_versions[clip_id] = dataset.clip_fingerprint(
+                self.catalog, clip_id, CutSettings()
+            )
+        return self._clip_versions[clip_id]
 
     @cached_property
     def _captioner(self) -> CaptionerSettings:
         project = self.catalog.project
         return dataset.captioner_settings(project, self.recipe.captions, device="cpu")
 
+    @cached_property
+    def _clip_captions(self) -> tuple[CaptionStore, str]:
+        """The captions' store, and the captioner's fingerprint (taken once: it looks at every
+        file of the model's folder)."""
+        return dataset.caption_store(self.catalog.project), self._captioner.fingerprint()
+
+    @cached_property
+    def _still_captions_of(self) -> tuple[CaptionStore, str]:
+        store = stills.still_caption_store(self.catalog.project)
+        return store, stills.still_captioner(self._captioner).fingerprint()
+
     def _captions(self, clip_id: str) -> str:
-        store = dataset.caption_store(self.catalog.project)
-        return self._caption(store, clip_id, self._clips(clip_id), self._captioner)
+        store, captioner = self._clip_captions
+        return self._caption(store, clip_id, self._clips(clip_id), captioner)
 
     def _still_captions(self, still_id: str) -> str:
-        store = stills.still_caption_store(self.catalog.project)
-        captioner = stills.still_captioner(self._captioner)
+        store, captioner = self._still_captions_of
         return self._caption(store, still_id, self.catalog.still_hashes[still_id], captioner)
 
     def _caption(
-        self, store: CaptionStore, item_id: str, media_version: str, captioner: CaptionerSettings
+        self, store: CaptionStore, item_id: str, media_version: str, captioner: str
     ) -> str:
         state = store.state(item_id)
         return dataset.caption_fingerprint(state, media_version, self.recipe.captions, captioner)
@@ -123,7 +142,11 @@ class Expectations:
         caption_version = self._fresh_data_version(caption_asset, item_id)
         if caption_version is None:
             return None
-        return caches.text_fingerprint(caption_version, self.recipe.training)
+        return self._text_fingerprint(caption_version)
+
+    @cached_property
+    def _text_fingerprint(self):
+        return caches.text_fingerprinter(self.recipe.training)
 
     def _latent_cache(self, clip_id: str) -> str:
         return self._latent_of("clips", self._clips(clip_id))
@@ -132,8 +155,12 @@ class Expectations:
         return self._latent_of("stills", self.catalog.still_hashes[still_id])
 
     def _latent_of(self, source: str, media_version: str) -> str:
-        sections = self.recipe.sections_for(source)
-        return caches.latent_fingerprint(media_version, sections, self.recipe.training)
+        if source not in self._latent_fingerprints:
+            sections = self.recipe.sections_for(source)
+            self._latent_fingerprints[source] = caches.latent_fingerprinter(
+                sections, self.recipe.training
+            )
+        return self._latent_fingerprints[source](media_version)
 
     @cached_property
     def _manifest_attempt(self) -> tuple[TrainingSetManifest | None, UserError | None]:
@@ -144,7 +171,7 @@ class Expectations:
         if not all(self.is_fresh(a, key) for a in per_item for key in self.partitions(a)):
             return None, None
         try:
-            return training.build_manifest(self.catalog, self.recipe), None
+            return training.build_manifest(self.catalog, self.recipe, read=self.record), None
         except UserError as error:
             return None, error
 
@@ -177,7 +204,7 @@ class Expectations:
 
     @cached_property
     def plan(self) -> training.CheckpointPlan | None:
-        report = self._record("dataset_report", UNPARTITIONED)
+        report = self.record("dataset_report", UNPARTITIONED)
         if not (self.manifest and report and self.is_fresh("dataset_report")):
             return None
         return training.checkpoint_plan(

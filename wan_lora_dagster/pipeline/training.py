@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,21 +52,28 @@ def held_out_clips(clip_ids: list[str], recipe: Recipe) -> set[str]:
     return set(by_hash[: recipe.eval.num_held_out])
 
 
-def build_manifest(catalog: Catalog, recipe: Recipe, planned: bool = False) -> TrainingSetManifest:
+def build_manifest(
+    catalog: Catalog,
+    recipe: Recipe,
+    planned: bool = False,
+    read: Callable[[str, str], dict | None] | None = None,
+) -> TrainingSetManifest:
     """Every cache file of every clip and still under each section of its source, with its caption.
 
     `planned`: the files the engine will write (names from musubi's rules), for a dry run
-    before any cache exists; otherwise the files the cache records list.
+    before any cache exists; otherwise the files the cache records list. `read(asset, item)`:
+    the records as the caller already read them (default: read from out/records).
     """
     held_out = held_out_clips(catalog.clip_ids, recipe)
+    read = read or catalog.records.read
     caches_of = _planned_caches if planned else _recorded_caches
     entries, excluded = [], []
     for kind in ITEM_KINDS:
         for item_id in kind.ids(catalog):
-            caption = catalog.records.read(kind.captions, item_id)
+            caption = read(kind.captions, item_id)
             for section in recipe.sections_for(kind.source):
                 files, latent_version, text_file, text_version = caches_of(
-                    catalog, kind, item_id, caption, section
+                    read, catalog, kind, item_id, caption, section
                 )
                 if not files:
                     reason = _exclusion_reason(catalog, kind, item_id, section)
@@ -97,14 +105,14 @@ def _exclusion_reason(catalog: Catalog, kind: ItemKind, item_id: str, section) -
     return excluded_reason(num_frames, section) or "no latent was written"
 
 
-def _recorded_caches(catalog: Catalog, kind: ItemKind, item_id: str, _caption: dict, section):
-    text = catalog.records.read(kind.text_cache, item_id)
-    latent = catalog.records.read(kind.latent_cache, item_id)["sections"].get(section.name, {})
+def _recorded_caches(read, _catalog, kind: ItemKind, item_id: str, _caption: dict, section):
+    text = read(kind.text_cache, item_id)
+    latent = read(kind.latent_cache, item_id)["sections"].get(section.name, {})
     files = latent.get("files", [])
     return files, latent.get("fingerprint"), text["file"], text["data_version"]
 
 
-def _planned_caches(catalog: Catalog, kind: ItemKind, item_id: str, caption: dict, section):
+def _planned_caches(_read, catalog: Catalog, kind: ItemKind, item_id: str, caption: dict, section):
     project, settings = catalog.project, catalog.project.recipe.training
     directory = section_cache_dir(project, section).relative_to(project.root)
     names = _planned_latent_names(item_id, kind.shape(catalog, item_id), section, settings.task)
