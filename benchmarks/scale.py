@@ -4,7 +4,8 @@ the `.dagster/` folder, and the `clips` stage's throughput against plain ffmpeg,
 The big project (30,000 clips) is measured where no clip has to be cut: partition sync (first,
 unchanged, one caption edited) and `wan-lora status`. The full run (3,000 clips) makes every
 per-clip stage, with work chosen cheap (2-frame clips of a 128x96 film, hand captions, the tiny
-model at 32x32), so that what is left is bookkeeping: a stage's wall time less its work's.
+model at 32x32), so that what is left is bookkeeping: a stage's wall time less its work's; the
+run goes on to `training_set` and `dataset_report` (not training).
 Half the ranges overlap at random over one film; the other half tile hard links of that film.
 
 A 30,000-clip project with everything made would take hours of cutting on 2 cores, so the run
@@ -54,6 +55,9 @@ from wan_lora_dagster.scaffold import init_project
 FILM_SECONDS, FILM_SIZE = 60.0, (128, 96)
 TILE_MS, TILE_STEP_MS, RANGES_PER_TILED_FILM = 125, 150, 390
 PER_CLIP_STAGES = ("clips", "captions", "text_cache", "latent_cache")
+# the full run goes on to the manifest and its report, so that a run with nothing to do checks
+# everything up to training (training itself is not run)
+RUN_STAGES = (*PER_CLIP_STAGES, "training_set", "dataset_report")
 TRIGGER = "scalestyle"
 RECIPE = f"""\
 [[datasets]]
@@ -170,7 +174,7 @@ def time_full_run(project: Path, timers: Timers) -> tuple[Measured, dict, dict[s
     timers.wrap(dataset_assets, "make_each", label)
     # a cache step's work: its freshness split, loading the model and encoding
     timers.wrap(cache_assets, "_encode", lambda _context, _project, asset, *a: f"work {asset}")
-    selection = ",".join(PER_CLIP_STAGES)
+    selection = ",".join(RUN_STAGES)
     made, summary = run_wan_lora("run", "--project", project, "--select", selection)
     parts = timers.take()
     timers.restore()
