@@ -268,9 +268,6 @@ class ProjectRunner:
         return stretches
 
     def _execute(self, asset: str, keys: list[str], claimant: str) -> dg.ExecuteInProcessResult:
-        # here, not when the command starts: importing diffusers and transformers takes seconds
-        # that `wan-lora status` and a run with nothing to do need not pay
-        quiet_libraries()
         tags = {
             "wan_lora/launched_by": "wan-lora run",
             PROCESS_TAG: this_process(),
@@ -281,6 +278,9 @@ class ProjectRunner:
             tags["dagster/asset_partition_range_end"] = keys[-1]
         if self.team:
             return execute_on_workers(self.instance, self.project.root, asset, tags, QUIET_CONSOLE)
+        # here, not when the command starts: importing diffusers and transformers takes seconds
+        # that `wan-lora status`, a run with nothing to do and a team's runs need not pay
+        quiet_libraries()
         job = self.defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(asset)])
         return job.execute_in_process(
             instance=self.instance,
