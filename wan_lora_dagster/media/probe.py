@@ -41,20 +41,24 @@ class VideoInfo:
 
 
 def probe_video(
-    path: Path, count_frames: bool = False, watchers: Sequence[FrameWatcher] = ()
+    path: Path,
+    count_frames: bool = False,
+    watchers: Sequence[FrameWatcher] = (),
+    one_thread: bool = False,
 ) -> VideoInfo:
     """Probe `path` with PyAV, decoding one frame (or all with `count_frames`, or `watchers`).
 
     `watchers` see every frame of that one decode, so whatever else a caller needs from the frames
     (scene cuts, a thumbnail strip) costs no decode of its own. The duration is the stream's,
-    else the container's, else found by decoding. Raises MediaError naming the file when it
-    cannot be opened or a frame cannot be decoded.
+    else the container's, else found by decoding. `one_thread`: decode in the caller's thread
+    only, for callers that already decode on every core at once. Raises MediaError naming the
+    file when it cannot be opened or a frame cannot be decoded.
     """
     path = Path(path)
     try:
         with av.open(str(path)) as container:
             stream = first_video_stream(container, path)
-            stream.thread_type = "AUTO"
+            stream.thread_type = "NONE" if one_thread else "AUTO"
             frames = container.decode(stream)
             first = next(frames, None)
             if first is None:
