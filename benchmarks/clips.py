@@ -46,6 +46,7 @@ from _common import (
     time_runner,
 )
 
+from wan_lora_dagster.assets import partitioned
 from wan_lora_dagster.media import cut
 from wan_lora_dagster.media.cut import CutSettings, ffmpeg_cut_command
 from wan_lora_dagster.media.thumbnails import StripFrames
@@ -66,6 +67,7 @@ USER_CORES = f"plain: ffmpeg, its own threads, {CORES} at a time"
 FFMPEG_CPU = "ffmpeg processes"  # Parts.thread_cpu buckets filled by time_ours
 MAIN_THREAD = "main thread"
 OURS_CPU = "ours, this process"
+POOL = "the pool"  # the stretch of a run in which clips are cut and checked on every core
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ def time_plain(
 
 
 def time_clip_parts(timers: Timers) -> None:
+    timers.wrap(partitioned, "make_in_parallel", POOL)
     timers.wrap(dataset, "make_clip", "make_clip")
     timers.wrap(StripFrames, "save", "thumbnail")
     timers.wrap(cut, "probe_video", "decode")
@@ -201,7 +204,8 @@ def main() -> None:
         def run_ours(repeat: int) -> None:
             times, cpu = time_ours(film, ranges, scratch / f"ours-{repeat}")
             sides[OURS].append(times)
-            cpu_parts.append({**timers.take().thread_cpu, **cpu})
+            parts = timers.take()
+            cpu_parts.append({**parts.thread_cpu, **cpu, POOL: parts.wall[POOL]})
 
         def run_plain(repeat: int) -> None:
             for index, (name, (settings, at_a_time)) in enumerate(plain_sides.items()):
@@ -243,6 +247,12 @@ def report(
         f"in the median run the per-clip checks (one decode for frame count, scene cuts and "
         f"strip; the PNG) took {checks:.2f} s of CPU, this process outside the clip work "
         f"{parts.get(OURS_CPU, 0.0) - parts.get('make_clip', 0.0):.2f} s."
+    )
+    pool, wall = parts[POOL], sides[OURS][typical].wall
+    print(
+        f"  wall time of the median run: {pool:.2f} s in the pool that cuts and checks clips on "
+        f"every core, {wall - pool:.2f} s before and after it (set-up, sync, the Dagster run's "
+        "events), mostly on one core"
     )
     print(
         f"  command start-up (a fresh python importing wan-lora and dagster): {startup:.2f} s, "
