@@ -93,8 +93,8 @@ def ffmpeg_cut_command(
     - `-threads` (before `-i` for the decoder, after it for libx264), by default 1: the stage
       cuts clips on every core at once, one ffmpeg per core. ffmpeg's own threads (a decoder
       and an encoder thread pool per run, each sized to all cores) then only compete for the
-      same cores, and their hand-overs cost CPU: on 2 cores, two ffmpegs at a time took about
-      6% less CPU per clip with one thread each (benchmarks/clips.py prints both).
+      same cores, and their hand-overs cost CPU: on 2 busy cores, two ffmpegs at a time took
+      6-11% less CPU per clip with one thread each (benchmarks/clips.py prints both ways).
     """
     num_frames = expected_frame_count(end - start, settings.fps)
     filters = f"fps={settings.fps},scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1"
