@@ -48,6 +48,7 @@ DATA_VERSION_TAG = "dagster/data_version"
 INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "EngineCancelled"}
 # The run log keeps every event and stack trace for the UI; the terminal shows progress bars and
 # the summary, which names each failed partition's error.
+GPU_POOL_KEY = "wan_lora/gpu_pool_slots"  # the `gpu` limit we set, to tell it from a hand-set one
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -96,10 +97,21 @@ def open_instance(project: Project) -> dg.DagsterInstance:
 
 
 def count_gpus_in_pool(instance: dg.DagsterInstance) -> None:
-    """The `gpu` pool holds a slot per GPU of this machine (one on a machine without one)."""
+    """The `gpu` pool holds a slot per GPU of this machine (one on a machine without one).
+
+    Only a limit we set is ours to change: one set by hand (`dagster instance concurrency set
+    gpu N`) stays. The count we set is kept beside it, so a later open can tell the two apart.
+    """
     slots = max(1, gpu_count())
-    if instance.event_log_storage.get_concurrency_info("gpu").slot_count != slots:
+    info = instance.event_log_storage.get_concurrency_info("gpu")
+    ours = instance.run_storage.get_cursor_values({GPU_POOL_KEY}).get(GPU_POOL_KEY)
+    # a pool set before we kept the count: ours if it is the count we would set
+    if not info.using_default_limit and str(info.slot_count) != (ours or str(slots)):
+        return
+    if info.using_default_limit or info.slot_count != slots:
         instance.event_log_storage.set_concurrency_slots("gpu", slots)
+    if ours != str(slots):
+        instance.run_storage.set_cursor_values({GPU_POOL_KEY: str(slots)})
 
 
 class ProjectRunner:
