@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from tests.deployment.conftest import Team, open_instance_of
 from tests.deployment.servers import free_port
-from tests.processes import default_signals
+from tests.processes import default_signals, stop_group
 from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS
 from wan_lora_dagster.definitions import PROJECT_ENV
 from wan_lora_dagster.project import open_project
@@ -158,12 +157,7 @@ def webserver(project: Path, log: Path) -> Iterator[int]:
         wait_for(lambda: _answers(port, server, log), "the webserver to answer")
         yield port
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_group(server)
 
 
 def _answers(port: int, server: subprocess.Popen, log: Path) -> bool:

@@ -3,8 +3,9 @@
 A run submits its steps to the Celery workers and waits for them, so runs made one after another
 keep one worker busy. Dagster orchestrates every run in a process of its own (its run worker);
 so does `wan-lora run` on a team deployment: the runs of a stage's batches start together
-(`runs_in_flight` at most, each a forked copy of the command: no imports again, a few MB), and
-each sends back what its run did. The Celery queue hands the batches to whichever worker is idle.
+(`runs_in_flight` at most, each a forked copy of the command: nothing imported again, its
+memory shared with the command until written), and each sends back what its run did. The
+Celery queue hands the batches to whichever worker is idle.
 
 Ctrl-C reaches every process of the terminal's group. Each run then does what Dagster's run
 worker does: it revokes its batch if no worker has taken it yet, and waits for a batch a worker
@@ -19,6 +20,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -82,6 +84,8 @@ def run_at_once(
 def _start(
     run_one: Callable[[list[str]], RunOutcome], keys: list[str]
 ) -> dict[Connection, tuple[multiprocessing.Process, list[str]]]:
+    sys.stdout.flush()  # else the copy of an unwritten buffer is written again by the child
+    sys.stderr.flush()
     reader, writer = multiprocessing.get_context("fork").Pipe(duplex=False)
     process = multiprocessing.get_context("fork").Process(
         target=_run_in_child, args=(run_one, keys, writer), daemon=False
