@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import multiprocessing
 import os
 import signal
@@ -90,7 +91,11 @@ def _start(
     process = multiprocessing.get_context("fork").Process(
         target=_run_in_child, args=(run_one, keys, writer), daemon=False
     )
-    process.start()
+    gc.freeze()  # the child's collector leaves the objects it shares untouched, so uncopied
+    try:
+        process.start()
+    finally:
+        gc.unfreeze()
     writer.close()  # the child holds the only writer: its end reads as EOF here
     return {reader: (process, keys)}
 

@@ -21,9 +21,9 @@ QUEUES = (CPU_QUEUE, GPU_QUEUE)
 # this long; a batch running longer than this would be handed out twice, so it is well above a
 # batch's time (a training run is one task).
 DEFAULT_VISIBILITY_TIMEOUT_S = 12 * 3600
-# Batch runs a `wan-lora run` keeps in flight at once (each waits in a small process of its own
-# for its batch): enough to keep this many workers busy.
-DEFAULT_RUNS_IN_FLIGHT = 16
+# Batch runs a `wan-lora run` keeps in flight at once: enough to keep this many workers busy.
+# Each waits for its batch in a process of its own (about 60 MB not shared with the command).
+DEFAULT_RUNS_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)
