@@ -63,6 +63,7 @@ from musubi_validation_gpu import SMALL_DIT, build_dit, build_lora, held_out_cac
 
 from wan_lora_dagster.engines.base import SampleRequest, SampleVideo, StartImage
 from wan_lora_dagster.engines.musubi import MusubiEngine
+from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.project import EvalSettings, TrainingSettings
 
 EVAL = EvalSettings(
@@ -228,8 +229,13 @@ def eval_videos(engine: MusubiEngine, request: SampleRequest, results: dict) -> 
         )
 
     memory = GpuMemoryPoller() if torch.cuda.is_available() else None
-    with memory or nullcontext():
-        videos = engine.sample(request, on_progress)
+    videos = []
+    try:
+        with memory or nullcontext():
+            videos = engine.sample(request, on_progress)
+    except EngineError as error:  # the validation loss is still worth its minutes on the GPU
+        print(f"eval videos failed: {error}", flush=True)
+        results["eval_error"] = str(error)
     results["generation_run_s"] = [round(b - a, 1) for a, b in itertools.pairwise(ended)]
     results["generation_peak_gpu_mib"] = memory.peak_above_baseline if memory else None
     return videos
