@@ -58,6 +58,10 @@ def _build_clip(path: Path) -> None:
 
 
 if __name__ == "__main__":
+    import torch
+
+    if not torch.cuda.is_available():  # wan/modules/__init__ imports t5.py, which asks at import
+        torch.cuda.current_device = lambda: 0
     kind, target = sys.argv[1], Path(sys.argv[2])
     if kind == "--clip":
         _build_clip(target)
