@@ -30,7 +30,6 @@ musubi-tuner's own requirements (torchvision, easydict, einops, ftfy, av, opencv
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -54,12 +53,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_fixtures import (
     ClipSpec,
     GpuMemoryPoller,
-    musubi_checkout,
     random_text_encoder,
     synthetic_frames,
 )
 from i2v_weights import random_clip, random_vae, wan_tokenizer_folder
-from musubi_validation_gpu import SMALL_DIT, build_dit, build_lora, held_out_cache, measure
+from musubi_validation_gpu import (
+    SMALL_DIT,
+    build_dit,
+    build_lora,
+    command_line,
+    held_out_cache,
+    measure,
+)
 
 from wan_lora_dagster.engines.base import SampleRequest, SampleVideo, StartImage
 from wan_lora_dagster.engines.musubi import MusubiEngine
@@ -112,12 +117,7 @@ else:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true")
-    small = parser.parse_args().small
-    musubi = musubi_checkout()
-    if musubi is None or not (small or torch.cuda.is_available()):
-        sys.exit("musubi_i2v_gpu: needs MUSUBI_TUNER_DIR and a CUDA GPU (or --small)")
+    small, musubi = command_line(__doc__, "musubi_i2v_gpu")
     out = Path(os.environ["OUT"]) if os.environ.get("OUT") else None
     free = shutil.disk_usage(tempfile.gettempdir()).free / 1e9
     if free < (1 if small else NEEDED_DISK_GB):

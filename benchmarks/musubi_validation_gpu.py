@@ -68,12 +68,7 @@ SMALL_DIT = dict(dim=256, ffn_dim=512, num_heads=2, num_layers=2)  # --small: 2 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true")
-    small = parser.parse_args().small
-    musubi = musubi_checkout()
-    if musubi is None or not (small or torch.cuda.is_available()):
-        sys.exit("musubi_validation_gpu: needs MUSUBI_TUNER_DIR and a CUDA GPU (or --small)")
+    small, musubi = command_line(__doc__, "musubi_validation_gpu")
     results: dict = {"small": small}
     with tempfile.TemporaryDirectory(prefix="wan-lora-bench-validation-") as scratch:
         root = Path(scratch)
@@ -88,6 +83,17 @@ def main() -> None:
         manifest = held_out_cache(root, small)
         results.update(measure(dit, lora, manifest, root))
     report(results)
+
+
+def command_line(doc: str, script: str) -> tuple[bool, Path]:
+    """--small, and the musubi-tuner checkout; exits where the run cannot work."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--small", action="store_true")
+    small = parser.parse_args().small
+    musubi = musubi_checkout()
+    if musubi is None or not (small or torch.cuda.is_available()):
+        sys.exit(f"{script}: needs MUSUBI_TUNER_DIR and a CUDA GPU (or --small)")
+    return small, musubi
 
 
 def build_dit(path: Path, musubi: Path, small: bool, dtype: str = "float8_e4m3fn") -> Path:
