@@ -1,10 +1,13 @@
 """Our `clips` stage vs. plain loops of the same ffmpeg commands, side by side in one run.
 
 Ours: `wan-lora run --select clips` on a fresh project (a new Dagster instance each time). Plain:
-the identical argv from `ffmpeg_cut_command`, one subprocess per range, nothing else: one at a
-time, and as many at a time as the machine has cores (our stage cuts on every core). Our stage
-also counts each clip's frames by decoding it, looks for scene cuts and draws a thumbnail strip;
-those parts, and the Dagster and runner work around them, are timed on their own.
+one subprocess per range, nothing else. The loop a user would type runs ffmpeg as it comes (its
+own threads; the argv of `ffmpeg_cut_command` without the `-threads` our stage adds); the same
+loop with our exact argv is shown beside it; and both run as many at a time as the machine has
+cores (our stage cuts on every core). Our stage also counts each clip's frames by decoding it,
+looks for scene cuts and draws a thumbnail strip; those parts, and the Dagster and runner work
+around them, are timed on their own, in CPU time: the clips are made on every core at once, so
+their wall times overlap, while CPU times add up to the run's.
 
     .venv/bin/python benchmarks/clips.py [--small]
 """
@@ -13,15 +16,19 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from _common import (
+    RUNNER_SETUP,
+    RUNNER_SYNC,
     Measured,
     Timers,
     alternate,
     command_startup_seconds,
+    dagster_run_label,
     link_or_copy,
     machine_load,
     made_counts,
@@ -34,13 +41,14 @@ from _common import (
     print_side_times,
     print_table,
     run_wan_lora,
-    runner_rows,
     scratch_dir,
+    stage_label,
     time_runner,
 )
 
+from wan_lora_dagster.assets import partitioned
 from wan_lora_dagster.media import cut
-from wan_lora_dagster.media.cut import ffmpeg_cut_command
+from wan_lora_dagster.media.cut import CutSettings, ffmpeg_cut_command
 from wan_lora_dagster.media.thumbnails import StripFrames
 from wan_lora_dagster.pipeline import dataset
 from wan_lora_dagster.resources import FfmpegResource
@@ -48,9 +56,18 @@ from wan_lora_dagster.scaffold import DEMO_RECIPE, init_project
 
 FILM_SIZE = (640, 360)
 RANGE_SPACING = 3.0  # one range starts every 3 s; lengths cycle through 2.0, 2.25, 2.5 s
-GOAL_RATIO = 1.10  # ours within this of the plain commands run on every core
-GOAL_SPEED_UP = 1.8  # ours this many times the throughput of the plain one-at-a-time loop
+GOAL_RATIO = 1.10  # ours within this of our exact argv run on every core
+GOAL_SPEED_UP = 1.8  # ours this many times the throughput of the user's one-at-a-time loop
 CORES = os.cpu_count() or 1
+OURS = "ours: wan-lora run --select clips"
+USER_LOOP = "plain: loop of ffmpeg, its own threads"
+OUR_ARGV_LOOP = "plain: loop of our argv (-threads 1)"
+OUR_ARGV_CORES = f"plain: our argv, {CORES} at a time"
+USER_CORES = f"plain: ffmpeg, its own threads, {CORES} at a time"
+FFMPEG_CPU = "ffmpeg processes"  # Parts.thread_cpu buckets filled by time_ours
+MAIN_THREAD = "main thread"
+OURS_CPU = "ours, this process"
+POOL = "the pool"  # the stretch of a run in which clips are cut and checked on every core
 
 
 @dataclass(frozen=True)
@@ -74,21 +91,38 @@ def clip_ranges(scale: Scale) -> list[tuple[float, float]]:
     ]
 
 
-def time_ours(film: Path, ranges: list[tuple[float, float]], directory: Path) -> Measured:
+def time_ours(
+    film: Path, ranges: list[tuple[float, float]], directory: Path
+) -> tuple[Measured, dict[str, float]]:
+    """The run's times, and its CPU seconds: all ffmpeg processes', this process's main
+    thread's, and this process's in all."""
     project = init_project(directory, DEMO_RECIPE)
     link_or_copy(film, project / "films" / "film.mp4")
     lines = "".join(f"{start:.2f} {end:.2f}\n" for start, end in ranges)
     (project / "ranges" / "film.txt").write_text(lines)
+    before, main_before = os.times(), time.thread_time()
     times, summary = run_wan_lora("run", "--project", project, "--select", "clips")
+    main_thread, after = time.thread_time() - main_before, os.times()
     if made_counts(summary).get("clips") != len(ranges):
         raise SystemExit(f"our stage made {made_counts(summary)} clips, expected {len(ranges)}")
-    return times
+    cpu = {
+        FFMPEG_CPU: after.children_user
+        + after.children_system
+        - before.children_user
+        - before.children_system,
+        MAIN_THREAD: main_thread,
+        OURS_CPU: after.user + after.system - before.user - before.system,
+    }
+    return times, cpu
 
 
 def time_plain(
-    film: Path, ranges: list[tuple[float, float]], directory: Path, at_a_time: int = 1
+    film: Path,
+    ranges: list[tuple[float, float]],
+    directory: Path,
+    settings: CutSettings,
+    at_a_time: int = 1,
 ) -> Measured:
-    settings = FfmpegResource().cut_settings()  # the settings our stage cuts with
     directory.mkdir(parents=True)
     commands = [
         ffmpeg_cut_command(film, start, end, directory / f"clip{index:03d}.mp4", settings)
@@ -104,24 +138,36 @@ def time_plain(
 
 
 def time_clip_parts(timers: Timers) -> None:
+    timers.wrap(partitioned, "make_in_parallel", POOL)
     timers.wrap(dataset, "make_clip", "make_clip")
     timers.wrap(StripFrames, "save", "thumbnail")
-    timers.wrap(cut, "_run", "ffmpeg")
     timers.wrap(cut, "probe_video", "decode")
     time_runner(timers)
 
 
-def breakdown_rows(total: float, parts: dict[str, float], num_clips: int) -> list[list[object]]:
-    """Exclusive times of our run's parts; they add up to `total`."""
-    get = parts.get
-    make = get("make_clip", 0.0)
+def breakdown_rows(cpu: dict[str, float], num_clips: int) -> list[list[object]]:
+    """Exclusive CPU times of our run's parts; they add up to the run's CPU time.
+
+    The clip work runs in the pool's threads, the runner and Dagster in the main thread, so each
+    thread's own CPU time (`thread_cpu`) splits the process's without overlaps.
+    """
+    get = cpu.get
+    make, decode, png = get("make_clip", 0.0), get("decode", 0.0), get("thumbnail", 0.0)
+    stage, dagster = get(stage_label("clips"), 0.0), get(dagster_run_label("clips"), 0.0)
+    setup, sync, main = get(RUNNER_SETUP, 0.0), get(RUNNER_SYNC, 0.0), get(MAIN_THREAD, 0.0)
     named = [
-        ("ffmpeg cut (the plain loop's argv)", get("ffmpeg", 0.0)),
-        ("one decode: frame count, scene cuts, strip", get("decode", 0.0)),
-        ("thumbnail strip PNG (4 frames, 64 colours)", get("thumbnail", 0.0)),
+        ("ffmpeg cut (child processes)", get(FFMPEG_CPU, 0.0)),
+        ("one decode: frame count, scene cuts, strip", decode),
+        ("thumbnail strip PNG (4 frames, 64 colours)", png),
+        ("rest of the clip work (start ffmpeg, record)", make - decode - png),
+        ("Dagster run around the step (main thread)", dagster),
+        ("runner freshness checks before/after", stage - dagster),
+        ("runner set-up (instance, definitions)", setup),
+        ("runner sync (partitions, observations)", sync),
+        ("CLI rest (project, summary)", main - stage - setup - sync),
+        ("other threads (Dagster's, Python's)", get(OURS_CPU, 0.0) - main - make),
     ]
-    named.append(("rest of the clip work (rename, record)", make - sum(s for _, s in named)))
-    named += runner_rows(total, parts, "clips", step_work=make)
+    total = sum(seconds for _, seconds in named)
     rows = [
         [name, seconds, 1000 * seconds / num_clips, f"{100 * seconds / total:.0f}%"]
         for name, seconds in named
@@ -135,6 +181,14 @@ def main() -> None:
     load_at_start = machine_load()
     scale = SMALL if args.small else DEFAULT
     ranges = clip_ranges(scale)
+    ours_settings = FfmpegResource().cut_settings()  # the settings our stage cuts with
+    user_settings = replace(ours_settings, threads=None)  # the same argv without -threads
+    plain_sides = {
+        USER_LOOP: (user_settings, 1),
+        OUR_ARGV_LOOP: (ours_settings, 1),
+        OUR_ARGV_CORES: (ours_settings, CORES),
+        USER_CORES: (user_settings, CORES),
+    }
     timers = Timers()
     with scratch_dir("clips") as scratch:
         film = make_long_film(
@@ -142,30 +196,32 @@ def main() -> None:
         )
         time_clip_parts(timers)
         time_ours(film, ranges[:1], scratch / "warm-up-ours")  # imports, first Dagster run
-        time_plain(film, ranges[:1], scratch / "warm-up-plain")
+        time_plain(film, ranges[:1], scratch / "warm-up-plain", ours_settings)
         timers.take()
-        ours, plain, every_core, parts = [], [], [], []
+        sides: dict[str, list[Measured]] = {OURS: [], **{name: [] for name in plain_sides}}
+        cpu_parts: list[dict[str, float]] = []
 
         def run_ours(repeat: int) -> None:
-            ours.append(time_ours(film, ranges, scratch / f"ours-{repeat}"))
-            parts.append(timers.take().wall)
+            times, cpu = time_ours(film, ranges, scratch / f"ours-{repeat}")
+            sides[OURS].append(times)
+            parts = timers.take()
+            cpu_parts.append({**parts.thread_cpu, **cpu, POOL: parts.wall[POOL]})
 
         def run_plain(repeat: int) -> None:
-            plain.append(time_plain(film, ranges, scratch / f"plain-{repeat}"))
-            every_core.append(time_plain(film, ranges, scratch / f"cores-{repeat}", CORES))
+            for index, (name, (settings, at_a_time)) in enumerate(plain_sides.items()):
+                directory = scratch / f"plain{index}-{repeat}"
+                sides[name].append(time_plain(film, ranges, directory, settings, at_a_time))
 
         alternate(scale.repeats, run_ours, run_plain)
         timers.restore()
     startup = command_startup_seconds(repeats=scale.repeats)
-    report(scale, ours, plain, every_core, parts, startup, load_at_start)
+    report(scale, sides, cpu_parts, startup, load_at_start)
 
 
 def report(
     scale: Scale,
-    ours: list,
-    plain: list,
-    every_core: list,
-    parts: list,
+    sides: dict[str, list[Measured]],
+    cpu_parts: list[dict[str, float]],
     startup: float,
     load_at_start: str,
 ) -> None:
@@ -175,54 +231,69 @@ def report(
         f"{FILM_SIZE[0]}x{FILM_SIZE[1]} 24 fps synthetic film; cut to 16 fps h264; "
         f"{scale.repeats} run(s) per side, alternating"
     )
-    print_side_times(
-        {
-            "ours: wan-lora run --select clips": ours,
-            "plain: loop of the same ffmpeg argv": plain,
-            f"plain: the same argv, {CORES} at a time": every_core,
-        },
-        per_median=("ms/clip", lambda seconds: 1000 * seconds / num),
-    )
-    ours_wall = [run.wall for run in ours]
-    typical = median_index(ours_wall)
+    print_side_times(sides, per_median=("ms/clip", lambda seconds: 1000 * seconds / num))
+    ours_cpu = [run.cpu for run in sides[OURS]]
+    typical = median_index(ours_cpu)
     print_table(
-        f"Where our wall time goes (run {typical + 1}, the median one)",
+        f"Where our CPU time goes (run {typical + 1}, the median one)",
         ["part", "s", "ms/clip", "share"],
-        breakdown_rows(ours_wall[typical], parts[typical], num),
+        breakdown_rows(cpu_parts[typical], num),
     )
-    extra = median_of(ours, "wall") - median_of(plain, "wall")
-    checks = sum(parts[typical].get(k, 0.0) for k in ("decode", "thumbnail"))
+    parts = cpu_parts[typical]
+    checks = parts.get("decode", 0.0) + parts.get("thumbnail", 0.0)
     print(
-        f"\n  ours - plain (median wall): {extra:.2f} s; in the median run the per-clip checks "
-        f"(one decode for frame count, scene cuts and strip; the PNG) took {checks:.2f} s and "
-        "Dagster + runner "
-        f"{ours_wall[typical] - parts[typical].get('make_clip', 0.0):.2f} s."
+        f"\n  ours - our argv {CORES} at a time (median CPU): "
+        f"{median_of(sides[OURS], 'cpu') - median_of(sides[OUR_ARGV_CORES], 'cpu'):.2f} s; "
+        f"in the median run the per-clip checks (one decode for frame count, scene cuts and "
+        f"strip; the PNG) took {checks:.2f} s of CPU, this process outside the clip work "
+        f"{parts.get(OURS_CPU, 0.0) - parts.get('make_clip', 0.0):.2f} s."
+    )
+    pool, wall = parts[POOL], sides[OURS][typical].wall
+    print(
+        f"  wall time of the median run: {pool:.2f} s in the pool that cuts and checks clips on "
+        f"every core, {wall - pool:.2f} s before and after it (set-up, sync, the Dagster run's "
+        "events), mostly on one core"
     )
     print(
         f"  command start-up (a fresh python importing wan-lora and dagster): {startup:.2f} s, "
         "paid once per command, not in the in-process times above"
     )
     print_machine(load_at_start)
-    print_ratios(ours, plain, every_core, startup)
+    print_ratios(sides, startup)
 
 
-def print_ratios(ours: list, plain: list, every_core: list, startup: float) -> None:
-    """Throughput against the one-at-a-time loop, and wall time against the every-core one."""
-    ours_wall = median_of(ours, "wall")
-    speed_up = median_of(plain, "wall") / ours_wall
-    wall = ours_wall / median_of(every_core, "wall")
-    with_startup = (ours_wall + startup) / median_of(every_core, "wall")
-    cpu = median_of(ours, "cpu") / median_of(plain, "cpu")
+def print_ratios(sides: dict[str, list[Measured]], startup: float) -> None:
+    """Throughput against the user's one-at-a-time loop, wall time against our argv on every
+    core, and the plain variants against each other."""
+    wall = {name: median_of(runs, "wall") for name, runs in sides.items()}
+    cpu = {name: median_of(runs, "cpu") for name, runs in sides.items()}
+    ours = wall[OURS]
     print(
-        f"\nthroughput ours / plain one at a time:              {speed_up:.2f}x  "
-        f"(goal: at least {GOAL_SPEED_UP:.1f}x)"
+        f"\nthroughput ours / plain one at a time:              {wall[USER_LOOP] / ours:.2f}x  "
+        f"(goal: at least {GOAL_SPEED_UP:.1f}x; the loop of ffmpeg with its own threads)"
     )
     print(
-        f"ratio ours/plain {CORES} at a time, wall, in process:    {wall:.2f}x  "
-        f"(goal: within {GOAL_RATIO:.2f}x)"
+        f"ratio ours/plain {CORES} at a time, wall, in process:    "
+        f"{ours / wall[OUR_ARGV_CORES]:.2f}x  (goal: within {GOAL_RATIO:.2f}x; our argv)"
     )
-    print(f"ratio ours/plain {CORES} at a time, wall, with start-up: {with_startup:.2f}x")
-    print(f"ratio ours/plain, CPU time, in process:              {cpu:.2f}x")
+    print(
+        f"ratio ours/plain {CORES} at a time, wall, with start-up: "
+        f"{(ours + startup) / wall[OUR_ARGV_CORES]:.2f}x"
+    )
+    print(
+        f"ratio ours/plain {CORES} at a time, CPU time, in process: "
+        f"{cpu[OURS] / cpu[OUR_ARGV_CORES]:.2f}x"
+    )
+    print(
+        f"plain loops, -threads 1 / ffmpeg's own threads:    wall "
+        f"{wall[OUR_ARGV_LOOP] / wall[USER_LOOP]:.2f}x, "
+        f"CPU {cpu[OUR_ARGV_LOOP] / cpu[USER_LOOP]:.2f}x"
+    )
+    print(
+        f"plain {CORES} at a time, -threads 1 / own threads:     wall "
+        f"{wall[OUR_ARGV_CORES] / wall[USER_CORES]:.2f}x, "
+        f"CPU {cpu[OUR_ARGV_CORES] / cpu[USER_CORES]:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ from wan_lora_dagster.formats.musubi_cache import save_latent_cache, save_text_c
 from wan_lora_dagster.project import TrainingSettings
 
 BUILD_DIT = """
-import sys, torch
+import json, sys, torch
 if not torch.cuda.is_available():  # wan/modules/t5.py asks for the device at import
     torch.cuda.current_device = lambda: 0
 from accelerate import init_empty_weights
@@ -49,31 +49,26 @@ from musubi_tuner.wan.modules.model import WanModel
 from safetensors.torch import save_file
 from gpu_fixtures import _random_state
 
-config, small = WAN_CONFIGS["i2v-14B"], sys.argv[2] == "small"
-dims = dict(dim=256, ffn_dim=512, num_heads=2, num_layers=2) if small else dict(
-    dim=config.dim, ffn_dim=config.ffn_dim, num_heads=config.num_heads,
-    num_layers=config.num_layers)
+config, small = WAN_CONFIGS["i2v-14B"], json.loads(sys.argv[2])
+dims = small or dict(dim=config.dim, ffn_dim=config.ffn_dim, num_heads=config.num_heads,
+                     num_layers=config.num_layers)
 with init_empty_weights():
     model = WanModel(model_type="i2v", eps=config.eps, freq_dim=config.freq_dim,
                      in_dim=config.in_dim, out_dim=config.out_dim, text_len=config.text_len,
                      attn_mode="torch", **dims)
 shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-state = _random_state(shapes, seed=0, dtype=torch.float8_e4m3fn)  # cast on the GPU: 16 GB here
+state = _random_state(shapes, seed=0, dtype=getattr(torch, sys.argv[3]))  # fp8: 16 GB here
 save_file(state, sys.argv[1])
 """
 LINEARS = ("self_attn_q", "self_attn_k", "self_attn_v", "self_attn_o", "cross_attn_q",
            "cross_attn_k", "cross_attn_v", "cross_attn_o", "cross_attn_k_img", "cross_attn_v_img",
            "ffn_0", "ffn_2")  # fmt: skip
 RANK = 32
+SMALL_DIT = dict(dim=256, ffn_dim=512, num_heads=2, num_layers=2)  # --small: 2 blocks of width 256
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true")
-    small = parser.parse_args().small
-    musubi = musubi_checkout()
-    if musubi is None or not (small or torch.cuda.is_available()):
-        sys.exit("musubi_validation_gpu: needs MUSUBI_TUNER_DIR and a CUDA GPU (or --small)")
+    small, musubi = command_line(__doc__, "musubi_validation_gpu")
     results: dict = {"small": small}
     with tempfile.TemporaryDirectory(prefix="wan-lora-bench-validation-") as scratch:
         root = Path(scratch)
@@ -90,12 +85,24 @@ def main() -> None:
     report(results)
 
 
-def build_dit(path: Path, musubi: Path, small: bool) -> Path:
+def command_line(doc: str, script: str) -> tuple[bool, Path]:
+    """--small, and the musubi-tuner checkout; exits where the run cannot work."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--small", action="store_true")
+    small = parser.parse_args().small
+    musubi = musubi_checkout()
+    if musubi is None or not (small or torch.cuda.is_available()):
+        sys.exit(f"{script}: needs MUSUBI_TUNER_DIR and a CUDA GPU (or --small)")
+    return small, musubi
+
+
+def build_dit(path: Path, musubi: Path, small: bool, dtype: str = "float8_e4m3fn") -> Path:
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "engines" / "musubi"
     paths = [str(musubi / "src"), str(fixtures), *filter(None, [os.environ.get("PYTHONPATH")])]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    size = "small" if small else "real"
-    subprocess.run([sys.executable, "-c", BUILD_DIT, str(path), size], check=True, env=environment)
+    dims = json.dumps(SMALL_DIT if small else {})
+    command = [sys.executable, "-c", BUILD_DIT, str(path), dims, dtype]
+    subprocess.run(command, check=True, env=environment)
     return path
 
 

@@ -2,7 +2,6 @@
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_clean_terminal import CHATTER
-from tests.processes import default_signals
+from tests.processes import default_signals, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -62,12 +61,7 @@ def check_ui(command: str, cwd: Path, env: dict, log: Path) -> None:
                 time.sleep(2)
         pytest.fail(f"{command} did not serve on port {port} within 180 s:\n{log.read_text()}")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            raise
+        assert stop_group(server), f"{command} still ran 60 s after a SIGTERM"
 
 
 def test_the_readme_commands_run_in_order(tmp_path):

@@ -23,6 +23,12 @@ def remove_listener(listener: Listener) -> None:
     _listeners.remove(listener)
 
 
+def notify(asset: str, progress: Progress) -> None:
+    """Tell the listeners (the command line's bars) of the work done."""
+    for listener in list(_listeners):
+        listener(asset, progress)
+
+
 def describe(progress: Progress) -> str:
     parts = [f"{progress.stage}: {progress.done}/{progress.total}"]
     if progress.epoch is not None:
@@ -45,8 +51,7 @@ class ProgressThrottle:
         self._last_fraction = -1.0
 
     def __call__(self, progress: Progress) -> None:
-        for listener in list(_listeners):
-            listener(self.asset, progress)
+        notify(self.asset, progress)
         fraction = progress.done / max(progress.total, 1)
         now = time.monotonic()
         finished = progress.done >= progress.total

@@ -16,6 +16,7 @@ from importlib import resources
 
 import dagster as dg
 
+from wan_lora_dagster import progress
 from wan_lora_dagster.assets.claims import (
     CLAIMANT_TAG,
     PROCESS_TAG,
@@ -28,8 +29,10 @@ from wan_lora_dagster.assets.observation_log import record_observations
 from wan_lora_dagster.assets.partitioned import batch_versions, batches_of
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
+from wan_lora_dagster.deployment.batch_runs import RunOutcome, run_at_once
 from wan_lora_dagster.deployment.jobs import execute_on_workers
 from wan_lora_dagster.deployment.team import team_settings
+from wan_lora_dagster.engines.base import Progress
 from wan_lora_dagster.engines.devices import gpu_count
 from wan_lora_dagster.library_output import quiet_libraries
 from wan_lora_dagster.pipeline import observations
@@ -50,6 +53,7 @@ DATA_VERSION_TAG = "dagster/data_version"
 INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "EngineCancelled"}
 # The run log keeps every event and stack trace for the UI; the terminal shows progress bars and
 # the summary, which names each failed partition's error.
+GPU_POOL_KEY = "wan_lora/gpu_pool_slots"  # the `gpu` limit we set, to tell it from a hand-set one
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -98,10 +102,21 @@ def open_instance(project: Project) -> dg.DagsterInstance:
 
 
 def count_gpus_in_pool(instance: dg.DagsterInstance) -> None:
-    """The `gpu` pool holds a slot per GPU of this machine (one on a machine without one)."""
+    """The `gpu` pool holds a slot per GPU of this machine (one on a machine without one).
+
+    Only a limit we set is ours to change: one set by hand (`dagster instance concurrency set
+    gpu N`) stays. The count we set is kept beside it, so a later open can tell the two apart.
+    """
     slots = max(1, gpu_count())
-    if instance.event_log_storage.get_concurrency_info("gpu").slot_count != slots:
+    info = instance.event_log_storage.get_concurrency_info("gpu")
+    ours = instance.run_storage.get_cursor_values({GPU_POOL_KEY}).get(GPU_POOL_KEY)
+    # a pool set before we kept the count: ours if it is the count we would set
+    if not info.using_default_limit and str(info.slot_count) != (ours or str(slots)):
+        return
+    if info.using_default_limit or info.slot_count != slots:
         instance.event_log_storage.set_concurrency_slots("gpu", slots)
+    if ours != str(slots):
+        instance.run_storage.set_cursor_values({GPU_POOL_KEY: str(slots)})
 
 
 class ProjectRunner:
@@ -238,8 +253,11 @@ class ProjectRunner:
         owner: str,
     ) -> None:
         runs = self._runs_for(asset, partitions)
-        if self.team and asset not in PER_CHECKPOINT_ASSETS:
-            runs = [[batch] for run in runs for batch in run]  # a worker's task: one batch
+        if self.team:
+            if asset not in PER_CHECKPOINT_ASSETS:
+                runs = [[batch] for run in runs for batch in run]  # a worker's task: one batch
+            self._launch_on_workers(asset, runs, batches, summary, owner)
+            return
         for run_keys in runs:
             result = self._execute(asset, run_keys, owner)
             items = batches.items(run_keys)
@@ -248,6 +266,32 @@ class ProjectRunner:
                 summary.errors.update(dict.fromkeys(items, "cancelled"))
                 break
             summary.errors.update(failure_messages(result, items))
+
+    def _launch_on_workers(
+        self, asset: str, runs: list[list[str]], batches: Batches, summary: StageSummary, owner: str
+    ) -> None:
+        """Every batch's run at once, so that every worker is busy; each run in a process of its
+        own, which reports the errors of its items."""
+
+        def run_one(keys: list[str]) -> RunOutcome:
+            result = self._execute(asset, keys, owner)
+            errors = failure_messages(result, batches.items(keys))
+            return RunOutcome(interrupted=was_interrupted(result), errors=errors)
+
+        def report(done: int, total: int) -> None:
+            progress.notify(asset, Progress("batches", done, total))
+
+        report(0, len(runs))
+        ended = run_at_once(runs, run_one, self.team.runs_in_flight, report)
+        summary.interrupted = ended.interrupted
+        for keys, outcome in ended.runs:
+            items = batches.items(keys)
+            if outcome.interrupted:
+                summary.interrupted = True
+                summary.errors.update(dict.fromkeys(items, "cancelled"))
+            elif outcome.lost:
+                summary.errors.update(dict.fromkeys(items, outcome.lost))
+            summary.errors.update(outcome.errors)
 
     def _runs_for(self, asset: str, keys: list[str]) -> list[list[str]]:
         """Contiguous stretches of the partition order: a single-run backfill takes a range."""
@@ -337,9 +381,12 @@ def _print_wait(asset: str):
 
 
 def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
-    """Whether a step failed because the run was interrupted or its engine work cancelled."""
-    for event in result.get_step_failure_events():
-        error = event.step_failure_data.error
+    """Whether a step failed because the run was interrupted or its engine work cancelled, or
+    the run stopped before its steps (a batch revoked before a worker took it)."""
+    errors = [event.step_failure_data.error for event in result.get_step_failure_events()]
+    for event in result.filter_events(lambda event: event.is_run_failure):
+        errors.append(event.job_failure_data.error)
+    for error in errors:
         while error is not None:
             if error.cls_name in INTERRUPTS:
                 return True

@@ -155,6 +155,41 @@ def test_a_ui_step_waits_for_another_maker_and_a_gpu_step_refuses_to_wait(tmp_pa
     assert f"being made by another run (process {holder.pid}" in message
 
 
+def test_a_step_on_a_team_worker_refuses_to_wait(tmp_path):
+    """On a team deployment a step holds a Celery worker while it runs. The other maker may need
+    that worker to finish (with one worker it would wait for ever), so a step finding its
+    partitions claimed fails at once, naming who holds them."""
+    if postgres_bin() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    home = tmp_path / "dagster"
+    home.mkdir()
+    ran = {}
+
+    @dg.asset
+    @one_maker
+    def notes(context):
+        ran["notes"] = True
+        return dg.MaterializeResult()
+
+    with postgres_server() as url:
+        (home / "dagster.yaml").write_text(
+            f"storage:\n  postgres:\n    postgres_url: {url}\n"
+            "run_launcher:\n  module: wan_lora_dagster.deployment.team\n"
+            "  class: TeamRunLauncher\n  config:\n    broker: redis://127.0.0.1:6379/0\n"
+        )
+        instance = dg.DagsterInstance.from_config(str(home))
+        holder = _python(
+            HOLDER, home, "notes", UNPARTITIONED, 600, stdout=subprocess.PIPE, text=True
+        )
+        assert holder.stdout.readline().strip() == "held"
+        result = dg.materialize([notes], instance=instance, raise_on_error=False)
+        holder.kill()
+        holder.wait()
+    assert ran == {}
+    message = failure_messages(result, [UNPARTITIONED])[UNPARTITIONED]
+    assert f"being made by another run (process {holder.pid}" in message
+
+
 def _event(run: dg.DagsterRun, event_type: dg.DagsterEventType) -> dg.DagsterEvent:
     return dg.DagsterEvent(event_type.value, job_name=run.job_name)
 

@@ -80,6 +80,19 @@ def test_the_command_re_encodes_with_the_fps_filter_and_seeks_before_the_input(t
     assert command[-1] == str(tmp_path / "clip.mp4")
 
 
+def test_one_ffmpeg_decodes_and_encodes_on_one_thread_unless_told_otherwise(tmp_path):
+    film, clip = tmp_path / "film.mkv", tmp_path / "clip.mp4"
+
+    one = ffmpeg_cut_command(film, 2.0, 7.0, clip, CutSettings())
+    own_choice = ffmpeg_cut_command(film, 2.0, 7.0, clip, CutSettings(threads=None))
+
+    threads = [index for index, arg in enumerate(one) if arg == "-threads"]
+    assert [one[index + 1] for index in threads] == ["1", "1"]
+    assert threads[0] < one.index("-i") < threads[1]  # the decoder's, then libx264's
+    assert "-threads" not in own_choice
+    assert [arg for arg in one if arg not in ("-threads", "1")] == own_choice
+
+
 def test_a_film_whose_container_says_zero_frames_cuts_correctly(shared_media, tmp_path):
     info = cut_clip(shared_media / "flipping_a_pancake.mkv", 5.333, 10.333, tmp_path / "c.mp4")
 

@@ -38,6 +38,7 @@ import dagster as dg
 import sqlalchemy
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
+from wan_lora_dagster.deployment.team import team_settings
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 
@@ -228,9 +229,11 @@ def one_maker(compute: Callable) -> Callable:
     """A step that claims its partitions before making them (runs launched from the UI).
 
     A run launched by `wan-lora run` carries the claim the command took before launching it.
-    A step without a pool waits for other makers, then finds what they made fresh; a step on a
-    pool (the GPU stages) holds its slot while it waits, which the other maker may need, so it
-    fails at once instead, naming who holds the partitions.
+    A step without a pool waits for other makers, then finds what they made fresh. A step on a
+    pool (the GPU stages) holds its slot while it waits, and a step on a team deployment holds
+    its Celery worker: the other maker may need that slot or worker to finish (with one worker,
+    it would wait for ever), so such a step fails at once instead, naming who holds the
+    partitions.
     """
 
     @functools.wraps(compute)
@@ -241,7 +244,7 @@ def one_maker(compute: Callable) -> Callable:
         owner = None
         if not (claimant and claims.holds(claimant, asset, keys)):
             owner = f"{this_process()}:{context.run_id}:{asset}"
-            if context.op_def.pool:
+            if context.op_def.pool or team_settings(context.instance) is not None:
                 if taken := claims.try_claim(owner, asset, keys, context.run_id):
                     raise dg.Failure(_held_message(asset, taken), allow_retries=False)
             else:

@@ -21,6 +21,9 @@ QUEUES = (CPU_QUEUE, GPU_QUEUE)
 # this long; a batch running longer than this would be handed out twice, so it is well above a
 # batch's time (a training run is one task).
 DEFAULT_VISIBILITY_TIMEOUT_S = 12 * 3600
+# Batch runs a `wan-lora run` keeps in flight at once: enough to keep this many workers busy.
+# Each waits for its batch in a process of its own (about 60 MB not shared with the command).
+DEFAULT_RUNS_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class TeamSettings:
     broker: str
     backend: str
     visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
+    runs_in_flight: int = DEFAULT_RUNS_IN_FLIGHT
 
     def celery_config(self) -> dict[str, Any]:
         """What the submitting process and every worker give Celery.
@@ -76,6 +80,11 @@ class TeamRunLauncher(DefaultRunLauncher):
                 dg.StringSource, is_required=False, description="results; default: the broker"
             ),
             "visibility_timeout_s": dg.Field(int, default_value=DEFAULT_VISIBILITY_TIMEOUT_S),
+            "runs_in_flight": dg.Field(
+                int,
+                default_value=DEFAULT_RUNS_IN_FLIGHT,
+                description="batch runs one `wan-lora run` keeps going at once",
+            ),
         }
 
     @classmethod

@@ -20,12 +20,14 @@ STDERR_TAIL_LINES = 12
 
 @dataclass(frozen=True)
 class CutSettings:
-    """How clips are encoded: frame rate, libx264 quality and speed, and the ffmpeg binary."""
+    """How clips are encoded: frame rate, libx264 quality and speed, the ffmpeg binary, and the
+    threads one ffmpeg decodes and encodes with (None: ffmpeg's own choice)."""
 
     fps: int = 16
     crf: int = 14
     preset: str = "fast"
     ffmpeg: str = "ffmpeg"
+    threads: int | None = 1
 
 
 @dataclass(frozen=True)
@@ -88,16 +90,22 @@ def ffmpeg_cut_command(
       it, ffmpeg 7 refuses one); `scale` makes square pixels and even sides, which yuv420p needs.
     - `-xerror` makes a decoding error fatal: ffmpeg would otherwise patch over a damaged part
       with smeared frames and exit 0, and those frames would go into training.
+    - `-threads` (before `-i` for the decoder, after it for libx264), by default 1: the stage
+      cuts clips on every core at once, one ffmpeg per core. ffmpeg's own threads (a decoder
+      and an encoder thread pool per run, each sized to all cores) then only compete for the
+      same cores, and their hand-overs cost CPU: on 2 busy cores, two ffmpegs at a time took
+      6-11% less CPU per clip with one thread each (benchmarks/clips.py prints both ways).
     """
     num_frames = expected_frame_count(end - start, settings.fps)
     filters = f"fps={settings.fps},scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1"
+    threads = () if settings.threads is None else ("-threads", str(settings.threads))
     return [
         settings.ffmpeg,
         *("-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-xerror"),
-        *("-ss", f"{start:.6f}", "-i", str(film)),
+        *(*threads, "-ss", f"{start:.6f}", "-i", str(film)),
         *("-map", "0:v:0", "-an", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"),
         *("-vf", filters, "-frames:v", str(num_frames)),
-        *("-c:v", "libx264", "-preset", settings.preset, "-crf", str(settings.crf)),
+        *("-c:v", "libx264", *threads, "-preset", settings.preset, "-crf", str(settings.crf)),
         *("-pix_fmt", "yuv420p", "-f", "mp4", str(out_path)),
     ]
 
@@ -127,7 +135,10 @@ def cut_clip(
         with writing_into(out_path.parent):  # a full disk named as such, not as ffmpeg's log
             _run(ffmpeg_cut_command(film, start, end, partial, settings), cutting)
         try:
-            info = probe_video(partial, count_frames=True, watchers=watchers)
+            # Clips are cut and checked on every core at once (pipeline/parallel.py), so the
+            # decoder's own threads only add their set-up: one thread took about 25% less CPU
+            # per 2-second 640x360 clip.
+            info = probe_video(partial, count_frames=True, watchers=watchers, one_thread=True)
         except MediaError as error:
             raise MediaError(f"{cutting}: ffmpeg wrote no readable frames ({error})") from error
         partial.replace(out_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import av
+from av.video.reformatter import VideoReformatter
 from scenedetect import ContentDetector, FrameTimecode
 from scenedetect.scene_manager import compute_downscale_factor
 
@@ -25,12 +26,13 @@ class HardCutFinder:
         self.detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_frames)
         self.cut_frames: list[FrameTimecode] = []
         self._position = 0
+        self._reformatter = VideoReformatter()
 
     def __call__(self, frame: av.VideoFrame) -> None:
         width, height = display_size(frame)
         factor = compute_downscale_factor(width)
         size = (max(1, round(width / factor)), max(1, round(height / factor)))
-        bgr = upright_scaled(frame, *size, format="bgr24")
+        bgr = upright_scaled(frame, *size, format="bgr24", reformatter=self._reformatter)
         timecode = FrameTimecode(self._position, self.fps)
         self.cut_frames += self.detector.process_frame(timecode, bgr)
         self._position += 1

@@ -48,10 +48,11 @@ def make_clip(catalog: Catalog, clip_id: str, settings: CutSettings) -> dict:
     project = catalog.project
     clip_range = catalog.ranges_by_clip[clip_id]
     film = catalog.film_paths[clip_range.film_stem]
-    cuts, strip = HardCutFinder(settings.fps), StripFrames()
+    expected = expected_frame_count(clip_range.duration, settings.fps)
+    cuts, strip = HardCutFinder(settings.fps), StripFrames(expected_frames=expected)
     out_path = clip_path(project, clip_id)
     info = cut_clip(film, clip_range.start, clip_range.end, out_path, settings, [cuts, strip])
-    thumbnail = strip.save(project.out("thumbnails", f"{clip_id}.png"))
+    thumbnail = strip.save(project.out("thumbnails", f"{clip_id}.png"), clip=info.path)
     version = clip_fingerprint(catalog, clip_id, settings)
     record = {
         "fingerprint": version,
@@ -62,7 +63,7 @@ def make_clip(catalog: Catalog, clip_id: str, settings: CutSettings) -> dict:
         "start": clip_range.start,
         "end": clip_range.end,
         "num_frames": info.num_frames,
-        "expected_frames": expected_frame_count(clip_range.duration, settings.fps),
+        "expected_frames": expected,
         "duration": info.duration,
         "fps": info.fps,
         "width": info.width,
