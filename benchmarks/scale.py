@@ -25,7 +25,7 @@ import os
 import random
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import clips
@@ -49,6 +49,7 @@ from wan_lora_dagster.assets import caches as cache_assets
 from wan_lora_dagster.assets import dataset as dataset_assets
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.resources import FfmpegResource
 from wan_lora_dagster.runner import ProjectRunner
 from wan_lora_dagster.scaffold import init_project
 
@@ -236,7 +237,7 @@ def main() -> None:
     startup = time_startup()
     report(scale, bookkeeping, big_megabytes, made, result, commands, full_megabytes, startup)
     print(f"\nclips stage vs plain ffmpeg ({scale.cuts.num_ranges} cuts of 2-2.5 s, 640x360):")
-    clips.print_ratios(*cut_sides, startup.wall)
+    clips.print_ratios(cut_sides, startup.wall)
     print(
         f"  a command's fixed cost (`wan-lora status`, no clips): {fixed.wall:.2f} s wall, "
         f"{fixed.cpu:.2f} s CPU"
@@ -259,13 +260,23 @@ def parse_scale() -> Scale:
     )
 
 
-def time_cut_sides(film: Path, ranges: list, scratch: Path) -> tuple[list, list, list]:
-    """Ours, plain one at a time, plain on every core: the same cuts, one run each."""
+def time_cut_sides(film: Path, ranges: list, scratch: Path) -> dict[str, list[Measured]]:
+    """Ours and clips.py's plain sides (the user's ffmpeg loop, our argv one and every core at a
+    time, ffmpeg's own threads every core at a time): the same cuts, one run each."""
+    ours_settings = FfmpegResource().cut_settings()
+    user_settings = replace(ours_settings, threads=None)
+    plain_sides = {
+        clips.USER_LOOP: (user_settings, 1),
+        clips.OUR_ARGV_LOOP: (ours_settings, 1),
+        clips.OUR_ARGV_CORES: (ours_settings, clips.CORES),
+        clips.USER_CORES: (user_settings, clips.CORES),
+    }
     clips.time_ours(film, ranges[:1], scratch / "cut-warm-up")
-    ours = [clips.time_ours(film, ranges, scratch / "cut-ours")]
-    plain = [clips.time_plain(film, ranges, scratch / "cut-plain")]
-    every_core = [clips.time_plain(film, ranges, scratch / "cut-cores", clips.CORES)]
-    return ours, plain, every_core
+    sides = {clips.OURS: [clips.time_ours(film, ranges, scratch / "cut-ours")[0]]}
+    for index, (name, (settings, at_a_time)) in enumerate(plain_sides.items()):
+        directory = scratch / f"cut-plain{index}"
+        sides[name] = [clips.time_plain(film, ranges, directory, settings, at_a_time)]
+    return sides
 
 
 def report(scale, bookkeeping, big_megabytes, made, result, commands, full_megabytes, startup):
