@@ -7,12 +7,8 @@ from it.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import shutil
 import sys
 from dataclasses import dataclass, field
-from importlib import resources
 
 import dagster as dg
 
@@ -30,10 +26,10 @@ from wan_lora_dagster.assets.partitioned import batch_versions, batches_of
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
 from wan_lora_dagster.deployment.batch_runs import RunOutcome, run_at_once
+from wan_lora_dagster.deployment.instance import open_instance
 from wan_lora_dagster.deployment.jobs import execute_on_workers
 from wan_lora_dagster.deployment.team import team_settings
 from wan_lora_dagster.engines.base import Progress
-from wan_lora_dagster.engines.devices import gpu_count
 from wan_lora_dagster.library_output import quiet_libraries
 from wan_lora_dagster.pipeline import observations
 from wan_lora_dagster.pipeline.batches import Batches, identity_batches
@@ -53,7 +49,6 @@ DATA_VERSION_TAG = "dagster/data_version"
 INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "EngineCancelled"}
 # The run log keeps every event and stack trace for the UI; the terminal shows progress bars and
 # the summary, which names each failed partition's error.
-GPU_POOL_KEY = "wan_lora/gpu_pool_slots"  # the `gpu` limit we set, to tell it from a hand-set one
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -77,46 +72,6 @@ class StagePlan:
     ready: list[str]
     batches: Batches
     partitions: list[str]
-
-
-def open_instance(project: Project) -> dg.DagsterInstance:
-    """The project's instance under .dagster/, created with our dagster.yaml on first use.
-
-    Opening a new instance creates its SQLite tables; two commands doing that at once (`wan-lora
-    ui` and `wan-lora run` on a fresh project) collide ("table jobs already exists"), so opening
-    is serialized by a lock file beside it.
-    """
-    home = project.dagster_home
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    with open(home / ".open.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        config = home / "dagster.yaml"
-        if not config.exists():
-            template = resources.files("wan_lora_dagster") / "templates" / "dagster.yaml"
-            shutil.copyfile(str(template), config)
-        instance = dg.DagsterInstance.from_config(str(home))
-        if team_settings(instance) is None:
-            count_gpus_in_pool(instance)
-        return instance
-
-
-def count_gpus_in_pool(instance: dg.DagsterInstance) -> None:
-    """The `gpu` pool holds a slot per GPU of this machine (one on a machine without one).
-
-    Only a limit we set is ours to change: one set by hand (`dagster instance concurrency set
-    gpu N`) stays. The count we set is kept beside it, so a later open can tell the two apart.
-    """
-    slots = max(1, gpu_count())
-    info = instance.event_log_storage.get_concurrency_info("gpu")
-    ours = instance.run_storage.get_cursor_values({GPU_POOL_KEY}).get(GPU_POOL_KEY)
-    # a pool set before we kept the count: ours if it is the count we would set
-    if not info.using_default_limit and str(info.slot_count) != (ours or str(slots)):
-        return
-    if info.using_default_limit or info.slot_count != slots:
-        instance.event_log_storage.set_concurrency_slots("gpu", slots)
-    if ours != str(slots):
-        instance.run_storage.set_cursor_values({GPU_POOL_KEY: str(slots)})
 
 
 class ProjectRunner:

@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from wan_lora_dagster.deployment.instance import open_instance
 from wan_lora_dagster.project import open_project
-from wan_lora_dagster.runner import open_instance
 from wan_lora_dagster.scaffold import init_project
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))

@@ -6,8 +6,8 @@ import sqlite3
 import dagster as dg
 
 from wan_lora_dagster.assets.observation_log import DATA_VERSION_TAG, record_observations
+from wan_lora_dagster.deployment.instance import open_instance
 from wan_lora_dagster.project import open_project
-from wan_lora_dagster.runner import open_instance
 from wan_lora_dagster.scaffold import init_project
 
 VERSIONS = {"batch_a": "v1", "batch_b": "v2", "batch_c": "v3"}

@@ -10,10 +10,10 @@ import dagster as dg
 import pytest
 
 from tests.processes import default_signals
+from wan_lora_dagster.deployment.instance import open_instance
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.project import open_project
-from wan_lora_dagster.runner import open_instance
 
 pytestmark = pytest.mark.slow
 
