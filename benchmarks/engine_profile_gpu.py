@@ -74,6 +74,21 @@ def bf16_autocast():
         lora_training.flow_matching_loss = original
 
 
+@contextmanager
+def cuda_graphs():
+    """(probe) inductor's CUDA graphs over each compiled block (what mode="reduce-overhead"
+    turns on): one replay per block instead of a launch per kernel. Run it in a process of its
+    own (`--only graphs`): dynamo reuses a block's compiled code across variants."""
+    import torch._inductor.config as inductor
+
+    before = inductor.triton.cudagraphs
+    inductor.triton.cudagraphs = True
+    try:
+        yield
+    finally:
+        inductor.triton.cudagraphs = before
+
+
 VARIANTS = {
     "compile": ({"compile": True}, ()),
     "compile, no checkpointing": ({"compile": True, "gradient_checkpointing": False}, ()),
@@ -82,6 +97,11 @@ VARIANTS = {
     "compile, bf16 autocast, no checkpointing (probe)": (
         {"compile": True, "gradient_checkpointing": False},
         (bf16_autocast,),
+    ),
+    "compile + CUDA graphs (probe)": ({"compile": True}, (cuda_graphs,)),
+    "compile + CUDA graphs - no checkpointing (probe)": (
+        {"compile": True, "gradient_checkpointing": False},
+        (cuda_graphs,),
     ),
 }
 
