@@ -27,18 +27,9 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
-from engine_gpu import (
-    DATASHEET_TFLOPS,
-    MOTION,
-    SHAPES,
-    WARMUP,
-    Config,
-    _ours_models,
-    settings_for,
-    step_flops,
-    write_caches,
-)
-from gpu_fixtures import HEADER  # engine_gpu put its folder on the path
+from _gpu_models import SHAPES, ours_models, write_caches
+from engine_gpu import DATASHEET_TFLOPS, MOTION, WARMUP, Config, settings_for, step_flops
+from gpu_fixtures import HEADER  # _gpu_models put its folder on the path
 
 from wan_lora_dagster.engines import lora_training
 from wan_lora_dagster.engines.base import TrainRequest
@@ -145,7 +136,7 @@ class ProfiledSteps:
 def run_variant(name, options, probes, shape, steps, scratch, out) -> dict:
     config = Config(name, "t2v-1.3B", "ours", (MOTION,), options)
     manifest = write_caches(scratch / name.replace(" ", "_"), config.sections, count=4)
-    models = _ours_models(shape, None, torch.device("cuda"), False)
+    models = ours_models(shape, None, torch.device("cuda"), False)
     settings = settings_for(config, steps)
     folder = scratch / f"lora-{len(os.listdir(scratch))}"
     request = TrainRequest(manifest, settings, config.sections, folder, "bench", dict(HEADER))
