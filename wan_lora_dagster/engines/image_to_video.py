@@ -8,21 +8,11 @@ from wan_lora_dagster.engines.wan_models import WanModels
 
 
 def image_to_video_pipeline(models: WanModels) -> WanImageToVideoPipeline:
-    """WanImageToVideoPipeline sharing the engine's transformer, VAE, text and image encoders:
-    building it loads nothing twice, and a LoRA loaded into it is in the engine's transformer."""
+    """WanImageToVideoPipeline sharing the engine's loaded components, its image encoder too."""
     components = {}
     if models.uses_clip:  # Wan 2.1 I2V; Wan 2.2's conditions on the image latent alone
         components |= {"image_encoder": models.image_encoder}
         components |= {"image_processor": models.image_processor}
     if models.boundary_ratio:  # Wan 2.2 A14B: the low-noise expert too
         components["transformer_2"] = models.transformer_2
-    pipeline = WanImageToVideoPipeline.from_pretrained(
-        models.folder,
-        transformer=models.transformer,
-        vae=models.vae,
-        text_encoder=models.text_encoder,
-        tokenizer=models.tokenizer,
-        **components,
-    )
-    pipeline.set_progress_bar_config(disable=True)
-    return pipeline.to(models.device)
+    return models.pipeline(WanImageToVideoPipeline, **components)

@@ -178,13 +178,19 @@ class WanModels:
             if self.boundary_ratio
             else {}
         )
-        pipeline = WanPipeline.from_pretrained(
+        return self.pipeline(WanPipeline, **two_experts)
+
+    def pipeline(self, pipeline_class: type, **components):
+        """`pipeline_class` over the already-loaded transformer, VAE and text encoder, plus
+        `components`: building it loads nothing twice, and a LoRA loaded into it is in the
+        engine's transformer."""
+        pipeline = pipeline_class.from_pretrained(
             self.folder,
-            **two_experts,
             transformer=self.transformer,
             vae=self.vae,
             text_encoder=self.text_encoder,
             tokenizer=self.tokenizer,
+            **components,
         )
         pipeline.set_progress_bar_config(disable=True)
         return pipeline.to(self.device)
