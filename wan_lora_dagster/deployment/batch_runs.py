@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection, wait
 from dagster._utils.interrupts import capture_interrupts, check_captured_interrupt
 
 PR_SET_PDEATHSIG = 1  # Linux prctl: a signal for this process when its parent dies
+FORK = multiprocessing.get_context("fork")  # a run's process shares the command's imports
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,8 @@ def _start(
 ) -> dict[Connection, tuple[multiprocessing.Process, list[str]]]:
     sys.stdout.flush()  # else the copy of an unwritten buffer is written again by the child
     sys.stderr.flush()
-    reader, writer = multiprocessing.get_context("fork").Pipe(duplex=False)
-    process = multiprocessing.get_context("fork").Process(
-        target=_run_in_child, args=(run_one, keys, writer), daemon=False
-    )
+    reader, writer = FORK.Pipe(duplex=False)
+    process = FORK.Process(target=_run_in_child, args=(run_one, keys, writer), daemon=False)
     gc.freeze()  # the child's collector leaves the objects it shares untouched, so uncopied
     try:
         process.start()
