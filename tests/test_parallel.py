@@ -6,7 +6,7 @@ import time
 import pytest
 
 from wan_lora_dagster.errors import MediaError
-from wan_lora_dagster.pipeline.parallel import make_in_parallel
+from wan_lora_dagster.pipeline.parallel import make_groups_in_parallel, make_in_parallel
 
 
 def test_results_keep_the_order_of_the_keys_and_a_user_error_fails_only_its_item():
@@ -56,3 +56,19 @@ def test_one_worker_makes_items_in_turn_in_the_callers_thread():
     result = make_in_parallel(["x", "y"], lambda key: threads.add(threading.get_ident()) or key)
     assert result.made == {"x": "x", "y": "y"}
     assert len(threads) == 1
+
+
+def test_a_group_made_together_fails_per_key_or_whole_and_keeps_the_order_of_the_keys():
+    def make_group(group: list[str]) -> dict[str, object]:
+        if group == ["e"]:
+            raise MediaError("the film cannot be opened")
+        return {key: MediaError(f"bad {key}") if key == "b" else key.upper() for key in group}
+
+    seen = []
+    result = make_groups_in_parallel(
+        [["c", "a", "b"], ["e"], ["d"]], make_group, workers=2, on_done=lambda *d: seen.append(d)
+    )
+
+    assert list(result.made.items()) == [("c", "C"), ("a", "A"), ("d", "D")]
+    assert result.failures == {"b": "bad b", "e": "the film cannot be opened"}
+    assert sorted(count for _, count, _ in seen) == [1, 2, 3, 4, 5]

@@ -10,6 +10,7 @@ from wan_lora_dagster.assets.partitioned import (
     StepOutcome,
     emit,
     make_each,
+    make_grouped,
     step_items,
 )
 from wan_lora_dagster.assets.queues import GPU_WORK
@@ -52,10 +53,10 @@ def clips(context: dg.AssetExecutionContext, project: ProjectResource, ffmpeg: F
     settings = ffmpeg.cut_settings()
     batches, stale, fresh = step_items(context, catalog, "clips")
     context.log.info(f"{len(stale)} clip(s) to cut, {len(fresh)} fresh")
-    outcome = make_each(
+    outcome = make_grouped(
         "clips",
-        stale,
-        lambda clip: domain.make_clip(catalog, clip, settings),
+        domain.clip_groups(catalog, stale, ALL_CORES),
+        lambda group: domain.make_clips(catalog, group, settings),
         context.log,
         workers=ALL_CORES,  # ffmpeg and PyAV's decoding run outside the GIL
     )

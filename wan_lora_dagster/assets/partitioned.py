@@ -17,7 +17,11 @@ from wan_lora_dagster.engines.base import Progress
 from wan_lora_dagster.pipeline.batches import Batches
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.leftovers import remove_leftovers
-from wan_lora_dagster.pipeline.parallel import make_in_parallel
+from wan_lora_dagster.pipeline.parallel import (
+    GroupMaker,
+    make_groups_in_parallel,
+    make_in_parallel,
+)
 from wan_lora_dagster.pipeline.records import RecordStore
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
@@ -86,16 +90,34 @@ def make_each(
 ) -> StepOutcome:
     """Make each partition on its own, `workers` at a time, so one bad film fails its own clips
     and no others."""
+    each = make_in_parallel(keys, make, workers, _reporter(asset, len(keys), log))
+    return StepOutcome(records=each.made, failures=each.failures)
+
+
+def make_grouped(
+    asset: str,
+    groups: list[list[str]],
+    make_group: GroupMaker,
+    log: dg.DagsterLogManager,
+    workers: int,
+) -> StepOutcome:
+    """As `make_each`, with the items made a group at a time (ranges one ffmpeg cuts)."""
+    total = sum(len(group) for group in groups)
+    each = make_groups_in_parallel(groups, make_group, workers, _reporter(asset, total, log))
+    return StepOutcome(records=each.made, failures=each.failures)
+
+
+def _reporter(asset: str, total: int, log: dg.DagsterLogManager):
+    """Progress as items end, and each failure in the run's log."""
     report = ProgressThrottle(asset, log.info)
-    report(Progress(asset, 0, len(keys)))
+    report(Progress(asset, 0, total))
 
     def done(key: str, count: int, error: str | None) -> None:
         if error:
             log.error(f"{key}: {error}")
-        report(Progress(asset, count, len(keys)))
+        report(Progress(asset, count, total))
 
-    each = make_in_parallel(keys, make, workers, done)
-    return StepOutcome(records=each.made, failures=each.failures)
+    return done
 
 
 def emit(

@@ -96,18 +96,71 @@ def ffmpeg_cut_command(
       same cores, and their hand-overs cost CPU: on 2 busy cores, two ffmpegs at a time took
       6-11% less CPU per clip with one thread each (benchmarks/clips.py prints both ways).
     """
-    num_frames = expected_frame_count(end - start, settings.fps)
-    filters = f"fps={settings.fps},scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1"
-    threads = () if settings.threads is None else ("-threads", str(settings.threads))
+    return [
+        *ffmpeg_input_arguments(film, start, settings),
+        *("-map", "0:v:0", "-an", "-sn", "-dn", "-vf", resample_filters(settings)),
+        *ffmpeg_output_arguments(
+            expected_frame_count(end - start, settings.fps), out_path, settings
+        ),
+    ]
+
+
+def ffmpeg_input_arguments(film: Path, start: float, settings: CutSettings) -> list[str]:
+    """ffmpeg, its quiet and strict options, and `film` opened at `start` seconds."""
     return [
         settings.ffmpeg,
         *("-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-xerror"),
-        *(*threads, "-ss", f"{start:.6f}", "-i", str(film)),
-        *("-map", "0:v:0", "-an", "-sn", "-dn", "-map_metadata", "-1", "-map_chapters", "-1"),
-        *("-vf", filters, "-frames:v", str(num_frames)),
+        *(*_threads(settings), "-ss", f"{start:.6f}", "-i", str(film)),
+    ]
+
+
+def resample_filters(settings: CutSettings) -> str:
+    """16 fps by timestamp, square pixels and even sides."""
+    return f"fps={settings.fps},scale=trunc(iw*sar/2)*2:trunc(ih/2)*2,setsar=1"
+
+
+def ffmpeg_output_arguments(num_frames: int, out_path: Path, settings: CutSettings) -> list[str]:
+    """An output of `num_frames` h264 yuv420p frames, without the film's metadata or chapters."""
+    threads = _threads(settings)
+    return [
+        *("-map_metadata", "-1", "-map_chapters", "-1", "-frames:v", str(num_frames)),
         *("-c:v", "libx264", *threads, "-preset", settings.preset, "-crf", str(settings.crf)),
         *("-pix_fmt", "yuv420p", "-f", "mp4", str(out_path)),
     ]
+
+
+def _threads(settings: CutSettings) -> tuple[str, ...]:
+    return () if settings.threads is None else ("-threads", str(settings.threads))
+
+
+@dataclass(frozen=True)
+class RangeCut:
+    """Seconds `start` to `end` of `film`, to be cut to `out_path`; `watchers` see each frame of
+    the decode that checks the cut."""
+
+    film: Path
+    start: float
+    end: float
+    out_path: Path
+    watchers: Sequence[FrameWatcher] = ()
+
+    @property
+    def cannot(self) -> str:
+        """The start of every error message about this cut."""
+        return f"cannot cut {self.film} {format_time(self.start)}-{format_time(self.end)}"
+
+    @property
+    def partial(self) -> Path:
+        """Where the clip is written before it is checked: a hidden name beside `out_path`."""
+        out_path = self.out_path
+        return out_path.with_name(f".{out_path.stem}.{os.getpid()}.partial{out_path.suffix}")
+
+    def num_frames(self, settings: CutSettings) -> int:
+        return expected_frame_count(self.end - self.start, settings.fps)
+
+    def check_length(self, settings: CutSettings) -> None:
+        if self.num_frames(settings) < 1:
+            raise MediaError(f"{self.cannot}: shorter than one frame at {settings.fps} fps")
 
 
 def cut_clip(
@@ -125,39 +178,45 @@ def cut_clip(
     good clip there untouched. Raises MediaError naming the film and the range, with ffmpeg's
     last error lines.
     """
-    film, out_path = Path(film), Path(out_path)
-    cutting = f"cannot cut {film} {format_time(start)}-{format_time(end)}"
-    if expected_frame_count(end - start, settings.fps) < 1:
-        raise MediaError(f"{cutting}: shorter than one frame at {settings.fps} fps")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(f".{out_path.stem}.{os.getpid()}.partial{out_path.suffix}")
+    cut = RangeCut(Path(film), start, end, Path(out_path), watchers)
+    cut.check_length(settings)
+    cut.out_path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with writing_into(out_path.parent):  # a full disk named as such, not as ffmpeg's log
-            _run(ffmpeg_cut_command(film, start, end, partial, settings), cutting)
-        try:
-            # Clips are cut and checked on every core at once (pipeline/parallel.py), so the
-            # decoder's own threads only add their set-up: one thread took about 25% less CPU
-            # per 2-second 640x360 clip.
-            info = probe_video(partial, count_frames=True, watchers=watchers, one_thread=True)
-        except MediaError as error:
-            raise MediaError(f"{cutting}: ffmpeg wrote no readable frames ({error})") from error
-        partial.replace(out_path)
+        with writing_into(cut.out_path.parent):  # a full disk named as such, not ffmpeg's log
+            command = ffmpeg_cut_command(cut.film, start, end, cut.partial, settings)
+            run_ffmpeg(command, cut.cannot)
+        return finish_cut(cut, settings)
     finally:
-        partial.unlink(missing_ok=True)
+        cut.partial.unlink(missing_ok=True)
+
+
+def finish_cut(cut: RangeCut, settings: CutSettings) -> ClipInfo:
+    """Decode the written partial file (counting its frames; the cut's watchers see each one)
+    and only then rename it to the cut's `out_path`. Raises MediaError when ffmpeg wrote no
+    readable frames."""
+    try:
+        # Clips are cut and checked on every core at once (pipeline/parallel.py), so the
+        # decoder's own threads only add their set-up: one thread took about 25% less CPU
+        # per 2-second 640x360 clip.
+        info = probe_video(cut.partial, count_frames=True, watchers=cut.watchers, one_thread=True)
+    except MediaError as error:
+        raise MediaError(f"{cut.cannot}: ffmpeg wrote no readable frames ({error})") from error
+    cut.partial.replace(cut.out_path)
     return ClipInfo(
-        path=out_path,
+        path=cut.out_path,
         num_frames=info.num_frames,
         duration=info.num_frames / settings.fps,
         width=info.width,
         height=info.height,
         fps=info.fps,
-        source=film,
-        start=start,
-        end=end,
+        source=cut.film,
+        start=cut.start,
+        end=cut.end,
     )
 
 
-def _run(command: list[str], cutting: str) -> None:
+def run_ffmpeg(command: list[str], cutting: str) -> None:
+    """Run ffmpeg; a failure is a MediaError that begins with `cutting` and quotes ffmpeg."""
     try:
         result = subprocess.run(command, capture_output=True, text=True, errors="replace")
     except OSError as error:

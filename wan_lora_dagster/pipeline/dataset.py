@@ -7,6 +7,7 @@ of the inputs; a caption's data version is the hash of its final text).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,9 +18,11 @@ from PIL import Image
 from wan_lora_dagster.captioning.backends import Captioner, CaptionerSettings
 from wan_lora_dagster.captioning.rules import apply_trigger, find_banned_words
 from wan_lora_dagster.captioning.store import CaptionState, CaptionStore
-from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.media.cut import CutSettings, cut_clip, expected_frame_count
+from wan_lora_dagster.errors import ConfigError, MediaError
+from wan_lora_dagster.media.cut import ClipInfo, CutSettings, RangeCut, expected_frame_count
+from wan_lora_dagster.media.cut_group import cut_clips, group_nearby, ranges_per_ffmpeg
 from wan_lora_dagster.media.frames import sample_frames
+from wan_lora_dagster.media.probe import probe_video
 from wan_lora_dagster.media.scenes import HardCutFinder
 from wan_lora_dagster.media.thumbnails import StripFrames
 from wan_lora_dagster.pipeline.catalog import Catalog
@@ -28,6 +31,9 @@ from wan_lora_dagster.project import CaptionSettings, Project, fingerprint
 CLIPS_CODE_VERSION = "1"
 CAPTIONS_CODE_VERSION = "1"
 TINY_CAPTIONER = "tiny"
+# Clip groups per worker: the last group to end decides when the stage ends, so each worker
+# takes several; fewer, bigger groups share ffmpeg's start-up over more clips.
+GROUPS_PER_WORKER = 4
 
 
 def clip_path(project: Project, clip_id: str) -> Path:
@@ -42,28 +48,77 @@ def clip_fingerprint(catalog: Catalog, clip_id: str, settings: CutSettings) -> s
     )
 
 
-def make_clip(catalog: Catalog, clip_id: str, settings: CutSettings) -> dict:
-    """Cut, resample to 16 fps, look for hard cuts and draw a thumbnail strip: one decode of
-    the new clip counts its frames, finds the cuts and picks the strip's frames."""
+def clip_groups(catalog: Catalog, clip_ids: list[str], workers: int) -> list[list[str]]:
+    """`clip_ids` in the groups one ffmpeg cuts together (media/cut_group.py): nearby ranges of
+    one film, no more than the film's frame size allows, and small enough that each worker
+    takes several groups (the group that ends last decides when the stage ends)."""
+    by_film: dict[str, list[str]] = {}
+    for clip_id in clip_ids:
+        by_film.setdefault(catalog.ranges_by_clip[clip_id].film_stem, []).append(clip_id)
+    spread = max(1, math.ceil(len(clip_ids) / (workers * GROUPS_PER_WORKER)))
+    groups = []
+    for film_stem, film_clips in by_film.items():
+        most = min(spread, _ranges_per_ffmpeg(catalog.film_paths[film_stem]))
+        ranges = [catalog.ranges_by_clip[clip_id] for clip_id in film_clips]
+        spans = [(clip_range.start, clip_range.end) for clip_range in ranges]
+        groups += [[film_clips[index] for index in group] for group in group_nearby(spans, most)]
+    return groups
+
+
+def _ranges_per_ffmpeg(film: Path) -> int:
+    try:
+        info = probe_video(film)
+    except MediaError:
+        return 1  # each range alone, each failing with the film's own error
+    return ranges_per_ffmpeg(info.width, info.height)
+
+
+def make_clips(
+    catalog: Catalog, clip_ids: list[str], settings: CutSettings
+) -> dict[str, dict | MediaError]:
+    """Cut ranges of one film (one ffmpeg for them all), resample to 16 fps, look for hard cuts
+    and draw a thumbnail strip per clip: one decode of each new clip counts its frames, finds
+    the cuts and picks the strip's frames. Returns each clip's record, or its MediaError."""
+    cuts = [_range_cut(catalog, clip_id, settings) for clip_id in clip_ids]
+    made = cut_clips(cuts, settings)
+    return {
+        clip_id: info
+        if isinstance(info, MediaError)
+        else _record_clip(catalog, clip_id, info, cut, settings)
+        for clip_id, cut, info in zip(clip_ids, cuts, made, strict=True)
+    }
+
+
+def _range_cut(catalog: Catalog, clip_id: str, settings: CutSettings) -> RangeCut:
+    clip_range = catalog.ranges_by_clip[clip_id]
+    expected = expected_frame_count(clip_range.duration, settings.fps)
+    return RangeCut(
+        catalog.film_paths[clip_range.film_stem],
+        clip_range.start,
+        clip_range.end,
+        clip_path(catalog.project, clip_id),
+        (HardCutFinder(settings.fps), StripFrames(expected_frames=expected)),
+    )
+
+
+def _record_clip(
+    catalog: Catalog, clip_id: str, info: ClipInfo, cut: RangeCut, settings: CutSettings
+) -> dict:
     project = catalog.project
     clip_range = catalog.ranges_by_clip[clip_id]
-    film = catalog.film_paths[clip_range.film_stem]
-    expected = expected_frame_count(clip_range.duration, settings.fps)
-    cuts, strip = HardCutFinder(settings.fps), StripFrames(expected_frames=expected)
-    out_path = clip_path(project, clip_id)
-    info = cut_clip(film, clip_range.start, clip_range.end, out_path, settings, [cuts, strip])
+    cuts, strip = cut.watchers
     thumbnail = strip.save(project.out("thumbnails", f"{clip_id}.png"), clip=info.path)
     version = clip_fingerprint(catalog, clip_id, settings)
     record = {
         "fingerprint": version,
         "data_version": version,
         "path": str(info.path.relative_to(project.root)),
-        "film": str(film.relative_to(project.root)),
+        "film": str(info.source.relative_to(project.root)),
         "ranges_file": f"{clip_range.ranges_file.relative_to(project.root)}:{clip_range.line}",
         "start": clip_range.start,
         "end": clip_range.end,
         "num_frames": info.num_frames,
-        "expected_frames": expected,
+        "expected_frames": cut.num_frames(settings),
         "duration": info.duration,
         "fps": info.fps,
         "width": info.width,

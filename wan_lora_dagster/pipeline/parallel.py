@@ -24,6 +24,9 @@ class EachResult:
     failures: dict[str, str] = field(default_factory=dict)
 
 
+GroupMaker = Callable[[list[str]], dict[str, object]]
+
+
 def make_in_parallel(
     keys: list[str],
     make: Callable[[str], object],
@@ -37,35 +40,63 @@ def make_in_parallel(
     so no half-made item is left behind by this function. `on_done(key, count, error)` is called
     in the caller's thread as each item ends (`error`: its failure's message, or None).
     """
-    if workers <= 1:
-        return _make_in_turn(keys, make, on_done)
+
+    def make_alone(group: list[str]) -> dict[str, object]:
+        try:
+            return {group[0]: make(group[0])}
+        except UserError as error:
+            return {group[0]: error}
+
+    return make_groups_in_parallel([[key] for key in keys], make_alone, workers, on_done)
+
+
+def make_groups_in_parallel(
+    groups: list[list[str]],
+    make_group: GroupMaker,
+    workers: int = ALL_CORES,
+    on_done: Callable[[str, int, str | None], None] = lambda key, count, error: None,
+) -> EachResult:
+    """`make_group(keys)` for every group of keys (items made together: ranges one ffmpeg
+    cuts), at most `workers` groups at a time. It returns each key's result, or the UserError
+    that failed that key alone; a UserError it raises fails its whole group. Otherwise as
+    `make_in_parallel`, whose items are groups of one; `on_done` is called per key.
+    """
+    keys = [key for group in groups for key in group]
     result = EachResult()
+    if workers <= 1:
+        for group in groups:
+            _take(result, group, _made_or_failed(make_group, group), on_done)
+        return result
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="make")
     try:
-        pending: dict[Future, str] = {pool.submit(make, key): key for key in keys}
+        pending: dict[Future, list[str]] = {
+            pool.submit(_made_or_failed, make_group, group): group for group in groups
+        }
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                key = pending.pop(future)
-                try:
-                    result.made[key] = future.result()
-                except UserError as error:
-                    result.failures[key] = str(error)
-                on_done(key, len(keys) - len(pending), result.failures.get(key))
+                group = pending.pop(future)
+                _take(result, group, future.result(), on_done)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     result.made = {key: result.made[key] for key in keys if key in result.made}
     return result
 
 
-def _make_in_turn(keys, make, on_done) -> EachResult:
-    """One at a time in the caller's thread, where an interrupt stops the item in hand (an engine
-    run that checks for cancelling)."""
-    result = EachResult()
-    for count, key in enumerate(keys, start=1):
-        try:
-            result.made[key] = make(key)
-        except UserError as error:
-            result.failures[key] = str(error)
-        on_done(key, count, result.failures.get(key))
-    return result
+def _made_or_failed(make_group: GroupMaker, group: list[str]) -> dict[str, object]:
+    """Run in a worker thread (or, with one worker, in the caller's, where an interrupt stops
+    the item in hand: an engine run that checks for cancelling)."""
+    try:
+        return make_group(group)
+    except UserError as error:
+        return dict.fromkeys(group, error)
+
+
+def _take(result: EachResult, group: list[str], outcomes: dict, on_done) -> None:
+    for key in group:
+        outcome = outcomes[key]
+        if isinstance(outcome, UserError):
+            result.failures[key] = str(outcome)
+        else:
+            result.made[key] = outcome
+        on_done(key, len(result.made) + len(result.failures), result.failures.get(key))
