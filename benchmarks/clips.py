@@ -4,9 +4,10 @@ Ours: `wan-lora run --select clips` on a fresh project (a new Dagster instance e
 one subprocess per range, nothing else. The loop a user would type runs ffmpeg as it comes (its
 own threads; the argv of `ffmpeg_cut_command` without the `-threads` our stage adds); the same
 loop with our exact argv is shown beside it; and both run as many at a time as the machine has
-cores (our stage cuts on every core). Our stage also counts each clip's frames by decoding it,
-looks for scene cuts and draws a thumbnail strip; those parts, and the Dagster and runner work
-around them, are timed on their own, in CPU time: the clips are made on every core at once, so
+cores (our stage cuts on every core). Our stage cuts nearby ranges with one ffmpeg per group
+(media/cut_group.py); it also counts each clip's frames by decoding it, looks for scene cuts and
+draws a thumbnail strip; those parts, and the Dagster and runner work around them, are timed on
+their own, in CPU time: the clips are made on every core at once, so
 their wall times overlap, while CPU times add up to the run's.
 
     .venv/bin/python benchmarks/clips.py [--small]
@@ -138,8 +139,8 @@ def time_plain(
 
 
 def time_clip_parts(timers: Timers) -> None:
-    timers.wrap(partitioned, "make_in_parallel", POOL)
-    timers.wrap(dataset, "make_clip", "make_clip")
+    timers.wrap(partitioned, "make_groups_in_parallel", POOL)
+    timers.wrap(dataset, "make_clips", "make_clips")
     timers.wrap(StripFrames, "save", "thumbnail")
     timers.wrap(cut, "probe_video", "decode")
     time_runner(timers)
@@ -152,7 +153,7 @@ def breakdown_rows(cpu: dict[str, float], num_clips: int) -> list[list[object]]:
     thread's own CPU time (`thread_cpu`) splits the process's without overlaps.
     """
     get = cpu.get
-    make, decode, png = get("make_clip", 0.0), get("decode", 0.0), get("thumbnail", 0.0)
+    make, decode, png = get("make_clips", 0.0), get("decode", 0.0), get("thumbnail", 0.0)
     stage, dagster = get(stage_label("clips"), 0.0), get(dagster_run_label("clips"), 0.0)
     setup, sync, main = get(RUNNER_SETUP, 0.0), get(RUNNER_SYNC, 0.0), get(MAIN_THREAD, 0.0)
     named = [
@@ -246,7 +247,7 @@ def report(
         f"{median_of(sides[OURS], 'cpu') - median_of(sides[OUR_ARGV_CORES], 'cpu'):.2f} s; "
         f"in the median run the per-clip checks (one decode for frame count, scene cuts and "
         f"strip; the PNG) took {checks:.2f} s of CPU, this process outside the clip work "
-        f"{parts.get(OURS_CPU, 0.0) - parts.get('make_clip', 0.0):.2f} s."
+        f"{parts.get(OURS_CPU, 0.0) - parts.get('make_clips', 0.0):.2f} s."
     )
     pool, wall = parts[POOL], sides[OURS][typical].wall
     print(
