@@ -325,7 +325,8 @@ def print_goals(scale, bookkeeping, big_megabytes, result, commands, full_megaby
     factor = scale.bookkeeping_clips / scale.full_run_clips
     noop, status_made = (_scaled_command(times, fixed, factor) for times in commands.values())
     worst = max(bookkeeping_rows(result, scale.full_run_clips), key=lambda row: row[6])
-    scaled = f"x{factor:g} of {scale.full_run_clips}"  # a command's fixed cost not scaled
+    # a command's fixed cost is not scaled
+    scaled = "measured" if factor == 1 else f"x{factor:g} of {scale.full_run_clips}"
     rows = [
         ["sync, first", "", bookkeeping["sync, first (partitions, observations)"], "sync"],
         ["sync, nothing changed", "", bookkeeping["sync, nothing changed"], "sync"],
@@ -342,7 +343,7 @@ def print_goals(scale, bookkeeping, big_megabytes, result, commands, full_megaby
         ["`.dagster/`, synced", "MB", _times((big_megabytes, None)), ".dagster"],
         [
             "`.dagster/`, all made",
-            f"MB {scaled}",
+            f"MB, {scaled}",
             _times((full_megabytes, None), factor),
             ".dagster",
         ],
