@@ -22,9 +22,9 @@ from wan_lora_dagster.engines.wan_models import TEXT_LENGTH, WanModels
 from wan_lora_dagster.formats.cache_files import text_cache_name
 from wan_lora_dagster.formats.musubi_cache import save_text_cache
 
-# 32 captions of at most 512 tokens keep UMT5-XXL's activations (no gradients) well under a GiB
-# in bf16, enough rows to keep a GPU busy, and on a CPU the per-forward cost is already spread
-# thin (benchmarks/text_cache.py: batches of 8 and more run at about the same rate there).
+# On a CPU the tiny model's rate rises up to 32 captions a pass and falls at 64
+# (benchmarks/text_cache.py's sweep). On a GPU 32 rows keep UMT5-XXL's matmuls busy while its
+# activations stay at a few GiB even for 512-token captions (32 x 64 heads x 512^2 scores).
 TEXT_BATCH_SIZE = 32
 
 
