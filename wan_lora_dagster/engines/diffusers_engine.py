@@ -25,7 +25,7 @@ from wan_lora_dagster.engines.base import (
     TrainRequest,
 )
 from wan_lora_dagster.engines.distributed import WorkerGroup
-from wan_lora_dagster.engines.encoding import encode_latent_job, encode_text
+from wan_lora_dagster.engines.encoding import encode_latent_job
 from wan_lora_dagster.engines.experts import (
     ExpertModels,
     expert_timesteps,
@@ -36,6 +36,7 @@ from wan_lora_dagster.engines.flow_matching import VALIDATION_TIMESTEPS
 from wan_lora_dagster.engines.gpus import require_gpus, resolve_gpus
 from wan_lora_dagster.engines.lora_training import train_lora
 from wan_lora_dagster.engines.sampling import sample_videos
+from wan_lora_dagster.engines.text_encoding import encode_texts
 from wan_lora_dagster.engines.tiny import WAN22_TASKS, ensure_tiny_model
 from wan_lora_dagster.engines.validation import validation_loss
 from wan_lora_dagster.engines.wan_models import (
@@ -116,12 +117,7 @@ class DiffusersEngine:
         return written
 
     def encode_texts(self, jobs: Sequence[TextJob], progress: ProgressCallback) -> dict[str, Path]:
-        written = {}
-        for done, job in enumerate(jobs, start=1):
-            started = time.perf_counter()
-            written[job.item_id] = encode_text(self.models, job.text, job.cache_dir, job.item_id)
-            progress(Progress("texts", done, len(jobs), time.perf_counter() - started))
-        return written
+        return encode_texts(self.models, jobs, progress)
 
     def train(
         self,

@@ -1,4 +1,5 @@
-"""Cache encoders: VAE latents of frame windows and UMT5 embeddings of captions, musubi format.
+"""Latent cache encoder: VAE latents of frame windows and stills, musubi format (captions:
+engines.text_encoding).
 
 Latents are stored normalised with the VAE's latents_mean/std, as musubi-tuner's caches are, so
 either engine trains from either engine's caches.
@@ -10,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from wan_lora_dagster.engines.base import LatentJob
-from wan_lora_dagster.engines.wan_models import TEXT_LENGTH, WanModels
-from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
-from wan_lora_dagster.formats.musubi_cache import save_latent_cache, save_text_cache
+from wan_lora_dagster.engines.wan_models import WanModels
+from wan_lora_dagster.formats.cache_files import latent_cache_name
+from wan_lora_dagster.formats.musubi_cache import save_latent_cache
 from wan_lora_dagster.media.buckets import bucket_for_section, resize_to_bucket
 from wan_lora_dagster.media.frames import read_frames, read_image
 from wan_lora_dagster.media.windows import frame_windows
@@ -110,25 +110,3 @@ def _first_frame_mask(num_frames: int, latents: torch.Tensor) -> torch.Tensor:
     mask = torch.zeros(num_frames + 3, height, width, device=latents.device)
     mask[:4] = 1  # the first frame counts four times, as the VAE packs frame 0 alone
     return mask.view(latent_frames, 4, height, width).transpose(0, 1)
-
-
-@torch.no_grad()
-def encode_text(models: WanModels, text: str, cache_dir: Path, item_id: str) -> Path:
-    """UMT5 embedding of `text` trimmed to its real token count: (num_tokens, dim) in the cache."""
-    tokens = models.tokenizer(
-        prompt_clean(text),
-        padding="max_length",
-        max_length=TEXT_LENGTH,
-        truncation=True,
-        add_special_tokens=True,
-        return_attention_mask=True,
-        return_tensors="pt",
-    )
-    num_tokens = int(tokens.attention_mask.sum())
-    hidden = models.text_encoder(
-        tokens.input_ids.to(models.device), tokens.attention_mask.to(models.device)
-    ).last_hidden_state
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / text_cache_name(item_id)
-    save_text_cache(path, hidden[0, :num_tokens].cpu(), caption=text)
-    return path
