@@ -112,13 +112,14 @@ class Expectations:
         """The clips' captions, and the captioner's fingerprint (taken once: it looks at every
         file of the model's folder)."""
         store = dataset.caption_store(self.catalog.project)
-        return CaptionStates(store, self.catalog.clip_ids), self._captioner.fingerprint()
+        states = CaptionStates(self.catalog, store, self.catalog.clip_ids)
+        return states, self._captioner.fingerprint()
 
     @cached_property
     def _still_captions_of(self) -> tuple[CaptionStates, str]:
         store = stills.still_caption_store(self.catalog.project)
         captioner = stills.still_captioner(self._captioner).fingerprint()
-        return CaptionStates(store, self.catalog.still_ids), captioner
+        return CaptionStates(self.catalog, store, self.catalog.still_ids), captioner
 
     def _captions(self, clip_id: str) -> str:
         states, captioner = self._clip_captions
@@ -232,12 +233,12 @@ class Expectations:
 
 
 class CaptionStates:
-    """Every item's caption state, read at once: each folder is listed once, so an item with no
-    captioner record (a hand caption) costs no failed open."""
+    """Every item's caption state, read at once (each folder listed once, so a hand caption costs
+    no failed open of a captioner record) and shared with the sync of the same catalog."""
 
-    def __init__(self, store: CaptionStore, item_ids: list[str]):
+    def __init__(self, catalog: Catalog, store: CaptionStore, item_ids: list[str]):
         self.store = store
-        self.states = store.states(item_ids)
+        self.states = catalog.caption_states(store, item_ids)
 
     def of(self, item_id: str) -> CaptionState:
         state = self.states.get(item_id)
