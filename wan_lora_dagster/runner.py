@@ -298,11 +298,15 @@ class ProjectRunner:
         for asset in ASSET_ORDER:
             counts = {"fresh": 0, "unsynced": 0, "missing": 0, "failed": 0}
             keys = expectations.partitions(asset)
-            batches = self._batches(asset, catalog, keys)
-            failed = set(batches.items(self._failed_partitions(asset)))
-            for key in keys:
-                state = expectations.state(asset, key)
-                counts["failed" if state != "fresh" and key in failed else state] += 1
+            states = {key: expectations.state(asset, key) for key in keys}
+            if any(state != "fresh" for state in states.values()):  # else no query of the log
+                batches = self._batches(asset, catalog, keys)
+                failed = set(batches.items(self._failed_partitions(asset)))
+                for key in failed.intersection(keys):
+                    if states[key] != "fresh":
+                        states[key] = "failed"
+            for state in states.values():
+                counts[state] += 1
             summary[asset] = counts
         return summary
 

@@ -23,6 +23,8 @@ RUNLESS_RUN_ID = RUNLESS_JOB_NAME = ""  # what Dagster's report_runless_asset_ev
 
 def record_observations(instance: dg.DagsterInstance, asset: str, versions: dict[str, str]) -> None:
     """One observation per partition, tagged with its data version, as the UI reads them."""
+    if not versions:  # a sync where nothing changed: no connections, commits, WAL checkpoints
+        return
     entries = [_observation(asset, key, version) for key, version in versions.items()]
     storage = instance.event_log_storage
     if type(storage) is not SqliteEventLogStorage:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from wan_lora_dagster.disk_full import write_text_atomic
 from wan_lora_dagster.errors import ConfigError
+from wan_lora_dagster.small_files import read_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +138,7 @@ class CaptionStore:
     def _read_record(self, clip_id: str) -> _Record | None:
         path = os.path.join(self._records, f"{_checked(clip_id)}.json")
         try:
-            with open(path, encoding="utf-8") as handle:
-                return _Record(**json.loads(handle.read()))
+            return _Record(**json.loads(read_bytes(path).decode("utf-8")))
         except FileNotFoundError:
             return None
         except (ValueError, TypeError) as error:
@@ -182,8 +182,7 @@ def _read_caption(path: str) -> str | None:
         # utf-8-sig: editors on Windows may start the file with a byte-order mark. Bytes decoded
         # at once (a text-mode file sets up a decoder per file, a third of the time), with the
         # newlines text mode would translate.
-        with open(path, "rb") as handle:
-            text = handle.read().decode("utf-8-sig")
+        text = read_bytes(path).decode("utf-8-sig")
         return text.replace("\r\n", "\n").replace("\r", "\n").strip()
     except FileNotFoundError:
         return None

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import av
 from av.video.reformatter import VideoReformatter
-from scenedetect import ContentDetector, FrameTimecode
-from scenedetect.scene_manager import compute_downscale_factor
 
 from wan_lora_dagster.media.probe import display_size, probe_video, upright_scaled
+
+if TYPE_CHECKING:
+    from scenedetect import FrameTimecode
 
 
 class HardCutFinder:
@@ -22,6 +24,12 @@ class HardCutFinder:
     """
 
     def __init__(self, fps: float, threshold: float = 27.0, min_scene_frames: int = 4):
+        # imported here: scenedetect and OpenCV take ~0.2 s to import, which every command that
+        # imports the clips stage (`wan-lora status` too) would pay without cutting anything
+        from scenedetect import ContentDetector, FrameTimecode
+        from scenedetect.scene_manager import compute_downscale_factor
+
+        self._timecode, self._downscale_factor = FrameTimecode, compute_downscale_factor
         self.fps = float(fps)  # scenedetect refuses an int rate
         self.detector = ContentDetector(threshold=threshold, min_scene_len=min_scene_frames)
         self.cut_frames: list[FrameTimecode] = []
@@ -30,10 +38,10 @@ class HardCutFinder:
 
     def __call__(self, frame: av.VideoFrame) -> None:
         width, height = display_size(frame)
-        factor = compute_downscale_factor(width)
+        factor = self._downscale_factor(width)
         size = (max(1, round(width / factor)), max(1, round(height / factor)))
         bgr = upright_scaled(frame, *size, format="bgr24", reformatter=self._reformatter)
-        timecode = FrameTimecode(self._position, self.fps)
+        timecode = self._timecode(self._position, self.fps)
         self.cut_frames += self.detector.process_frame(timecode, bgr)
         self._position += 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wan_lora_dagster.media.ranges import ClipRange
 from wan_lora_dagster.pipeline.batches import Batches, batch_items
@@ -13,6 +14,9 @@ from wan_lora_dagster.pipeline.film_checks import cuttable_ranges
 from wan_lora_dagster.pipeline.records import RecordStore
 from wan_lora_dagster.problems import Problems
 from wan_lora_dagster.project import Project, fingerprint, read_recipe
+
+if TYPE_CHECKING:
+    from wan_lora_dagster.captioning.store import CaptionState, CaptionStore
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class Catalog:
     still_paths: dict[str, Path]
     still_hashes: dict[str, str]
     problems: Problems = field(default_factory=Problems)  # what cannot be made, and why
+    _caption_states: dict = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
     def ranges_by_clip(self) -> dict[str, ClipRange]:
@@ -60,6 +65,14 @@ class Catalog:
     @cached_property
     def records(self) -> RecordStore:
         return RecordStore(self.project.out("records"))
+
+    def caption_states(self, store: CaptionStore, item_ids: list[str]) -> dict[str, CaptionState]:
+        """Each item's caption as `store` finds it, read once per catalog: a run's sync and its
+        plan ask for the same captions (30,000 files, and as many captioner records)."""
+        key = (store.captions_dir, store.records_dir, tuple(item_ids))
+        if key not in self._caption_states:
+            self._caption_states[key] = store.states(item_ids)
+        return self._caption_states[key]
 
 
 def load_catalog(project: Project) -> Catalog:

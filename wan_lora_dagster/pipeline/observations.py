@@ -26,17 +26,19 @@ def still_versions(catalog: Catalog) -> dict[str, str]:
 
 def caption_file_versions(catalog: Catalog) -> dict[str, str]:
     """Clip -> hash of its hand-edited caption text, or 'auto' while the captioner owns it."""
-    return _hand_caption_versions(caption_store(catalog.project), catalog.clip_ids)
+    return _hand_caption_versions(catalog, caption_store(catalog.project), catalog.clip_ids)
 
 
 def still_caption_file_versions(catalog: Catalog) -> dict[str, str]:
     """Still -> hash of its hand-written caption text, or 'auto' while the captioner owns it."""
-    return _hand_caption_versions(still_caption_store(catalog.project), catalog.still_ids)
+    return _hand_caption_versions(catalog, still_caption_store(catalog.project), catalog.still_ids)
 
 
-def _hand_caption_versions(store: CaptionStore, item_ids: list[str]) -> dict[str, str]:
+def _hand_caption_versions(
+    catalog: Catalog, store: CaptionStore, item_ids: list[str]
+) -> dict[str, str]:
     """The source is the user's hand edits: the captioner writing its own file is no new version."""
     return {
         item_id: fingerprint(state.text) if state.origin == "edited" else "auto"
-        for item_id, state in store.states(item_ids).items()
+        for item_id, state in catalog.caption_states(store, item_ids).items()
     }

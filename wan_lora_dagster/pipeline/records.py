@@ -7,12 +7,12 @@ partition is fresh exactly when its record's fingerprint equals the one its inpu
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from wan_lora_dagster.disk_full import write_text_atomic
 from wan_lora_dagster.pipeline.made_files import MADE_FILES, describe
+from wan_lora_dagster.small_files import read_bytes
 
 UNPARTITIONED = "__all__"
 
@@ -33,11 +33,10 @@ class RecordStore:
         return self.root / asset / f"{partition}.json"
 
     def read(self, asset: str, partition: str = UNPARTITIONED) -> dict | None:
-        # Plain strings and one open, no stat and no Path objects: `wan-lora status` reads a
-        # record per clip per stage, 120,000 of them at 30,000 clips.
+        # Plain strings, no stat and no Path objects: `wan-lora status` reads a record per clip
+        # per stage, 120,000 of them at 30,000 clips.
         try:
-            with open(os.path.join(self._root, asset, f"{partition}.json"), "rb") as f:
-                return json.loads(f.read())  # bytes: no text decoder set up per record
+            return json.loads(read_bytes(f"{self._root}/{asset}/{partition}.json"))
         except (FileNotFoundError, IsADirectoryError):
             return None
 

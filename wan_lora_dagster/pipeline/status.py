@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import cached_property
 
 from wan_lora_dagster.captioning.backends import CaptionerSettings
-from wan_lora_dagster.captioning.store import CaptionStore
+from wan_lora_dagster.captioning.store import CaptionState, CaptionStore
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.media.cut import CutSettings
@@ -108,28 +108,29 @@ class Expectations:
         return dataset.captioner_settings(project, self.recipe.captions, device="cpu")
 
     @cached_property
-    def _clip_captions(self) -> tuple[CaptionStore, str]:
-        """The captions' store, and the captioner's fingerprint (taken once: it looks at every
+    def _clip_captions(self) -> tuple[CaptionStates, str]:
+        """The clips' captions, and the captioner's fingerprint (taken once: it looks at every
         file of the model's folder)."""
-        return dataset.caption_store(self.catalog.project), self._captioner.fingerprint()
+        store = dataset.caption_store(self.catalog.project)
+        states = CaptionStates(self.catalog, store, self.catalog.clip_ids)
+        return states, self._captioner.fingerprint()
 
     @cached_property
-    def _still_captions_of(self) -> tuple[CaptionStore, str]:
+    def _still_captions_of(self) -> tuple[CaptionStates, str]:
         store = stills.still_caption_store(self.catalog.project)
-        return store, stills.still_captioner(self._captioner).fingerprint()
+        captioner = stills.still_captioner(self._captioner).fingerprint()
+        return CaptionStates(self.catalog, store, self.catalog.still_ids), captioner
 
     def _captions(self, clip_id: str) -> str:
-        store, captioner = self._clip_captions
-        return self._caption(store, clip_id, self._clips(clip_id), captioner)
+        states, captioner = self._clip_captions
+        return self._caption(states.of(clip_id), self._clips(clip_id), captioner)
 
     def _still_captions(self, still_id: str) -> str:
-        store, captioner = self._still_captions_of
-        return self._caption(store, still_id, self.catalog.still_hashes[still_id], captioner)
+        states, captioner = self._still_captions_of
+        media_version = self.catalog.still_hashes[still_id]
+        return self._caption(states.of(still_id), media_version, captioner)
 
-    def _caption(
-        self, store: CaptionStore, item_id: str, media_version: str, captioner: str
-    ) -> str:
-        state = store.state(item_id)
+    def _caption(self, state: CaptionState, media_version: str, captioner: str) -> str:
         return dataset.caption_fingerprint(state, media_version, self.recipe.captions, captioner)
 
     def _text_cache(self, clip_id: str) -> str | None:
@@ -229,6 +230,19 @@ class Expectations:
         if None in versions:
             return None
         return evaluation.best_fingerprint(versions, self.recipe)
+
+
+class CaptionStates:
+    """Every item's caption state, read at once (each folder listed once, so a hand caption costs
+    no failed open of a captioner record) and shared with the sync of the same catalog."""
+
+    def __init__(self, catalog: Catalog, store: CaptionStore, item_ids: list[str]):
+        self.store = store
+        self.states = catalog.caption_states(store, item_ids)
+
+    def of(self, item_id: str) -> CaptionState:
+        state = self.states.get(item_id)
+        return state if state is not None else self.store.state(item_id)
 
 
 def summarize(catalog: Catalog) -> dict[str, dict[str, int]]:
