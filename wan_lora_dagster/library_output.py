@@ -16,7 +16,12 @@ CHATTY_LOGGERS = ("transformers", "diffusers", "huggingface_hub")
 
 
 def quiet_libraries() -> None:
-    """Switch off the libraries' progress bars and their own terminal handlers (idempotent)."""
+    """Switch off the libraries' progress bars and their own terminal handlers (idempotent).
+
+    Called where a step loads models (the captioner and engine resources), not when a run
+    starts: importing diffusers and transformers takes 2-3 s that a run of `clips`, `wan-lora
+    status` and a run with nothing to do need not pay.
+    """
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # for processes started later
     from diffusers.utils import logging as diffusers_logging
     from huggingface_hub.utils import disable_progress_bars

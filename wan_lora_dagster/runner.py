@@ -30,7 +30,6 @@ from wan_lora_dagster.deployment.instance import open_instance
 from wan_lora_dagster.deployment.jobs import execute_on_workers
 from wan_lora_dagster.deployment.team import team_settings
 from wan_lora_dagster.engines.base import Progress
-from wan_lora_dagster.library_output import quiet_libraries
 from wan_lora_dagster.pipeline import observations
 from wan_lora_dagster.pipeline.batches import Batches, identity_batches
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
@@ -277,9 +276,6 @@ class ProjectRunner:
             tags["dagster/asset_partition_range_end"] = keys[-1]
         if self.team:
             return execute_on_workers(self.instance, self.project.root, asset, tags, QUIET_CONSOLE)
-        # here, not when the command starts: importing diffusers and transformers takes seconds
-        # that `wan-lora status`, a run with nothing to do and a team's runs need not pay
-        quiet_libraries()
         job = self.defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(asset)])
         return job.execute_in_process(
             instance=self.instance,

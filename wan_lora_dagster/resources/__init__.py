@@ -14,6 +14,7 @@ from wan_lora_dagster.engines.background import cancel_on_signals
 from wan_lora_dagster.engines.base import Engine
 from wan_lora_dagster.engines.devices import worker_devices
 from wan_lora_dagster.engines.multi_device import MultiDeviceEngine
+from wan_lora_dagster.library_output import quiet_libraries
 from wan_lora_dagster.media.cut import CutSettings, find_ffmpeg
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
 from wan_lora_dagster.pipeline.dataset import captioner_settings, ensure_tiny_captioner
@@ -55,6 +56,8 @@ class CaptionerResource(dg.ConfigurableResource):
 
     def load(self, project: Project) -> Captioner | None:
         settings = project.recipe.captions
+        if settings.captioner != "none":  # hand captions only: no model, no library to quiet
+            quiet_libraries()
         if settings.model == "tiny":
             ensure_tiny_captioner(project, settings.captioner)
         return load_captioner(captioner_settings(project, settings, self.device))
@@ -68,6 +71,7 @@ class EngineResource(dg.ConfigurableResource):
     devices: str | None = None  # "cuda:0,cuda:1", "cpu,cpu"; default: every GPU
 
     def engine(self, project: Project) -> Engine:
+        quiet_libraries()
         devices = worker_devices(self.devices)
         if len(devices) > 1:
             return MultiDeviceEngine(project.recipe.training, project.out_dir, devices)
