@@ -35,6 +35,7 @@ from wan_lora_dagster.pipeline.batches import Batches, identity_batches
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.pipeline.status import ASSET_ORDER, PER_CHECKPOINT_ASSETS, Expectations
+from wan_lora_dagster.pipeline.status_at_scale import check_items_on_cores, no_cycle_collection
 from wan_lora_dagster.project import Project
 
 OBSERVED_SOURCES = {
@@ -288,23 +289,25 @@ class ProjectRunner:
     def status(self) -> dict[str, dict[str, int]]:
         """Per asset: fresh, unsynced, missing and failed counts of clips, stills, checkpoints."""
         release_dead_runs(self.instance)  # a killed command's run counts as failed, not running
-        catalog = load_catalog(self.project)
-        expectations = self.snapshot = Expectations(catalog)
-        summary = {}
-        for asset in ASSET_ORDER:
-            counts = {"fresh": 0, "unsynced": 0, "missing": 0, "failed": 0}
-            keys = expectations.partitions(asset)
-            states = {key: expectations.state(asset, key) for key in keys}
-            if any(state != "fresh" for state in states.values()):  # else no query of the log
-                batches = self._batches(asset, catalog, keys)
-                failed = set(batches.items(self._failed_partitions(asset)))
-                for key in failed.intersection(keys):
-                    if states[key] != "fresh":
-                        states[key] = "failed"
-            for state in states.values():
-                counts[state] += 1
-            summary[asset] = counts
-        return summary
+        with no_cycle_collection():
+            catalog = load_catalog(self.project)
+            expectations = self.snapshot = Expectations(catalog)
+            check_items_on_cores(expectations)
+            return {asset: self._counts(asset, catalog, expectations) for asset in ASSET_ORDER}
+
+    def _counts(self, asset: str, catalog: Catalog, expectations: Expectations) -> dict[str, int]:
+        counts = {"fresh": 0, "unsynced": 0, "missing": 0, "failed": 0}
+        keys = expectations.partitions(asset)
+        states = {key: expectations.state(asset, key) for key in keys}
+        if any(state != "fresh" for state in states.values()):  # else no query of the log
+            batches = self._batches(asset, catalog, keys)
+            failed = set(batches.items(self._failed_partitions(asset)))
+            for key in failed.intersection(keys):
+                if states[key] != "fresh":
+                    states[key] = "failed"
+        for state in states.values():
+            counts[state] += 1
+        return counts
 
     def _failed_partitions(self, asset: str) -> set[str]:
         """Partitions whose latest attempt, in a run now finished, made nothing."""

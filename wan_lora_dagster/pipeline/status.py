@@ -70,6 +70,12 @@ class Expectations:
             self._fresh[asset, key] = fresh
         return self._fresh[asset, key]
 
+    def remember(self, asset: str, key: str, record: dict | None, fresh: bool) -> None:
+        """Take a partition's record and freshness as another process read and checked them
+        (pipeline/status_on_cores.py)."""
+        self._records[asset, key] = record
+        self._fresh[asset, key] = fresh
+
     def split_fresh(self, asset: str, keys: list[str]) -> tuple[list[str], list[str]]:
         """(stale, fresh) partitions of `keys`: a step makes the stale ones, skips the fresh."""
         fresh = [key for key in keys if self.is_fresh(asset, key)]
