@@ -28,6 +28,7 @@ class Catalog:
     still_paths: dict[str, Path]
     still_hashes: dict[str, str]
     problems: Problems = field(default_factory=Problems)  # what cannot be made, and why
+    film_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # (width, height)
     _caption_states: dict = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
@@ -85,6 +86,7 @@ def load_catalog(project: Project) -> Catalog:
     problems = Problems()
     recipe = read_recipe(project.config_path, problems)
     films, ranges = cuttable_ranges(project, problems)
+    film_paths = {stem: info.path for stem, info in films.items()}
     # Images in stills/ are training items only where a section trains on stills: without one
     # they would be captioned (or, with no captioner, fail) for nothing.
     stills = project.stills() if recipe and recipe.sections_for("stills") else {}
@@ -94,8 +96,9 @@ def load_catalog(project: Project) -> Catalog:
     hashes = FileHashCache(project.out(".state", "file_hashes.json"))
     catalog = Catalog(
         project=project,
-        film_paths=films,
-        film_hashes={stem: hashes.hash(path) for stem, path in films.items()},
+        film_paths=film_paths,
+        film_hashes={stem: hashes.hash(path) for stem, path in film_paths.items()},
+        film_sizes={stem: (info.width, info.height) for stem, info in films.items()},
         ranges=tuple(ranges),
         still_paths=stills,
         still_hashes={stem: hashes.hash(path) for stem, path in stills.items()},

@@ -22,7 +22,6 @@ from wan_lora_dagster.errors import ConfigError, MediaError
 from wan_lora_dagster.media.cut import ClipInfo, CutSettings, RangeCut, expected_frame_count
 from wan_lora_dagster.media.cut_group import cut_clips, group_nearby, ranges_per_ffmpeg
 from wan_lora_dagster.media.frames import sample_frames
-from wan_lora_dagster.media.probe import probe_video
 from wan_lora_dagster.media.scenes import HardCutFinder
 from wan_lora_dagster.media.thumbnails import StripFrames
 from wan_lora_dagster.pipeline.catalog import Catalog
@@ -58,19 +57,11 @@ def clip_groups(catalog: Catalog, clip_ids: list[str], workers: int) -> list[lis
     spread = max(1, math.ceil(len(clip_ids) / (workers * GROUPS_PER_WORKER)))
     groups = []
     for film_stem, film_clips in by_film.items():
-        most = min(spread, _ranges_per_ffmpeg(catalog.film_paths[film_stem]))
+        most = min(spread, ranges_per_ffmpeg(*catalog.film_sizes[film_stem]))
         ranges = [catalog.ranges_by_clip[clip_id] for clip_id in film_clips]
         spans = [(clip_range.start, clip_range.end) for clip_range in ranges]
         groups += [[film_clips[index] for index in group] for group in group_nearby(spans, most)]
     return groups
-
-
-def _ranges_per_ffmpeg(film: Path) -> int:
-    try:
-        info = probe_video(film)
-    except MediaError:
-        return 1  # each range alone, each failing with the film's own error
-    return ranges_per_ffmpeg(info.width, info.height)
 
 
 def make_clips(

@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from wan_lora_dagster.errors import MediaError
-from wan_lora_dagster.media.probe import probe_video
+from wan_lora_dagster.media.probe import VideoInfo, probe_video
 from wan_lora_dagster.media.ranges import (
     ClipRange,
     find_ranges_files,
@@ -25,8 +25,9 @@ NO_VIDEO_STREAM = "has no video stream"
 
 def cuttable_ranges(
     project: Project, problems: Problems
-) -> tuple[dict[str, Path], list[ClipRange]]:
-    """(film stem -> film, the ranges to cut, sorted by film and start); the rest in `problems`."""
+) -> tuple[dict[str, VideoInfo], list[ClipRange]]:
+    """(film stem -> the film as probed, the ranges to cut, sorted by film and start); the rest
+    in `problems`."""
     films, ambiguous = _film_files(project, problems)
     ranges = load_project_ranges(films, project.ranges_dir, problems)
     by_film: dict[str, list[ClipRange]] = defaultdict(list)
@@ -35,10 +36,10 @@ def cuttable_ranges(
             by_film[clip_range.film_stem].append(clip_range)
     cuttable, kept = {}, []
     for stem, film_ranges in by_film.items():
-        duration = _duration(films[stem], problems)
-        if duration is not None:
-            cuttable[stem] = films[stem]
-            kept += ranges_within(film_ranges, duration, films[stem], problems)
+        info = _probe(films[stem], problems)
+        if info is not None:
+            cuttable[stem] = info
+            kept += ranges_within(film_ranges, info.duration, films[stem], problems)
     return cuttable, kept
 
 
@@ -84,13 +85,13 @@ def _visible_files(directory: Path) -> list[Path]:
     )
 
 
-def _duration(film: Path, problems: Problems) -> float | None:
-    """The film's duration, or None with why it cannot be cut in `problems`."""
+def _probe(film: Path, problems: Problems) -> VideoInfo | None:
+    """The film's size and duration, or None with why it cannot be cut in `problems`."""
     try:
         if film.stat().st_size == 0:
             problems.error(film, None, "is empty (0 bytes): copy the film again")
             return None
-        return probe_video(film).duration
+        return probe_video(film)
     except OSError as error:
         problems.error(film, None, f"cannot be read: {error.strerror or error}")
     except MediaError as error:

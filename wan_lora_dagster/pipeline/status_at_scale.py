@@ -93,14 +93,14 @@ def _check(expectations: Expectations, share: list[tuple[tuple[str, ...], str]])
 
 def _check_share(expectations: Expectations, share: list) -> list[tuple]:
     """Check the share; (asset, key, record less made files, fresh) each."""
-    _check(expectations, share)
     answer = []
     for assets, key in share:
         for asset in assets:
+            fresh = expectations.is_fresh(asset, key)
             record = expectations.record(asset, key)
             if record is not None:
                 record = {name: value for name, value in record.items() if name != MADE_FILES}
-            answer.append((asset, key, record, expectations.is_fresh(asset, key)))
+            answer.append((asset, key, record, fresh))
     return answer
 
 
