@@ -15,6 +15,18 @@ from wan_lora_dagster.media.scenes import HardCutFinder
 
 # 10.25 s starts on a source frame exactly (246 at 24 fps); two ranges overlap, one repeats.
 BBB_RANGES = [(10.25, 12.5), (1.0, 3.0), (2.5, 4.0), (13.0, 13.5), (1.0, 3.0)]
+# Starts between the synthetic film's frames: with ffmpeg's accurate seek (timestamps shifted by
+# the seek point) all but the first came out a source frame off when cut beside the others.
+SHAPES_RANGES = [
+    (12.72, 13.72),
+    (1.8, 2.55),
+    (10.67, 11.42),
+    (13.717, 16.217),
+    (17.801, 19.101),
+    (1.293, 1.793),
+    (3.76, 4.76),
+    (11.3, 13.8),
+]
 
 
 def _cuts(film, ranges, directory) -> list[RangeCut]:
@@ -28,14 +40,15 @@ def _cuts(film, ranges, directory) -> list[RangeCut]:
     ("film_name", "ranges"),
     [
         ("bbb_480p_30s.mp4", BBB_RANGES),
+        ("shapes", SHAPES_RANGES),
         ("video_90.mov", [(0.0, 0.1), (0.03, 0.1)]),  # rotated: turned upright, as alone
         ("flipping_a_pancake.mkv", [(5.333, 6.0), (6.5, 7.25)]),  # container says 0 frames
     ],
 )
 def test_ranges_cut_together_are_the_clips_each_cut_alone_gives_bit_for_bit(
-    shared_media, tmp_path, film_name, ranges
+    shared_media, shapes_film, tmp_path, film_name, ranges
 ):
-    film = shared_media / film_name
+    film = shapes_film if film_name == "shapes" else shared_media / film_name
     alone = [
         cut_clip(film, start, end, tmp_path / "alone" / f"clip{index}.mp4")
         for index, (start, end) in enumerate(ranges)
@@ -64,6 +77,7 @@ def test_one_ffmpeg_seeks_once_to_the_earliest_start(tmp_path):
     assert command.count("-i") == 1 and command[command.index("-ss") + 1] == "2.000000"
     graph = command[command.index("-filter_complex") + 1]
     assert "split=2" in graph and "trim=start=2.000000,setpts=PTS-2.000000/TB" in graph
+    assert "trim=start=4.000000,setpts=PTS-4.000000/TB" in graph  # each range by its own start
     assert command.count("-frames:v") == 2 and command.count("libx264") == 2
 
 

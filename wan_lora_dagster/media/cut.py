@@ -77,11 +77,26 @@ def expected_frame_count(duration: float, fps: int = 16) -> int:
 def ffmpeg_cut_command(
     film: Path, start: float, end: float, out_path: Path, settings: CutSettings
 ) -> list[str]:
-    """The ffmpeg argv that writes seconds `start` to `end` of `film` to `out_path` (an mp4).
+    """The ffmpeg argv that writes seconds `start` to `end` of `film` to `out_path` (an mp4):
+    `ffmpeg_ranges_command` with one range. `cut_clip` passes a temporary `out_path` and renames
+    it when the result is checked."""
+    return ffmpeg_ranges_command(film, [(start, end, out_path)], settings)
 
-    `cut_clip` passes a temporary `out_path` and renames it when the result is checked.
-    - `-ss` before `-i` seeks to the keyframe before `start` and, because the video is
-      re-encoded, decodes and drops the frames before `start`: the cut is frame accurate.
+
+def ffmpeg_ranges_command(
+    film: Path, ranges: Sequence[tuple[float, float, Path]], settings: CutSettings
+) -> list[str]:
+    """The ffmpeg argv that writes each (start, end, out_path) range of `film` to its mp4.
+
+    One argv for one range or many, so a clip's bytes never depend on the ranges cut beside it:
+    - `-ss` before `-i` seeks to the keyframe before the earliest start. `-copyts -start_at_zero`
+      keep every frame's own timestamp from the film's start and `-noaccurate_seek` leaves the
+      dropping of the frames before a range to its `trim`: each range's frames then get the
+      same timestamps wherever the seek landed. (ffmpeg's accurate seek instead shifts
+      timestamps by the seek point, rounded in the stream's time base, and a range cut with an
+      earlier neighbour came out a source frame off in about one range of twenty.)
+    - `split` hands each decoded frame to a branch per range, whose `trim` keeps the frames
+      from the range's start on and whose `setpts` moves that start to 0.
     - The `fps` filter resamples by timestamp, keeping the frame nearest each 1/16 s tick (`-r`
       would drop and duplicate frames at the muxer instead); `-frames:v` stops at exactly
       `expected_frame_count` frames, so every clip of a duration has the same length.
@@ -91,25 +106,34 @@ def ffmpeg_cut_command(
     - `-xerror` makes a decoding error fatal: ffmpeg would otherwise patch over a damaged part
       with smeared frames and exit 0, and those frames would go into training.
     - `-threads` (before `-i` for the decoder, after it for libx264), by default 1: the stage
-      cuts clips on every core at once, one ffmpeg per core. ffmpeg's own threads (a decoder
-      and an encoder thread pool per run, each sized to all cores) then only compete for the
-      same cores, and their hand-overs cost CPU: on 2 busy cores, two ffmpegs at a time took
-      6-11% less CPU per clip with one thread each (benchmarks/clips.py prints both ways).
+      cuts clips on every core at once, one ffmpeg per core; ffmpeg's own thread pools then
+      only compete for the same cores (benchmarks/clips.py prints both ways).
     """
-    return [
-        *ffmpeg_input_arguments(film, start, settings),
-        *("-map", "0:v:0", "-an", "-sn", "-dn", "-vf", resample_filters(settings)),
-        *ffmpeg_output_arguments(
+    branches = [f"[0:v:0]split={len(ranges)}" + "".join(f"[in{i}]" for i in range(len(ranges)))]
+    outputs: list[str] = []
+    for index, (start, end, out_path) in enumerate(ranges):
+        branches.append(
+            f"[in{index}]trim=start={start:.6f},setpts=PTS-{start:.6f}/TB,"
+            f"{resample_filters(settings)}[out{index}]"
+        )
+        outputs += ["-map", f"[out{index}]"]
+        outputs += ffmpeg_output_arguments(
             expected_frame_count(end - start, settings.fps), out_path, settings
-        ),
+        )
+    return [
+        *ffmpeg_input_arguments(film, min(start for start, _, _ in ranges), settings),
+        *("-filter_complex", ";".join(branches)),
+        *outputs,
     ]
 
 
 def ffmpeg_input_arguments(film: Path, start: float, settings: CutSettings) -> list[str]:
-    """ffmpeg, its quiet and strict options, and `film` opened at `start` seconds."""
+    """ffmpeg, its quiet and strict options, and `film` opened at the keyframe before `start`
+    seconds, with the film's own timestamps."""
     return [
         settings.ffmpeg,
         *("-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-xerror"),
+        *("-copyts", "-start_at_zero", "-noaccurate_seek"),
         *(*_threads(settings), "-ss", f"{start:.6f}", "-i", str(film)),
     ]
 

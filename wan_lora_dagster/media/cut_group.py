@@ -4,11 +4,10 @@ A plain cut per range pays ffmpeg's start-up (80-100 ms of CPU for Debian's ffmp
 some 200 shared libraries) and its seek (decoding from the keyframe before the range, up to a
 keyframe interval of frames thrown away). Ranges close together (a scene split into moments,
 thousands of short clips over a few films) are cut by one ffmpeg that seeks to the first, decodes
-the stretch once and splits it into one filter branch and one encoder per range. Each branch
-trims its range and shifts it to start at 0 exactly as a seek to the range's own start does, so
-each clip is `cut_clip`'s clip, bit for bit with the same ffmpeg (tests/media/test_cut_group.py).
-benchmarks/clips.py measures the difference: about a quarter less CPU per 2 s 640x360 clip, and
-much more for short clips, where the start-up is most of the work.
+the stretch once and splits it into one filter branch and one encoder per range. A range alone
+goes through the same argv with one branch (`ffmpeg_ranges_command`), so each clip is
+`cut_clip`'s clip, bit for bit with the same ffmpeg, however the ranges were grouped
+(tests/media/test_cut_group.py). benchmarks/clips.py measures what grouping saves.
 """
 
 from __future__ import annotations
@@ -23,10 +22,8 @@ from wan_lora_dagster.media.cut import (
     CutSettings,
     RangeCut,
     cut_clip,
-    ffmpeg_input_arguments,
-    ffmpeg_output_arguments,
+    ffmpeg_ranges_command,
     finish_cut,
-    resample_filters,
     run_ffmpeg,
 )
 
@@ -100,28 +97,9 @@ def _cut_together(cuts: list[RangeCut], settings: CutSettings) -> list[ClipInfo 
 
 
 def ffmpeg_group_command(cuts: Sequence[RangeCut], settings: CutSettings) -> list[str]:
-    """One ffmpeg argv that writes every cut's range to its partial file.
-
-    The film is opened at the earliest start (frame-accurately, as `ffmpeg_cut_command` does);
-    `split` hands each decoded frame to a branch per cut, whose `trim` keeps the frames from
-    the cut's own start on and whose `setpts` moves that start to 0, where a seek to it puts it.
-    """
-    first = min(cut.start for cut in cuts)
-    branches = [f"[0:v:0]split={len(cuts)}" + "".join(f"[in{i}]" for i in range(len(cuts)))]
-    outputs: list[str] = []
-    for index, cut in enumerate(cuts):
-        offset = f"{cut.start - first:.6f}"
-        branches.append(
-            f"[in{index}]trim=start={offset},setpts=PTS-{offset}/TB,"
-            f"{resample_filters(settings)}[out{index}]"
-        )
-        outputs += ["-map", f"[out{index}]"]
-        outputs += ffmpeg_output_arguments(cut.num_frames(settings), cut.partial, settings)
-    return [
-        *ffmpeg_input_arguments(cuts[0].film, first, settings),
-        *("-filter_complex", ";".join(branches)),
-        *outputs,
-    ]
+    """One ffmpeg argv that writes every cut's range (all of one film) to its partial file."""
+    ranges = [(cut.start, cut.end, cut.partial) for cut in cuts]
+    return ffmpeg_ranges_command(cuts[0].film, ranges, settings)
 
 
 def _cut_alone(cut: RangeCut, settings: CutSettings) -> ClipInfo | MediaError:

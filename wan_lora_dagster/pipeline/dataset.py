@@ -27,7 +27,7 @@ from wan_lora_dagster.media.thumbnails import StripFrames
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.project import CaptionSettings, Project, fingerprint
 
-CLIPS_CODE_VERSION = "1"
+CLIPS_CODE_VERSION = "2"  # 2: cut the same alone or beside other ranges (media/cut.py)
 CAPTIONS_CODE_VERSION = "1"
 TINY_CAPTIONER = "tiny"
 # Clip groups per worker: the last group to end decides when the stage ends, so each worker
