@@ -29,6 +29,7 @@ test: $(INSTALLED)
 	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v redis-server; } >/dev/null 2>&1 || \
 		$(APT_INSTALL) postgresql redis-server $(APT_DONE) || \
 		echo "PostgreSQL or Redis not installed: the team-deployment tests will be skipped"
+	$(BIN)/lint-imports --no-cache  # the layers (pyproject.toml): a back-import fails the make
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
 
 lint: $(INSTALLED)

@@ -250,7 +250,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _ui(args: argparse.Namespace) -> int:
     from wan_lora_dagster.definitions import PROJECT_ENV
-    from wan_lora_dagster.deployment.instance import open_instance
+    from wan_lora_dagster.instance.project_instance import open_instance
     from wan_lora_dagster.supervise import supervise
 
     project = open_project(args.project)

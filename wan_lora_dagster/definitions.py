@@ -17,8 +17,8 @@ from wan_lora_dagster.automation import (
     project_files_sensor,
     retrain_schedule,
 )
-from wan_lora_dagster.deployment.executor import project_executor
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.executor import project_executor
 from wan_lora_dagster.project import TrainingSettings, open_project
 from wan_lora_dagster.resources import build_resources
 

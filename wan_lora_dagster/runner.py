@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from wan_lora_dagster import progress
-from wan_lora_dagster.assets.claims import (
+from wan_lora_dagster.assets.partitioned import batch_versions, batches_of
+from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
+from wan_lora_dagster.definitions import build_definitions
+from wan_lora_dagster.deployment.batch_runs import RunOutcome, run_at_once
+from wan_lora_dagster.deployment.jobs import execute_on_workers
+from wan_lora_dagster.engines.base import Progress
+from wan_lora_dagster.instance.claims import (
     CLAIMANT_TAG,
     PROCESS_TAG,
     Claims,
@@ -21,15 +27,9 @@ from wan_lora_dagster.assets.claims import (
     release_dead_runs,
     this_process,
 )
-from wan_lora_dagster.assets.observation_log import record_observations
-from wan_lora_dagster.assets.partitioned import batch_versions, batches_of
-from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
-from wan_lora_dagster.definitions import build_definitions
-from wan_lora_dagster.deployment.batch_runs import RunOutcome, run_at_once
-from wan_lora_dagster.deployment.instance import open_instance
-from wan_lora_dagster.deployment.jobs import execute_on_workers
-from wan_lora_dagster.deployment.team import team_settings
-from wan_lora_dagster.engines.base import Progress
+from wan_lora_dagster.instance.observation_log import record_observations
+from wan_lora_dagster.instance.project_instance import open_instance
+from wan_lora_dagster.instance.team import team_settings
 from wan_lora_dagster.pipeline import observations
 from wan_lora_dagster.pipeline.batches import Batches, identity_batches
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog

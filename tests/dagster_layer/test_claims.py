@@ -5,16 +5,16 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.utils import make_new_run_id
 
 from tests.deployment.servers import postgres_bin, postgres_server
 from tests.processes import default_signals
-from wan_lora_dagster.assets.claims import PROCESS_TAG, Claims, one_maker, release_dead_runs
+from wan_lora_dagster.instance.claims import PROCESS_TAG, Claims, one_maker, release_dead_runs
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.runner import failure_messages
 
@@ -30,7 +30,7 @@ CONTENDER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import dagster as dg
-    from wan_lora_dagster.assets.claims import Claims
+    from wan_lora_dagster.instance.claims import Claims
     claims = Claims(dg.DagsterInstance.from_config(sys.argv[1]))
     counter, name = Path(sys.argv[2]), sys.argv[3]
     for _ in range({ROUNDS}):
@@ -48,7 +48,7 @@ HOLDER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     import dagster as dg
-    from wan_lora_dagster.assets.claims import Claims
+    from wan_lora_dagster.instance.claims import Claims
     home, asset, key, seconds = sys.argv[1:5]
     claims = Claims(dg.DagsterInstance.from_config(home))
     claims.claim("holder", asset, [key])
@@ -58,7 +58,7 @@ HOLDER = textwrap.dedent(
     claims.release("holder")
     """
 )
-IDENTITY = "from wan_lora_dagster.assets.claims import this_process; print(this_process())"
+IDENTITY = "from wan_lora_dagster.instance.claims import this_process; print(this_process())"
 
 
 def _python(script: str, *arguments, **options) -> subprocess.Popen:
@@ -201,7 +201,7 @@ def test_a_killed_commands_run_is_failed_and_its_gpu_slot_freed(tmp_path):
     gone = _python(IDENTITY, stdout=subprocess.PIPE, text=True)
     identity = gone.communicate()[0].strip()
     run = instance.add_run(
-        dg.DagsterRun(job_name="train", run_id=make_new_run_id(), tags={PROCESS_TAG: identity})
+        dg.DagsterRun(job_name="train", run_id=str(uuid.uuid4()), tags={PROCESS_TAG: identity})
     )
     instance.handle_run_event(run.run_id, _event(run, dg.DagsterEventType.RUN_START))
     instance.event_log_storage.set_concurrency_slots("gpu", 1)

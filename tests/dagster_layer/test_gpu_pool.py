@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wan_lora_dagster.deployment.instance import open_instance
+from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.scaffold import init_project
 

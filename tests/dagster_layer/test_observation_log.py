@@ -5,8 +5,8 @@ import sqlite3
 
 import dagster as dg
 
-from wan_lora_dagster.assets.observation_log import DATA_VERSION_TAG, record_observations
-from wan_lora_dagster.deployment.instance import open_instance
+from wan_lora_dagster.instance.observation_log import DATA_VERSION_TAG, record_observations
+from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.scaffold import init_project
 

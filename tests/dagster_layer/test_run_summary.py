@@ -39,7 +39,7 @@ def test_commands_opening_a_new_projects_instance_at_once_all_succeed(tmp_path):
     init_project(tmp_path / "fresh")
     opener = (
         "import sys; from wan_lora_dagster.project import open_project; "
-        "from wan_lora_dagster.deployment.instance import open_instance; "
+        "from wan_lora_dagster.instance.project_instance import open_instance; "
         "open_instance(open_project(sys.argv[1])).get_runs()"
     )
     openers = [

@@ -17,7 +17,7 @@ import pytest
 
 from tests.deployment.servers import postgres_bin, postgres_server, redis_server
 from tests.processes import default_signals
-from wan_lora_dagster.deployment.instance import open_instance
+from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.scaffold import create_demo_project
 
 WORKER_START_SECONDS = 120

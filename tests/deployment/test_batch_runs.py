@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster._utils.interrupts import check_captured_interrupt
 
+from wan_lora_dagster.dagster_internals import check_captured_interrupt
 from wan_lora_dagster.deployment.batch_runs import RunOutcome, run_at_once
 
 WAIT_SECONDS = 60

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 from dagster_graphql import DagsterGraphQLClient
 
 from tests.deployment.conftest import Team, open_instance_of
 from tests.deployment.servers import free_port
 from tests.processes import default_signals, stop_group
 from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS
+from wan_lora_dagster.dagster_internals import IMPLICIT_ASSET_JOB_NAME
 from wan_lora_dagster.definitions import PROJECT_ENV
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.runner import ProjectRunner

@@ -6,8 +6,8 @@ import dagster as dg
 from safetensors import safe_open
 
 from tests.e2e.conftest import run_json, wan_lora
-from wan_lora_dagster.deployment.instance import open_instance
 from wan_lora_dagster.formats.cache_files import read_lora_header
+from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.pipeline.status import ASSET_ORDER, PER_STILL_ASSETS
 from wan_lora_dagster.pipeline.training import build_manifest

@@ -6,7 +6,6 @@ the same steps.
 
 import dagster as dg
 
-from wan_lora_dagster.assets.claims import one_maker
 from wan_lora_dagster.assets.partitioned import (
     CLIP_PARTITIONS,
     SINGLE_RUN,
@@ -17,6 +16,7 @@ from wan_lora_dagster.assets.partitioned import (
 )
 from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.instance.claims import one_maker
 from wan_lora_dagster.pipeline import caches as domain
 from wan_lora_dagster.pipeline.items import CLIPS, STILLS, ItemKind
 from wan_lora_dagster.progress import ProgressThrottle

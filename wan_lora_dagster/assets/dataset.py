@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from wan_lora_dagster.assets.claims import one_maker
 from wan_lora_dagster.assets.partitioned import (
     CLIP_PARTITIONS,
     SINGLE_RUN,
@@ -14,6 +13,7 @@ from wan_lora_dagster.assets.partitioned import (
     step_items,
 )
 from wan_lora_dagster.assets.queues import GPU_WORK
+from wan_lora_dagster.instance.claims import one_maker
 from wan_lora_dagster.pipeline import dataset as domain
 from wan_lora_dagster.pipeline.device_captions import caption_on_devices
 from wan_lora_dagster.pipeline.parallel import ALL_CORES

@@ -2,7 +2,6 @@
 
 import dagster as dg
 
-from wan_lora_dagster.assets.claims import one_maker
 from wan_lora_dagster.assets.metadata import image_markdown
 from wan_lora_dagster.assets.partitioned import (
     CHECKPOINT_PARTITIONS,
@@ -11,6 +10,7 @@ from wan_lora_dagster.assets.partitioned import (
     make_each,
 )
 from wan_lora_dagster.assets.queues import GPU_WORK
+from wan_lora_dagster.instance.claims import one_maker
 from wan_lora_dagster.pipeline import evaluation as domain
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle

@@ -4,7 +4,6 @@ import json
 
 import dagster as dg
 
-from wan_lora_dagster.assets.claims import one_maker
 from wan_lora_dagster.assets.metadata import caption_table, image_markdown
 from wan_lora_dagster.assets.partitioned import (
     CHECKPOINT_PARTITIONS,
@@ -17,6 +16,7 @@ from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.engines.background import deliveries
 from wan_lora_dagster.engines.base import CheckpointInfo
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.instance.claims import one_maker
 from wan_lora_dagster.pipeline import training as domain
 from wan_lora_dagster.pipeline.plots import loss_curve
 from wan_lora_dagster.pipeline.records import UNPARTITIONED

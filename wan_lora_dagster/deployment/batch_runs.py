@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
-from dagster._utils.interrupts import capture_interrupts, check_captured_interrupt
+from wan_lora_dagster.dagster_internals import capture_interrupts, check_captured_interrupt
 
 PR_SET_PDEATHSIG = 1  # Linux prctl: a signal for this process when its parent dies
 FORK = multiprocessing.get_context("fork")  # a run's process shares the command's imports

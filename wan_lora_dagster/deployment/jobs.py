@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
-from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+from wan_lora_dagster.dagster_internals import IMPLICIT_ASSET_JOB_NAME, ReconstructableRepository
 
 
 def project_definitions() -> dg.Definitions:

@@ -1,70 +1,25 @@
-"""The team deployment's settings: they live in the project's `.dagster/dagster.yaml`.
+"""The team deployment's run launcher: the name a project's `.dagster/dagster.yaml` gives.
 
-Dagster refuses unknown keys in dagster.yaml, so the team's settings ride on its run launcher: a
-`TeamRunLauncher` launches UI runs as the default launcher does (a process beside the webserver)
-and carries the broker's URL and the few Celery settings every machine must agree on.
+Dagster refuses unknown keys in dagster.yaml, so the team's settings (instance/team.py) ride on
+its run launcher: a `TeamRunLauncher` launches UI runs as the default launcher does (a process
+beside the webserver) and carries them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
-from dagster._core.launcher import DefaultRunLauncher
-from dagster._serdes import ConfigurableClassData
 
-CPU_QUEUE = "cpu"
-GPU_QUEUE = "gpu"
-QUEUES = (CPU_QUEUE, GPU_QUEUE)
-# A batch whose worker vanished (machine lost, process SIGKILLed) goes back to the queue after
-# this long; a batch running longer than this would be handed out twice, so it is well above a
-# batch's time (a training run is one task).
-DEFAULT_VISIBILITY_TIMEOUT_S = 12 * 3600
-# Batch runs a `wan-lora run` keeps in flight at once: enough to keep this many workers busy.
-# Each waits for its batch in a process of its own (about 60 MB not shared with the command).
-DEFAULT_RUNS_IN_FLIGHT = 8
+from wan_lora_dagster.dagster_internals import ConfigurableClassData
+from wan_lora_dagster.instance.team import (
+    DEFAULT_RUNS_IN_FLIGHT,
+    DEFAULT_VISIBILITY_TIMEOUT_S,
+    TeamSettings,
+)
 
 
-@dataclass(frozen=True)
-class TeamSettings:
-    broker: str
-    backend: str
-    visibility_timeout_s: int = DEFAULT_VISIBILITY_TIMEOUT_S
-    runs_in_flight: int = DEFAULT_RUNS_IN_FLIGHT
-
-    def celery_config(self) -> dict[str, Any]:
-        """What the submitting process and every worker give Celery.
-
-        A batch is acknowledged only once done (`acks_late`), and given back when the process
-        running it dies (`reject_on_worker_lost`); each worker reserves one batch at a time, so
-        an idle worker takes the next one instead of a busy worker hoarding it.
-        """
-        return {
-            "task_acks_late": True,
-            "task_reject_on_worker_lost": True,
-            "worker_prefetch_multiplier": 1,
-            "task_default_queue": CPU_QUEUE,
-            "broker_connection_retry_on_startup": True,
-            "broker_transport_options": {
-                "visibility_timeout": self.visibility_timeout_s,
-                # how often a live worker looks for batches whose worker vanished
-                "unacked_restore_interval": max(1, min(60, self.visibility_timeout_s // 10)),
-                "unacked_restore_throttle": 1,
-            },
-            "result_backend_transport_options": {"visibility_timeout": self.visibility_timeout_s},
-        }
-
-    def executor_config(self) -> dict[str, Any]:
-        """dagster-celery's executor config block (also what its worker reads with -y)."""
-        return {
-            "broker": self.broker,
-            "backend": self.backend,
-            "config_source": self.celery_config(),
-        }
-
-
-class TeamRunLauncher(DefaultRunLauncher):
+class TeamRunLauncher(dg.DefaultRunLauncher):
     """Dagster's default run launcher, holding the team deployment's settings."""
 
     def __init__(self, inst_data: ConfigurableClassData | None = None, **settings: Any):
@@ -92,9 +47,3 @@ class TeamRunLauncher(DefaultRunLauncher):
         cls, inst_data: ConfigurableClassData, config_value: dict[str, Any]
     ) -> TeamRunLauncher:
         return cls(inst_data=inst_data, **config_value)
-
-
-def team_settings(instance: dg.DagsterInstance) -> TeamSettings | None:
-    """The team deployment's settings, or None for a project run on one machine."""
-    launcher = instance.run_launcher
-    return launcher.settings if isinstance(launcher, TeamRunLauncher) else None

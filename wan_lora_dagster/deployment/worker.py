@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from wan_lora_dagster.deployment.team import QUEUES, TeamSettings, team_settings
 from wan_lora_dagster.errors import ConfigError
+from wan_lora_dagster.instance.team import QUEUES, TeamSettings, team_settings
 from wan_lora_dagster.project import Project
 
 
@@ -25,7 +25,7 @@ def worker_command(
 ) -> tuple[list[str], dict[str, str]]:
     """The `dagster-celery worker start` command line and environment for this project."""
     from wan_lora_dagster.definitions import PROJECT_ENV
-    from wan_lora_dagster.deployment.instance import open_instance
+    from wan_lora_dagster.instance.project_instance import open_instance
 
     queues = queue.split(",")
     if not queues or any(name not in QUEUES for name in queues):

@@ -21,8 +21,8 @@ import dagster as dg
 
 from tests.engines.musubi.musubi_fixtures import make_fake_musubi, make_weights
 from tests.processes import default_signals
-from wan_lora_dagster.deployment.instance import open_instance
 from wan_lora_dagster.formats.cache_files import read_lora_header
+from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.scaffold import create_demo_project
 

@@ -36,10 +36,10 @@ from pathlib import Path
 
 import dagster as dg
 import sqlalchemy
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
-from wan_lora_dagster.deployment.team import team_settings
+from wan_lora_dagster.dagster_internals import SqliteRunStorage
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.instance.team import team_settings
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 
 CLAIMS_KEY = "wan_lora/claims"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from wan_lora_dagster.deployment.team import team_settings
+from wan_lora_dagster.dagster_internals import RetryMode
+from wan_lora_dagster.instance.team import team_settings
 
 
 @dg.executor(
@@ -22,7 +23,6 @@ def project_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     settings = team_settings(init_context.instance)
     if settings is None:
         return dg.multiprocess_executor.executor_creation_fn(init_context)
-    from dagster._core.execution.retries import RetryMode
-    from dagster_celery.executor import CeleryExecutor
+    from dagster_celery.executor import CeleryExecutor  # Celery only in a team deployment
 
     return CeleryExecutor(retries=RetryMode(RetryMode.DISABLED), **settings.executor_config())

@@ -1,7 +1,6 @@
 """A project's own Dagster instance under .dagster/, and the `gpu` pool it holds.
 
-Part of the Dagster layer: the command line, the UI's set-up and the team workers open the
-instance here.
+The command line, the runner, the UI's set-up and the team workers open the instance here.
 """
 
 from __future__ import annotations
@@ -13,8 +12,8 @@ from importlib import resources
 
 import dagster as dg
 
-from wan_lora_dagster.deployment.team import team_settings
 from wan_lora_dagster.engines.devices import gpu_count
+from wan_lora_dagster.instance.team import team_settings
 from wan_lora_dagster.project import Project
 
 GPU_POOL_KEY = "wan_lora/gpu_pool_slots"  # the `gpu` limit we set, to tell it from a hand-set one

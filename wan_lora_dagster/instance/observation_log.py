@@ -13,9 +13,12 @@ import logging
 import time
 
 import dagster as dg
-from dagster._core.events import AssetObservationData, DagsterEvent
-from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.event_log import SqliteEventLogStorage
+
+from wan_lora_dagster.dagster_internals import (
+    AssetObservationData,
+    SqliteEventLogStorage,
+    store_events_at_once,
+)
 
 DATA_VERSION_TAG = "dagster/data_version"
 RUNLESS_RUN_ID = RUNLESS_JOB_NAME = ""  # what Dagster's report_runless_asset_event writes
@@ -31,28 +34,17 @@ def record_observations(instance: dg.DagsterInstance, asset: str, versions: dict
         for entry in entries:
             instance.handle_new_event(entry)
         return
-    # What SqliteEventLogStorage.store_event does per event, once for all of them.
-    with storage.run_connection(RUNLESS_RUN_ID) as connection:
-        for entry in entries:
-            connection.execute(storage.prepare_insert_event(entry))
-    with storage.index_transaction() as connection:
-        ids = [
-            connection.execute(storage.prepare_insert_event(entry)).inserted_primary_key[0]
-            for entry in entries
-        ]
-        storage._store_asset_event_tags(connection, entries, ids)
-        for entry, event_id in zip(entries, ids, strict=True):
-            storage._store_asset_event(connection, entry, event_id)
+    store_events_at_once(storage, RUNLESS_RUN_ID, entries)
 
 
-def _observation(asset: str, key: str, version: str) -> EventLogEntry:
+def _observation(asset: str, key: str, version: str) -> dg.EventLogEntry:
     observation = dg.AssetObservation(asset, partition=key, tags={DATA_VERSION_TAG: version})
-    event = DagsterEvent(
+    event = dg.DagsterEvent(
         event_type_value=dg.DagsterEventType.ASSET_OBSERVATION.value,
         event_specific_data=AssetObservationData(observation),
         job_name=RUNLESS_JOB_NAME,
     )
-    return EventLogEntry(
+    return dg.EventLogEntry(
         user_message="",
         level=logging.INFO,
         job_name=RUNLESS_JOB_NAME,
