@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import av
 import numpy as np
 import pytest
@@ -88,6 +90,24 @@ def test_sampling_leaves_no_lora_behind(engine, training_run, training_set, tmp_
 
     after = [engine.validation_loss(c, training_set, settings) for c in (None, checkpoint)]
     assert after == before and before[0] != before[1]
+
+
+def test_a_checkpoint_seed_and_strength_give_the_same_video_bytes_on_one_or_two_threads(
+    engine, training_run, tmp_path
+):
+    """An eval video is made in-process or in a device worker of one thread: the same file."""
+    request = SampleRequest(training_run.returned[-1].path, EVAL, tmp_path / "two")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        on_two = engine.sample(request, ignore_progress)
+        torch.set_num_threads(1)
+        on_one = engine.sample(replace(request, output_dir=tmp_path / "one"), ignore_progress)
+    finally:
+        torch.set_num_threads(threads)
+
+    for two, one in zip(on_two, on_one, strict=True):
+        assert two.path.read_bytes() == one.path.read_bytes()
 
 
 def test_sampling_a_missing_checkpoint_names_it(engine, tmp_path):
