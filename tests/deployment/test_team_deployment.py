@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from tests.deployment.conftest import open_instance_of
 from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS
@@ -49,6 +52,26 @@ def comparable(project: Path) -> dict:
             for key, record in by_key.items()
         }
     return picked
+
+
+def made_contents(project: Path) -> dict[str, str]:
+    """Every clip and caption file's bytes and every cache file's tensors, hashed by path: the
+    same inputs give the same bytes however the work was batched or spread over workers (a
+    cache's header may list its keys in another order)."""
+    contents = {}
+    for path in sorted((project / "out" / "clips").rglob("*.mp4")):
+        contents[str(path.relative_to(project))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for path in sorted((project / "captions").glob("*.txt")):
+        contents[str(path.relative_to(project))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for path in sorted((project / "out" / "cache").rglob("*.safetensors")):
+        tensors = load_file(path)
+        digest = hashlib.sha256()
+        for key in sorted(tensors):
+            digest.update(
+                key.encode() + tensors[key].reshape(-1).view(torch.uint8).numpy().tobytes()
+            )
+        contents[str(path.relative_to(project))] = digest.hexdigest()
+    return contents
 
 
 def synced_state(runner: ProjectRunner) -> dict:
@@ -94,6 +117,7 @@ def test_graph_through_two_workers_matches_in_process(team_factory, tmp_path):
     }
     assert len(distributed["clips"].materialized) == 3
     assert comparable(team.project) == comparable(local)
+    assert made_contents(team.project) == made_contents(local)
     # a batch of 3 clips: each per-clip stage made its 3 clips in one task, on a worker
     runs = open_instance_of(team.project).get_runs()
     clip_runs = [run for run in runs if run.asset_selection == {dg.AssetKey("clips")}]
