@@ -1,5 +1,5 @@
-"""A long-running command (`dagster dev` for `wan-lora ui`) that ends with the command that
-started it, however that one is stopped.
+"""A long-running command (`dagster dev` for `wan-lora ui`, `dagster-celery worker` for `wan-lora
+worker`) that ends with the command that started it, however that one is stopped.
 
 `dagster dev` starts a webserver, a daemon and code servers. Run as a plain child, a SIGTERM to
 `wan-lora ui` (`kill PID`, a service manager) ended only `wan-lora ui`: they ran on, reparented
@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from wan_lora_dagster.engines.musubi.process import end_process_group
 from wan_lora_dagster.parent_watch import watched
@@ -23,9 +23,9 @@ SHUTDOWN_GRACE_SECONDS = 30.0
 POLL_SECONDS = 0.2
 
 
-def supervise(argv: Sequence[str]) -> int:
+def supervise(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     """Run argv to its end; a stop signal to this process stops it and everything it started."""
-    process = subprocess.Popen(watched(list(argv)), start_new_session=True)
+    process = subprocess.Popen(watched(list(argv)), env=env, start_new_session=True)
     stopping: list[int] = []
 
     def stop(number, _frame):

@@ -3,6 +3,7 @@ separate `wan-lora worker` processes, on a demo project switched by its dagster.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -12,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import psycopg2
 import pytest
 
@@ -82,9 +84,20 @@ class Worker:
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def processes(self) -> list[psutil.Process]:
+        """`wan-lora worker` and every process under it: its watch, dagster-celery, celery."""
+        worker = psutil.Process(self.process.pid)
+        return [worker, *worker.children(recursive=True)]
+
     def kill(self) -> None:
-        """SIGKILL to the worker and its pool processes at once: a machine lost mid-batch."""
-        os.killpg(self.process.pid, signal.SIGKILL)
+        """SIGKILL to the worker and everything under it at once: a machine lost mid-batch.
+        Its Celery processes lead a process group of their own (under parent_watch)."""
+        groups = set()
+        for process in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                groups.add(os.getpgid(process.pid))
+        for group in groups:
+            os.killpg(group, signal.SIGKILL)
         self.process.wait()
 
 

@@ -34,7 +34,12 @@ class TeamRunLauncher(dg.DefaultRunLauncher):
             "backend": dg.Field(
                 dg.StringSource, is_required=False, description="results; default: the broker"
             ),
-            "visibility_timeout_s": dg.Field(int, default_value=DEFAULT_VISIBILITY_TIMEOUT_S),
+            "visibility_timeout_s": dg.Field(
+                int,
+                default_value=DEFAULT_VISIBILITY_TIMEOUT_S,
+                description="seconds after its worker's last heartbeat that a batch goes to "
+                "another worker",
+            ),
             "runs_in_flight": dg.Field(
                 int,
                 default_value=DEFAULT_RUNS_IN_FLIGHT,

@@ -3,12 +3,18 @@
 A worker serves one project (whose folder has the same path on every machine) and one queue:
 `cpu` (cutting, captions that are files, manifests) or `gpu` (captioning, caches, training,
 evaluation). It takes one batch at a time: a batch is one step of a run over a range of clips.
+
+`dagster-celery worker start` runs `celery worker` as its child. Run as a plain child of ours, a
+`kill PID` of `wan-lora worker` left both running under init, taking new batches. They run under
+supervise (parent_watch, a process group of their own): a SIGTERM or SIGINT ends the group (a
+running batch gets a few seconds, then is killed), and a SIGKILLed `wan-lora worker` has its
+watch end the group. A batch killed with its worker goes to another worker once the worker's
+heartbeat has stopped for the visibility timeout (held_batches.py).
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -18,6 +24,7 @@ import yaml
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.instance.team import QUEUES, TeamSettings, team_settings
 from wan_lora_dagster.project import Project
+from wan_lora_dagster.supervise import supervise
 
 
 def worker_command(
@@ -47,6 +54,8 @@ def worker_command(
         str(config),
         "-i",
         "wan_lora_dagster.definitions",  # imported once, before the pool forks
+        "-i",
+        "wan_lora_dagster.deployment.held_batches",
         "-q",
         ",".join(queues),  # one -Q for celery, which keeps only the last of several
         "-n",
@@ -75,4 +84,4 @@ def _write_celery_yaml(path: Path, settings: TeamSettings) -> Path:
 
 def start_worker(project: Project, queue: str, name: str | None, concurrency: int) -> int:
     argv, env = worker_command(project, queue, name, concurrency)
-    return subprocess.call(argv, env=env)
+    return supervise(argv, env)

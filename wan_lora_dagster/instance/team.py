@@ -16,10 +16,11 @@ import dagster as dg
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
 QUEUES = (CPU_QUEUE, GPU_QUEUE)
-# A batch whose worker vanished (machine lost, process SIGKILLed) goes back to the queue after
-# this long; a batch running longer than this would be handed out twice, so it is well above a
-# batch's time (a training run is one task).
-DEFAULT_VISIBILITY_TIMEOUT_S = 12 * 3600
+# A batch whose worker vanished (machine lost, process SIGKILLed) goes back to the queue this
+# long after the worker's last heartbeat (deployment/held_batches.py: a live worker renews the
+# batches it holds, so a batch may run for hours). Short, so that a lost batch is soon made
+# elsewhere; long enough that a worker on a loaded machine does not miss every beat in it.
+DEFAULT_VISIBILITY_TIMEOUT_S = 120
 # Batch runs a `wan-lora run` keeps in flight at once: enough to keep this many workers busy.
 # Each waits for its batch in a process of its own (about 60 MB not shared with the command).
 DEFAULT_RUNS_IN_FLIGHT = 8
@@ -36,8 +37,9 @@ class TeamSettings:
         """What the submitting process and every worker give Celery.
 
         A batch is acknowledged only once done (`acks_late`), and given back when the process
-        running it dies (`reject_on_worker_lost`); each worker reserves one batch at a time, so
-        an idle worker takes the next one instead of a busy worker hoarding it.
+        running it dies (`reject_on_worker_lost`) or when its worker stops beating (the
+        visibility timeout, see deployment/held_batches.py); each worker reserves one batch at
+        a time, so an idle worker takes the next one instead of a busy worker hoarding it.
         """
         return {
             "task_acks_late": True,
