@@ -64,7 +64,8 @@ def _beat(app: Celery, period: float) -> None:
                 channel.client.zadd(
                     channel.unacked_index_key, dict.fromkeys(tags, time.time()), xx=True
                 )
-            except connection.connection_errors as error:
+            except (*connection.connection_errors, *connection.channel_errors) as error:
+                # the next beat tries again: a thread that ended here would lose every batch
                 _log.warning("could not renew the batches this worker holds: %s", error)
 
 
