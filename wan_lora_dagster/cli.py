@@ -274,9 +274,12 @@ def _ui(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from wan_lora_dagster.deployment.worker import start_worker
+    from wan_lora_dagster.deployment.worker import worker_command
+    from wan_lora_dagster.supervise import supervise
 
-    return start_worker(open_project(args.project), args.queue, args.name, args.concurrency)
+    project = open_project(args.project)
+    argv, env = worker_command(project, args.queue, args.name, args.concurrency)
+    return supervise(argv, env)  # its Celery processes end with it, however it is stopped
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -4,12 +4,12 @@ A worker serves one project (whose folder has the same path on every machine) an
 `cpu` (cutting, captions that are files, manifests) or `gpu` (captioning, caches, training,
 evaluation). It takes one batch at a time: a batch is one step of a run over a range of clips.
 
-`dagster-celery worker start` runs `celery worker` as its child. Run as a plain child of ours, a
-`kill PID` of `wan-lora worker` left both running under init, taking new batches. They run under
-supervise (parent_watch, a process group of their own): a SIGTERM or SIGINT ends the group (a
-running batch gets a few seconds, then is killed), and a SIGKILLed `wan-lora worker` has its
-watch end the group. A batch killed with its worker goes to another worker once the worker's
-heartbeat has stopped for the visibility timeout (held_batches.py).
+`dagster-celery worker start` runs `celery worker` as its child. Run as a plain child of
+`wan-lora worker`, a `kill PID` of it left both running under init, taking new batches; the
+command line runs them under supervise (parent_watch, a process group of their own): a SIGTERM
+or SIGINT ends the group (a running batch gets a few seconds, then is killed), and a SIGKILLed
+`wan-lora worker` has its watch end the group. A batch killed with its worker goes to another
+worker once the worker's heartbeat has stopped for the visibility timeout (held_batches.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import yaml
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.instance.team import QUEUES, TeamSettings, team_settings
 from wan_lora_dagster.project import Project
-from wan_lora_dagster.supervise import supervise
 
 
 def worker_command(
@@ -80,8 +79,3 @@ def worker_command(
 def _write_celery_yaml(path: Path, settings: TeamSettings) -> Path:
     path.write_text(yaml.safe_dump({"execution": {"config": settings.executor_config()}}))
     return path
-
-
-def start_worker(project: Project, queue: str, name: str | None, concurrency: int) -> int:
-    argv, env = worker_command(project, queue, name, concurrency)
-    return supervise(argv, env)
