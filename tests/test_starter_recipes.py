@@ -3,8 +3,9 @@
 import pytest
 
 from wan_lora_dagster.cli import main
-from wan_lora_dagster.project import TASKS, load_recipe
+from wan_lora_dagster.project import load_recipe
 from wan_lora_dagster.starter_recipes import SEED_PROJECTS
+from wan_lora_dagster.tasks import TASK_NAMES
 
 
 def init(tmp_path, *flags: str):
@@ -14,7 +15,7 @@ def init(tmp_path, *flags: str):
     return path.read_text(), load_recipe(path)
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", TASK_NAMES)
 def test_init_writes_a_commented_recipe_of_each_task_that_loads(tmp_path, task):
     text, recipe = init(tmp_path, "--task", task)
     assert recipe.training.task == task

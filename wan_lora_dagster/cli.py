@@ -15,9 +15,10 @@ from tqdm import tqdm
 from wan_lora_dagster import progress
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.problems import ProblemsError
-from wan_lora_dagster.project import CONFIG_NAME, TASKS, find_project, open_project
+from wan_lora_dagster.project import CONFIG_NAME, find_project, open_project
 from wan_lora_dagster.scaffold import create_demo_project, init_project
 from wan_lora_dagster.starter_recipes import SEED_PROJECTS, seed_recipe, task_recipe
+from wan_lora_dagster.tasks import TASK_NAMES
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl-C
 
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="create a project folder with a commented recipe")
     init.add_argument("directory", type=Path)
     starting_point = init.add_mutually_exclusive_group()
-    starting_point.add_argument("--task", choices=TASKS, help="a recipe for this Wan task")
+    starting_point.add_argument("--task", choices=TASK_NAMES, help="a recipe for this Wan task")
     starting_point.add_argument(
         "--like",
         choices=sorted(SEED_PROJECTS),

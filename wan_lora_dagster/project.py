@@ -18,12 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.problems import Problems, read_text
-from wan_lora_dagster.tasks import wan_task
+from wan_lora_dagster.tasks import DEFAULT_TASK, TASKS, wan_task
 
 CONFIG_NAME = "wan_lora.toml"
 FILM_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 STILL_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-TASKS = ("t2v-1.3B", "t2v-14B", "i2v-14B", "t2v-A14B", "i2v-A14B", "ti2v-5B")
 TINY_MODEL = "tiny"
 
 
@@ -98,7 +97,7 @@ class CaptionSettings(_Section):
 
 class TrainingSettings(_Section):
     engine: Literal["diffusers", "musubi"] = "diffusers"
-    task: Literal["t2v-1.3B", "t2v-14B", "i2v-14B", "t2v-A14B", "i2v-A14B", "ti2v-5B"] = "t2v-1.3B"
+    task: str = Field(DEFAULT_TASK, description="a Wan task of the task table (tasks.TASKS)")
     model: str = Field(TINY_MODEL, description="'tiny', or a diffusers-format Wan folder")
     experts: tuple[Literal["high", "low"], ...] | None = Field(
         None, description="Wan 2.2 A14B: the experts to train a LoRA for (default both)"
@@ -141,12 +140,19 @@ class TrainingSettings(_Section):
     )
     schedule: str = Field("0 3 * * *", description="cron of the retraining schedule")
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        if task not in TASKS:
+            raise ValueError(f"unknown task {task!r}: one of {', '.join(TASKS)}")
+        return task
+
     @model_validator(mode="after")
     def _experts_of_task(self) -> TrainingSettings:
         if self.experts is not None and not wan_task(self.task).experts:
+            two_experts = " and ".join(name for name, task in TASKS.items() if task.experts)
             raise ValueError(
-                f"experts is for the two-expert Wan 2.2 tasks t2v-A14B and i2v-A14B, "
-                f"not {self.task}"
+                f"experts is for the two-expert Wan 2.2 tasks {two_experts}, not {self.task}"
             )
         if self.experts is not None and (
             not self.experts or len(set(self.experts)) < len(self.experts)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from importlib import resources
 
-from wan_lora_dagster.project import CONFIG_NAME, TASKS
+from wan_lora_dagster.project import CONFIG_NAME
+from wan_lora_dagster.tasks import TASK_NAMES, wan_task
 
 SEED_PROJECTS = {
     "ghibli": "a Studio Ghibli style LoRA (t2v-14B, musubi, 24 GB): clips and stills",
@@ -74,12 +75,15 @@ model = "tiny"                 # "tiny" or a folder like Wan-AI/Wan2.2-TI2V-5B-D
 # engine = "diffusers" only: musubi-tuner has no TI2V-5B (and no Wan 2.2 VAE)""",
 }
 
-# TI2V-5B: every side a multiple of 32 (the template's 208 is not).
-_TI2V_SIZES = {
-    "resolution = [384, 208]        # bucket [width, height], multiples of 16": (
-        "resolution = [640, 352]        # bucket [width, height], multiples of 32 for ti2v-5B"
-    ),
-    "width = 384\nheight = 208": "width = 640\nheight = 352",
+# The template's sizes for a task whose sides divide by more than 16 (the template's 208 does
+# not divide by 32, which TI2V-5B's VAE needs), by that step.
+_SIZES_BY_STEP = {
+    32: {
+        "resolution = [384, 208]        # bucket [width, height], multiples of 16": (
+            "resolution = [640, 352]        # bucket [width, height], multiples of 32 for ti2v-5B"
+        ),
+        "width = 384\nheight = 208": "width = 640\nheight = 352",
+    }
 }
 
 
@@ -89,16 +93,15 @@ def _template(name: str) -> str:
 
 def task_recipe(task: str) -> str:
     """The commented template with `task`'s model, weights and (for TI2V-5B) sizes."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; one of {', '.join(TASKS)}")
+    if task not in TASK_NAMES:
+        raise ValueError(f"unknown task {task!r}; one of {', '.join(TASK_NAMES)}")
     lines = _template(CONFIG_NAME).splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(_TEMPLATE_MODEL_LINES[0]))
     end = next(i for i, line in enumerate(lines) if line.startswith(_TEMPLATE_MODEL_LINES[-1]))
     replaced = [*lines[:start], *_MODEL_LINES[task].splitlines(), *lines[end + 1 :]]
     text = "\n".join(replaced) + "\n"
-    if task == "ti2v-5B":
-        for old, new in _TI2V_SIZES.items():
-            text = text.replace(old, new)
+    for old, new in _SIZES_BY_STEP.get(wan_task(task).resolution_step, {}).items():
+        text = text.replace(old, new)
     return text
 
 

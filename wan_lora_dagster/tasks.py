@@ -1,4 +1,9 @@
-"""What each Wan task is made of: experts, VAE, conditioning. Plain data, no torch.
+"""The task table: every fact of each Wan task, written once. Plain data, no torch.
+
+The recipe's `task` choices, both engines, the musubi checks and the tiny models read this table;
+nothing else names a task. Adding a Wan task is one `WanTask` row here (its starter recipe lines
+in starter_recipes.py aside). It imports nothing of this package: it is the bottom layer, which
+the recipe and the file formats build on.
 
 Wan 2.1 tasks have one transformer. Wan 2.2 A14B tasks have two experts of the same shape: the
 high-noise one denoises timesteps at or above a boundary, the low-noise one those below it
@@ -11,31 +16,56 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from wan_lora_dagster.formats.cache_files import ARCHITECTURE, WAN22_VAE_ARCHITECTURE
-
 HIGH_NOISE = "high_noise"
 LOW_NOISE = "low_noise"
 EXPERT_NAMES = {"high": HIGH_NOISE, "low": LOW_NOISE}
 """The recipe's `[training] experts` values -> the expert's name in files and headers."""
 
-# Latent cache name suffixes by VAE. musubi-tuner names every Wan latent `..._wan.safetensors`
-# (`ARCHITECTURE_WAN`) and trains the A14B experts on the Wan 2.1 VAE (its docs/wan.md: "VAE is
-# also same as Wan2.1"); it has no TI2V-5B, so the Wan 2.2 VAE's latents get a name of their own.
-WAN21_VAE = ARCHITECTURE
-WAN22_VAE = WAN22_VAE_ARCHITECTURE
+TRANSFORMER_PATCH = 2
+"""Every Wan transformer cuts latents into 1x2x2 patches (`patch_size` in Wan's configs)."""
+
+
+@dataclass(frozen=True)
+class Vae:
+    """A Wan VAE's latent layout (Wan's configs: `vae_stride`, the latent channels `z_dim`)."""
+
+    architecture: str
+    """The suffix of its latent cache names (formats.cache_files), so no latent of one VAE is
+    ever read as the other's."""
+    latent_channels: int
+    temporal_compression: int
+    spatial_compression: int
+
+    @property
+    def resolution_step(self) -> int:
+        """Pixel sides divide by this: the VAE's spatial stride times the transformer's patch."""
+        return self.spatial_compression * TRANSFORMER_PATCH
+
+
+# musubi-tuner names every Wan cache `..._wan.safetensors` (its `ARCHITECTURE_WAN`) and trains the
+# A14B experts on the Wan 2.1 VAE (its docs/wan.md: "VAE is also same as Wan2.1"); it has no
+# TI2V-5B, so the Wan 2.2 VAE's latents get a name of their own.
+WAN21_VAE = Vae("wan", latent_channels=16, temporal_compression=4, spatial_compression=8)
+WAN22_VAE = Vae("wan22", latent_channels=48, temporal_compression=4, spatial_compression=16)
+VAES = (WAN21_VAE, WAN22_VAE)
 
 
 @dataclass(frozen=True)
 class WanTask:
     name: str
+    num_blocks: int
+    """Transformer blocks (`num_layers` in Wan's and musubi's wan/configs; each A14B expert)."""
+    tiny_model: str
+    """The folder of the tiny model's variant for this task (engines.tiny builds each)."""
+    musubi_task: str | None
+    """musubi-tuner's `--task` name (commit 30c658c); None: musubi-tuner does not train it."""
     image_to_video: bool = False
+    """Conditions on a start image (the first frame's latents)."""
     clip: bool = False
-    """Conditions on CLIP image features (Wan 2.1 I2V only; Wan 2.2 I2V does without)."""
+    """Conditions on CLIP image features too (Wan 2.1 I2V only; Wan 2.2 I2V does without)."""
     boundary: float | None = None
     """Default boundary_ratio of a two-expert task (musubi's wan/configs `boundary`)."""
-    vae: str = WAN21_VAE
-    musubi: bool = True
-    """musubi-tuner (commit 30c658c) trains this task."""
+    vae: Vae = WAN21_VAE
 
     @property
     def experts(self) -> tuple[str, ...]:
@@ -44,35 +74,60 @@ class WanTask:
 
     @property
     def resolution_step(self) -> int:
-        """Pixel sides must divide by this: the VAE's stride times the transformer's patch (2)."""
-        return 32 if self.vae == WAN22_VAE else 16
+        return self.vae.resolution_step
 
 
 TASKS = {
     task.name: task
     for task in (
-        WanTask("t2v-1.3B"),
-        WanTask("t2v-14B"),
-        WanTask("i2v-14B", image_to_video=True, clip=True),
-        WanTask("t2v-A14B", boundary=0.875),
-        WanTask("i2v-A14B", image_to_video=True, boundary=0.9),
-        WanTask("ti2v-5B", vae=WAN22_VAE, musubi=False),
+        WanTask("t2v-1.3B", num_blocks=30, tiny_model="tiny", musubi_task="t2v-1.3B"),
+        WanTask("t2v-14B", num_blocks=40, tiny_model="tiny", musubi_task="t2v-14B"),
+        WanTask(
+            "i2v-14B",
+            num_blocks=40,
+            tiny_model="tiny-i2v",
+            musubi_task="i2v-14B",
+            image_to_video=True,
+            clip=True,
+        ),
+        WanTask(
+            "t2v-A14B",
+            num_blocks=40,
+            tiny_model="tiny-t2v-A14B",
+            musubi_task="t2v-A14B",
+            boundary=0.875,
+        ),
+        WanTask(
+            "i2v-A14B",
+            num_blocks=40,
+            tiny_model="tiny-i2v-A14B",
+            musubi_task="i2v-A14B",
+            image_to_video=True,
+            boundary=0.9,
+        ),
+        # This product trains TI2V-5B text-to-video: no start image.
+        WanTask(
+            "ti2v-5B", num_blocks=30, tiny_model="tiny-ti2v-5B", musubi_task=None, vae=WAN22_VAE
+        ),
     )
 }
+TASK_NAMES = tuple(TASKS)
+DEFAULT_TASK = "t2v-1.3B"
+"""A recipe's task when it names none: the smallest, which the tiny model stands in for."""
 
 
 def wan_task(name: str) -> WanTask:
     return TASKS[name]
 
 
+def vae_with_spatial_compression(spatial_compression: int) -> Vae:
+    """The Wan VAE that shrinks frame sides by `spatial_compression` (8: Wan 2.1's, 16: 2.2's)."""
+    for vae in VAES:
+        if vae.spatial_compression == spatial_compression:
+            return vae
+    raise ValueError(f"no Wan VAE shrinks frame sides {spatial_compression}x")
+
+
 def expert_range(expert: str, boundary: float) -> tuple[float, float]:
     """The part of t in [0, 1] an expert denoises: high noise [boundary, 1], low [0, boundary)."""
     return (boundary, 1.0) if expert == HIGH_NOISE else (0.0, boundary)
-
-
-def tiny_model_name(task: str) -> str:
-    """The folder name of the tiny model's variant for `task` (engines.tiny builds each): the
-    text-to-video Wan 2.1 tasks share `tiny`."""
-    if task in ("t2v-1.3B", "t2v-14B"):
-        return "tiny"
-    return "tiny-i2v" if task == "i2v-14B" else f"tiny-{task}"

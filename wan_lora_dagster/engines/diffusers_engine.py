@@ -37,7 +37,7 @@ from wan_lora_dagster.engines.gpus import require_gpus, resolve_gpus
 from wan_lora_dagster.engines.lora_training import train_lora
 from wan_lora_dagster.engines.sampling import sample_videos
 from wan_lora_dagster.engines.text_encoding import encode_texts
-from wan_lora_dagster.engines.tiny import WAN22_TASKS, ensure_tiny_model
+from wan_lora_dagster.engines.tiny import ensure_tiny_model
 from wan_lora_dagster.engines.validation import validation_loss
 from wan_lora_dagster.engines.wan_models import (
     WanModels,
@@ -49,7 +49,7 @@ from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.project import TINY_MODEL, TrainingSettings
-from wan_lora_dagster.tasks import tiny_model_name, wan_task
+from wan_lora_dagster.tasks import wan_task
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class DiffusersEngine:
     """engines.base.Engine with the model math in this process.
 
     settings.model is "tiny" (the embedded random-weight plumbing model, built on first use under
-    `models_dir/` in the variant of the task: tasks.tiny_model_name) or a diffusers-format Wan
+    `models_dir/` in the variant of the task: tasks.WanTask.tiny_model) or a diffusers-format Wan
     folder: Wan 2.1 T2V 1.3B/14B or I2V 14B (whose caches then also hold the first frame's CLIP
     embedding and latents, which training conditions on), Wan 2.2 A14B (a LoRA per expert:
     engines.experts) or TI2V-5B. bf16 on a GPU, fp32 on a CPU.
@@ -79,7 +79,7 @@ class DiffusersEngine:
     @property
     def model_folder(self) -> Path:
         if self.is_tiny:
-            return self.models_dir / tiny_model_name(self.settings.task)
+            return self.models_dir / wan_task(self.settings.task).tiny_model
         return Path(self.settings.model).expanduser()
 
     @property
@@ -102,8 +102,7 @@ class DiffusersEngine:
 
     def check(self) -> None:
         if self.is_tiny:
-            task = self.settings.task if self.settings.task in WAN22_TASKS else None
-            ensure_tiny_model(self.model_folder, image_to_video=self.image_to_video, task=task)
+            ensure_tiny_model(self.model_folder, self.settings.task)
         check_model_folder(self.model_folder)
 
     def encode_latents(

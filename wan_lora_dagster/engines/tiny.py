@@ -31,9 +31,9 @@ from transformers import (
     UMT5EncoderModel,
 )
 
-logger = logging.getLogger(__name__)
+from wan_lora_dagster.tasks import DEFAULT_TASK, WAN21_VAE, WanTask, wan_task
 
-WAN22_TASKS = ("t2v-A14B", "i2v-A14B", "ti2v-5B")
+logger = logging.getLogger(__name__)
 
 TINY_MODEL_VERSION = "1"
 COMPLETE_MARKER = "TINY_MODEL_COMPLETE"  # written last: a folder without it is rebuilt
@@ -71,14 +71,12 @@ SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # T5 ids 0, 1, 2
 CHARACTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?'\"-()[]/&%+=*#@_"
 
 
-def ensure_tiny_model(
-    directory: Path, image_to_video: bool = False, task: str | None = None
-) -> Path:
-    """Build the tiny random-weight Wan 2.1 pipeline into `directory` once; return `directory`.
+def ensure_tiny_model(directory: Path, task: str = DEFAULT_TASK) -> Path:
+    """Build the tiny random-weight Wan pipeline of `task` into `directory` once; return it.
 
-    image_to_video: the I2V variant (CLIP image encoder, first-frame conditioning), laid out like
-    Wan2.1-I2V-14B-480P-Diffusers; otherwise text-to-video like Wan2.1-T2V-1.3B-Diffusers.
-    task: a Wan 2.2 task (t2v-A14B, i2v-A14B, ti2v-5B) builds its variant instead (engines.tiny22).
+    The variant has the task's layout (tasks.WanTask): a Wan 2.1 image-to-video task's has a CLIP
+    image encoder and first-frame conditioning, like Wan2.1-I2V-14B-480P-Diffusers; a text-to-video
+    one is like Wan2.1-T2V-1.3B-Diffusers; the Wan 2.2 tasks' are built by engines.tiny22.
 
     Idempotent: a complete folder is returned as it is. The build is deterministic (fixed seeds,
     CPU float32), so two builds hold identical tensors, and it is atomic (built beside the
@@ -94,12 +92,7 @@ def ensure_tiny_model(
     partial = directory.with_name(f".{directory.name}.{os.getpid()}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        if task in WAN22_TASKS:
-            from wan_lora_dagster.engines.tiny22 import build_tiny_wan22_pipeline  # imports tiny
-
-            pipeline = build_tiny_wan22_pipeline(task)
-        else:
-            pipeline = build_tiny_pipeline(image_to_video)
+        pipeline = build_tiny_variant(wan_task(task))
         pipeline.save_pretrained(partial, safe_serialization=True)
         (partial / "README.md").write_text(_README, encoding="utf-8")
         (partial / COMPLETE_MARKER).write_text(TINY_MODEL_VERSION, encoding="utf-8")
@@ -107,6 +100,15 @@ def ensure_tiny_model(
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return directory
+
+
+def build_tiny_variant(task: WanTask):
+    """The tiny pipeline of `task`'s layout, in memory."""
+    if task.experts or task.vae != WAN21_VAE:  # Wan 2.2's layouts
+        from wan_lora_dagster.engines.tiny22 import build_tiny_wan22_pipeline  # imports tiny
+
+        return build_tiny_wan22_pipeline(task)
+    return build_tiny_pipeline(task.image_to_video)
 
 
 def build_tiny_pipeline(image_to_video: bool = False) -> WanPipeline | WanImageToVideoPipeline:

@@ -19,15 +19,15 @@ from wan_lora_dagster.engines.tiny import (
     build_tiny_vae,
     calibrate_latent_statistics,
 )
-from wan_lora_dagster.tasks import wan_task
+from wan_lora_dagster.tasks import WAN22_VAE, WanTask
 
-WAN22_LATENT_CHANNELS = 48  # the real Wan 2.2 VAE's z_dim: its latent layout is what is tested
+# The real Wan 2.2 VAE's latent layout (its channels and strides) is what is tested.
+WAN22_LATENT_CHANNELS = WAN22_VAE.latent_channels
 
 
-def build_tiny_wan22_pipeline(task: str) -> WanPipeline | WanImageToVideoPipeline:
-    spec = wan_task(task)
-    if spec.experts:
-        return _two_expert_pipeline(spec.image_to_video, spec.boundary)
+def build_tiny_wan22_pipeline(task: WanTask) -> WanPipeline | WanImageToVideoPipeline:
+    if task.experts:
+        return _two_expert_pipeline(task.image_to_video, task.boundary)
     components = build_tiny_components()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED + 5)
@@ -60,7 +60,7 @@ def _build_wan22_vae() -> AutoencoderKLWan:
         in_channels=12,
         out_channels=12,
         patch_size=2,
-        scale_factor_spatial=16,
+        scale_factor_spatial=WAN22_VAE.spatial_compression,
         latents_mean=[0.0] * WAN22_LATENT_CHANNELS,
         latents_std=[1.0] * WAN22_LATENT_CHANNELS,
     ).eval()

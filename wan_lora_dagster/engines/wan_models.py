@@ -16,7 +16,7 @@ from transformers import AutoImageProcessor, AutoTokenizer, CLIPVisionModel, UMT
 
 from wan_lora_dagster.engines.acceleration.fp8 import store_linears_in_fp8
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.formats.cache_files import ARCHITECTURE, WAN22_VAE_ARCHITECTURE
+from wan_lora_dagster.tasks import Vae, vae_with_spatial_compression
 
 REQUIRED_COMPONENTS = ("transformer", "vae", "text_encoder", "tokenizer", "scheduler")
 TEXT_LENGTH = 512  # Wan pads every caption to 512 tokens, in musubi-tuner and in diffusers
@@ -106,15 +106,19 @@ class WanModels:
         return json.loads((self.folder / "vae" / "config.json").read_text(encoding="utf-8"))
 
     @property
+    def vae_layout(self) -> Vae:
+        """The Wan VAE the folder holds, told by its spatial stride (Wan 2.1's config has none)."""
+        return vae_with_spatial_compression(self.vae_config.get("scale_factor_spatial", 8))
+
+    @property
     def latent_architecture(self) -> str:
         """The latent cache name suffix: the Wan 2.2 VAE (16x spatial) gets its own."""
-        wan22 = self.vae_config.get("scale_factor_spatial", 8) == 16
-        return WAN22_VAE_ARCHITECTURE if wan22 else ARCHITECTURE
+        return self.vae_layout.architecture
 
     @property
     def resolution_step(self) -> int:
         """Frame sides divide by the VAE's spatial stride times the transformer's 2x2 patch."""
-        return 2 * self.vae_config.get("scale_factor_spatial", 8)
+        return self.vae_layout.resolution_step
 
     @cached_property
     def vae(self) -> AutoencoderKLWan:

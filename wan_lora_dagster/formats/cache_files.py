@@ -22,12 +22,13 @@ from pathlib import Path
 
 from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.tasks import VAES, WAN21_VAE
 
-ARCHITECTURE = "wan"
-WAN22_VAE_ARCHITECTURE = "wan22"
+ARCHITECTURE = WAN21_VAE.architecture
+"""musubi-tuner's name of every Wan cache: the text caches' and the Wan 2.1 VAE's latents'."""
+LATENT_ARCHITECTURES = tuple(vae.architecture for vae in VAES)
 """Latents of the Wan 2.2 VAE (TI2V-5B: 48 channels, 16x spatial) are not the Wan 2.1 VAE's: their
 names and headers say so, so neither is ever read as the other (musubi has no such model)."""
-LATENT_ARCHITECTURES = (ARCHITECTURE, WAN22_VAE_ARCHITECTURE)
 _HEADER_LENGTH = struct.Struct("<Q")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 _LATENT_NAME = re.compile(
@@ -65,7 +66,7 @@ def latent_cache_name(
     """The file name musubi-tuner gives a latent: a video window when start_frame is given.
 
     width, height: the frames' size after bucketing for a video, the original size for an image.
-    architecture: WAN22_VAE_ARCHITECTURE for latents of the Wan 2.2 VAE.
+    architecture: the VAE's (tasks.Vae.architecture): WAN22_VAE's for latents of the Wan 2.2 VAE.
     """
     _check_item_id(item_id)
     if architecture not in LATENT_ARCHITECTURES:

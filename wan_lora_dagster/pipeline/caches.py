@@ -19,7 +19,7 @@ from wan_lora_dagster.project import (
     TrainingSettings,
     fingerprint,
 )
-from wan_lora_dagster.tasks import tiny_model_name
+from wan_lora_dagster.tasks import wan_task
 
 TEXT_CODE_VERSION = "1"
 LATENT_CODE_VERSION = "1"
@@ -29,9 +29,10 @@ def model_identity(settings: TrainingSettings, component: str) -> str:
     """Which weights produce a cache: the same weights give interchangeable caches."""
     if settings.engine == "musubi":
         return fingerprint(settings.engine, component, getattr(settings, component, None))
-    if settings.model == TINY_MODEL and tiny_model_name(settings.task) != TINY_MODEL:
+    tiny_variant = wan_task(settings.task).tiny_model
+    if settings.model == TINY_MODEL and tiny_variant != TINY_MODEL:
         # each task has its own tiny variant (other VAE, CLIP or not): its caches are its own
-        return fingerprint("diffusers", component, tiny_model_name(settings.task))
+        return fingerprint("diffusers", component, tiny_variant)
     return fingerprint("diffusers", component, settings.model)
 
 

@@ -9,13 +9,12 @@ from tiny_dit import write_tiny_musubi_dit
 from wan_lora_dagster.engines.single_file import load_transformer, transformer_config
 from wan_lora_dagster.engines.tiny import ensure_tiny_model
 from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.tasks import wan_task
 
 
-@pytest.mark.parametrize("variant", ["tiny", "tiny-i2v"])
-def test_the_tiny_dit_loads_back_with_every_weight_and_its_config(
-    tiny_model_dir, tmp_path, variant
-):
-    folder = ensure_tiny_model(tiny_model_dir.parent / variant, image_to_video="i2v" in variant)
+@pytest.mark.parametrize("task", ["t2v-1.3B", "i2v-14B"])
+def test_the_tiny_dit_loads_back_with_every_weight_and_its_config(tiny_model_dir, tmp_path, task):
+    folder = ensure_tiny_model(tiny_model_dir.parent / wan_task(task).tiny_model, task)
     dit = write_tiny_musubi_dit(folder, tmp_path / "dit.safetensors")
     expected = WanTransformer3DModel.from_pretrained(folder, subfolder="transformer")
 

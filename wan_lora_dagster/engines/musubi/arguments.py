@@ -28,9 +28,6 @@ from wan_lora_dagster.project import EvalSettings, TrainingSettings
 from wan_lora_dagster.tasks import wan_task
 
 NETWORK_MODULE = "networks.lora_wan"
-# `num_layers` in musubi's wan/configs/wan_t2v_1_3B.py, wan_t2v_14B.py, wan_i2v_14B.py, and
-# wan_t2v_A14B.py and wan_i2v_A14B.py (each expert).
-NUM_BLOCKS = {"t2v-1.3B": 30, "t2v-14B": 40, "i2v-14B": 40, "t2v-A14B": 40, "i2v-A14B": 40}
 # WanModel.enable_block_swap asserts blocks_to_swap <= num_blocks - 1 (wan/modules/model.py).
 BLOCKS_KEPT_ON_GPU = 1
 TRAINING_ATTENTION_FLAGS = {"sdpa": "--sdpa", "flash": "--flash_attn", "xformers": "--xformers"}
@@ -51,17 +48,18 @@ def check_settings(settings: TrainingSettings) -> None:
     if settings.fp8_scaled and not settings.fp8_base:
         # trainer_base.py: assert not args.fp8_scaled or args.fp8_base
         problems.append("fp8_scaled = true needs fp8_base = true (scaling applies to fp8 weights)")
-    most = NUM_BLOCKS[settings.task] - BLOCKS_KEPT_ON_GPU
+    task = wan_task(settings.task)
+    most = task.num_blocks - BLOCKS_KEPT_ON_GPU
     if settings.blocks_to_swap > most:
         problems.append(
             f"blocks_to_swap = {settings.blocks_to_swap}: {settings.task} has "
-            f"{NUM_BLOCKS[settings.task]} blocks and musubi keeps at least one on the GPU, so "
+            f"{task.num_blocks} blocks and musubi keeps at least one on the GPU, so "
             f"at most {most}"
         )
-    if settings.task == "i2v-14B" and not settings.clip:
+    if task.clip and not settings.clip:
         problems.append(
-            "task i2v-14B needs clip = the CLIP checkpoint (models_clip_open-clip-xlm-roberta-"
-            "large-vit-huge-14.pth): its caches hold CLIP features"
+            f"task {settings.task} needs clip = the CLIP checkpoint (models_clip_open-clip-xlm-"
+            "roberta-large-vit-huge-14.pth): its caches hold CLIP features"
         )
     if settings.lr_scheduler == "constant" and settings.lr_warmup_steps:
         # trainer_base.get_lr_scheduler: "constant does not require `num_warmup_steps`"
@@ -109,9 +107,10 @@ def latent_cache_args(settings: TrainingSettings, dataset_config: Path) -> list[
     """--keep_cache always: our lists name only the items to encode, and without it musubi deletes
     every other cache in their folders (cache_latents.encode_datasets)."""
     arguments = ["--dataset_config", str(dataset_config), "--vae", _path(settings.vae)]
-    if settings.task == "i2v-14B":
+    task = wan_task(settings.task)
+    if task.clip:
         arguments += ["--clip", _path(settings.clip)]
-    elif settings.task == "i2v-A14B":  # no CLIP in Wan 2.2: say I2V (the first frame's latents)
+    elif task.image_to_video:  # no CLIP in Wan 2.2: say I2V (the first frame's latents)
         arguments.append("--i2v")
     return [*arguments, "--keep_cache"]
 
@@ -139,7 +138,7 @@ def training_args(
 
     expert: the Wan 2.2 expert this run trains, on its timestep_range (musubi/experts.py)."""
     arguments = [
-        "--task", settings.task,
+        "--task", musubi_task(settings),
         "--dit", _path(expert_dit(settings, expert)),
         "--dataset_config", str(dataset_config),
         TRAINING_ATTENTION_FLAGS[settings.attention],
@@ -183,11 +182,11 @@ def generation_args(
 ) -> list[str]:
     """One wan_generate_video run over a prompt file; no LoRA at all for strength 0."""
     arguments = [
-        "--task", settings.task,
+        "--task", musubi_task(settings),
         "--dit", _path(settings.dit),
         "--vae", _path(settings.vae),
         "--t5", _path(settings.t5),
-        *(["--clip", _path(settings.clip)] if settings.task == "i2v-14B" else []),
+        *(["--clip", _path(settings.clip)] if wan_task(settings.task).clip else []),
         "--attn_mode", GENERATION_ATTENTION_MODES[settings.attention],
         *(["--fp8"] if settings.fp8_base else []),
         *(["--fp8_scaled"] if settings.fp8_scaled else []),
@@ -210,6 +209,11 @@ def generation_args(
     if lora is not None and strength != 0 and not experts:
         arguments += ["--lora_weight", str(lora), "--lora_multiplier", repr(strength)]
     return arguments
+
+
+def musubi_task(settings: TrainingSettings) -> str:
+    """musubi's --task name of the recipe's task (check_settings refuses one musubi lacks)."""
+    return wan_task(settings.task).musubi_task or settings.task
 
 
 def accelerate_launch(

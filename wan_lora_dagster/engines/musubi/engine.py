@@ -41,6 +41,7 @@ from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import text_cache_name
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.tasks import wan_task
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +267,7 @@ class MusubiEngine:
         return self._script(
             "wan_cache_latents",
             arguments.latent_cache_args(self.settings, config),
-            self._tokenizer_environment() if self._image_to_video else {},
+            self._tokenizer_environment() if self._uses_clip else {},
         )
 
     def _text_cache_command(self, jobs: Sequence[TextJob]) -> Command:
@@ -325,7 +326,7 @@ class MusubiEngine:
         status = run_command(command, handle, self._cancel, on_tick, cwd=self.work_dir)
         if status != 0:
             raise EngineError(
-                hub.script_failure_message(command, status, list(tail), self._image_to_video)
+                hub.script_failure_message(command, status, list(tail), self._uses_clip)
             )
 
     def _run_with_file_progress(
@@ -377,12 +378,13 @@ class MusubiEngine:
     # checks and paths
 
     @property
-    def _image_to_video(self) -> bool:
-        return self.settings.task == "i2v-14B"
+    def _uses_clip(self) -> bool:
+        """The task's caches hold CLIP features: its scripts load the CLIP tokenizer too."""
+        return wan_task(self.settings.task).clip
 
     def _tokenizer_environment(self) -> dict[str, str]:
         return hub.offline_environment(
-            self.settings.tokenizer, self.work_dir / "hub-cache", self._image_to_video
+            self.settings.tokenizer, self.work_dir / "hub-cache", self._uses_clip
         )
 
     def _run_dir(self, request: TrainRequest) -> Path:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wan_lora_dagster.project import TrainingSettings
-from wan_lora_dagster.tasks import HIGH_NOISE, LOW_NOISE, wan_task
+from wan_lora_dagster.tasks import HIGH_NOISE, LOW_NOISE, TASKS, wan_task
 
 NUM_TRAIN_TIMESTEPS = 1000  # musubi's --min_timestep / --max_timestep are integers in 0..1000
 
@@ -64,11 +64,11 @@ def expert_generation_args(
 def expert_problems(settings: TrainingSettings) -> list[str]:
     """What musubi cannot do for this task, or what it needs that is not set."""
     spec = wan_task(settings.task)
-    if not spec.musubi:
+    if spec.musubi_task is None:
+        trained = ", ".join(task.musubi_task for task in TASKS.values() if task.musubi_task)
         return [
             f"task {settings.task} is not trained by musubi-tuner (its Wan --task choices at "
-            "commit 30c658c are the Wan 2.1 tasks, t2v-A14B and i2v-A14B; it has no TI2V-5B "
-            "and no Wan 2.2 VAE): use engine = 'diffusers'"
+            f"commit 30c658c: {trained}): use engine = 'diffusers'"
         ]
     wants_high = spec.experts and "high" in (settings.experts or ("high", "low"))
     if wants_high and not settings.dit_high_noise:

@@ -132,14 +132,14 @@ def _tokenizer_folder(root: Path, tokenizer: HubTokenizer) -> Path:
 
 
 def script_failure_message(
-    command: list[str], status: int, tail: list[str], image_to_video: bool
+    command: list[str], status: int, tail: list[str], needs_clip_tokenizer: bool
 ) -> str:
     """What a failed musubi script is told as: a hub lookup it could not make offline, named
     with its fix, or its last lines and the command."""
     script = next((Path(part).stem for part in command if part.endswith(".py")), command[0])
     failure = hub_failure(tail)
     if failure:
-        return hub_failure_message(script, failure, image_to_video)
+        return hub_failure_message(script, failure, needs_clip_tokenizer)
     shown = "\n".join(tail) or "(no output)"
     return (
         f"{script} failed with exit status {status}. Its last lines:\n{shown}\n"

@@ -9,13 +9,15 @@ from wan_lora_dagster.engines.musubi.arguments import ATTENTION_MODULES
 from wan_lora_dagster.engines.musubi.locate import find_modules
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.tasks import wan_task
 
 WEIGHTS = {"dit": "DiT", "vae": "VAE", "t5": "T5 text encoder"}
 
 
 def check_weights(settings: TrainingSettings) -> None:
     """Every checkpoint file the task needs is set and exists (CLIP for I2V too)."""
-    needed = {**WEIGHTS, **({"clip": "CLIP image encoder"} if settings.task == "i2v-14B" else {})}
+    clip = {"clip": "CLIP image encoder"} if wan_task(settings.task).clip else {}
+    needed = {**WEIGHTS, **clip}
     if settings.dit_high_noise:
         needed["dit_high_noise"] = "high-noise expert's DiT"
     problems = []
