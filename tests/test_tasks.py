@@ -32,7 +32,7 @@ FACTS = {
 
 
 def test_the_table_holds_exactly_the_wan_tasks_this_product_trains():
-    assert TASK_NAMES == tuple(FACTS)
+    assert tuple(FACTS) == TASK_NAMES
     assert all(name == task.name for name, task in TASKS.items())
 
 

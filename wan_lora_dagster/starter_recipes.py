@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib import resources
 
 from wan_lora_dagster.project import CONFIG_NAME
-from wan_lora_dagster.tasks import TASK_NAMES, wan_task
+from wan_lora_dagster.tasks import HIGH_NOISE, LOW_NOISE, TASK_NAMES, WanTask, wan_task
 
 SEED_PROJECTS = {
     "ghibli": "a Studio Ghibli style LoRA (t2v-14B, musubi, 24 GB): clips and stills",
@@ -26,54 +26,58 @@ _TEMPLATE_MODEL_LINES = (
     '# t5 = "/models/models_t5_umt5-xxl-enc-bf16.pth"',
     '# musubi_dir = "/opt/musubi-tuner"',
 )
-_WAN21_VAE = '# vae = "/models/Wan2.1_VAE.pth"'
-_MUSUBI_TAIL = (
-    '\n# t5 = "/models/models_t5_umt5-xxl-enc-bf16.pth"\n# musubi_dir = "/opt/musubi-tuner"'
-)
+_VALUE_WIDTH = 30  # the template's values are padded to this, then a space and their comment
+_CLIP = "models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
 
-_MODEL_LINES = {
-    "t2v-1.3B": f"""\
-task = "t2v-1.3B"              # Wan 2.1 text-to-video, 1.3B: fits 8-12 GB
-model = "tiny"                 # "tiny" (offline plumbing model) or Wan-AI/Wan2.1-T2V-1.3B-Diffusers
-# musubi engine: weights as files, and where musubi-tuner is checked out
-# dit = "/models/wan2.1_t2v_1.3B_bf16.safetensors"
-{_WAN21_VAE}{_MUSUBI_TAIL}""",
-    "t2v-14B": f"""\
-task = "t2v-14B"               # Wan 2.1 text-to-video, 14B: 24 GB with musubi, fp8, block swap
-model = "tiny"                 # "tiny" or a folder like Wan-AI/Wan2.1-T2V-14B-Diffusers
-# musubi engine: weights as files, and where musubi-tuner is checked out
-# dit = "/models/wan2.1_t2v_14B_bf16.safetensors"
-{_WAN21_VAE}{_MUSUBI_TAIL}""",
-    "i2v-14B": f"""\
-task = "i2v-14B"               # Wan 2.1 image-to-video, 14B: conditioned on each clip's first frame
-model = "tiny"                 # "tiny" or a folder like Wan-AI/Wan2.1-I2V-14B-480P-Diffusers
-# musubi engine: weights as files (I2V also needs the CLIP image encoder)
-# dit = "/models/wan2.1_i2v_480p_14B_bf16.safetensors"
-# clip = "/models/models_clip_open-clip-xlm-roberta-large-vit-huge-14.pth"
-{_WAN21_VAE}{_MUSUBI_TAIL}""",
-    "t2v-A14B": f"""\
-task = "t2v-A14B"              # Wan 2.2 text-to-video: two experts, a LoRA for each
-model = "tiny"                 # "tiny" or a folder like Wan-AI/Wan2.2-T2V-A14B-Diffusers
-experts = ["high", "low"]      # both in this run; or ["high"] now and ["low"] in a later run
-# timestep_boundary = 0.875    # t where the experts switch (default: the model's boundary_ratio)
-# musubi engine: each expert's DiT (musubi's --dit is the low-noise one), one musubi run each
-# dit = "/models/wan2.2_t2v_low_noise_14B_fp16.safetensors"
-# dit_high_noise = "/models/wan2.2_t2v_high_noise_14B_fp16.safetensors"
-{_WAN21_VAE}  # the A14B experts use the Wan 2.1 VAE{_MUSUBI_TAIL}""",
-    "i2v-A14B": f"""\
-task = "i2v-A14B"              # Wan 2.2 image-to-video: two experts, a LoRA for each, no CLIP
-model = "tiny"                 # "tiny" or a folder like Wan-AI/Wan2.2-I2V-A14B-Diffusers
-experts = ["high", "low"]      # both in this run; or ["high"] now and ["low"] in a later run
-# timestep_boundary = 0.9      # t where the experts switch (default: the model's boundary_ratio)
-# musubi engine: each expert's DiT (musubi's --dit is the low-noise one), one musubi run each
-# dit = "/models/wan2.2_i2v_low_noise_14B_fp16.safetensors"
-# dit_high_noise = "/models/wan2.2_i2v_high_noise_14B_fp16.safetensors"
-{_WAN21_VAE}  # the A14B experts use the Wan 2.1 VAE{_MUSUBI_TAIL}""",
-    "ti2v-5B": """\
-task = "ti2v-5B"               # Wan 2.2 TI2V-5B: its own VAE (16x smaller sides): sides / 32
-model = "tiny"                 # "tiny" or a folder like Wan-AI/Wan2.2-TI2V-5B-Diffusers
-# engine = "diffusers" only: musubi-tuner has no TI2V-5B (and no Wan 2.2 VAE)""",
-}
+
+def _model_lines(task: WanTask) -> list[str]:
+    """The [training] lines of `task`: its model, experts and (musubi engine) weight files."""
+    lines = [
+        _commented(f'task = "{task.name}"', task.summary),
+        _commented('model = "tiny"', f'"tiny" or a folder like {task.diffusers_repo}'),
+    ]
+    if task.experts:
+        lines += [
+            _commented(
+                'experts = ["high", "low"]',
+                'both in this run; or ["high"] now and ["low"] in a later run',
+            ),
+            _commented(
+                f"# timestep_boundary = {task.boundary}",
+                "t where the experts switch (default: the model's boundary_ratio)",
+            ),
+        ]
+    if task.musubi_task is None:
+        return [*lines, f'# engine = "diffusers" only: musubi-tuner has no {task.name.upper()}']
+    return [*lines, *_musubi_lines(task)]
+
+
+def _musubi_lines(task: WanTask) -> list[str]:
+    if task.experts:
+        return [
+            "# musubi engine: each expert's DiT (musubi's --dit is the low-noise one), one musubi "
+            "run each",
+            f'# dit = "/models/{task.musubi_dit.format(expert=LOW_NOISE)}"',
+            f'# dit_high_noise = "/models/{task.musubi_dit.format(expert=HIGH_NOISE)}"',
+            f"{_TEMPLATE_MODEL_LINES[4]}  # the A14B experts use the Wan 2.1 VAE",
+            *_TEMPLATE_MODEL_LINES[5:],
+        ]
+    weights = (
+        "# musubi engine: weights as files (I2V also needs the CLIP image encoder)"
+        if task.clip
+        else _TEMPLATE_MODEL_LINES[2]
+    )
+    return [
+        weights,
+        f'# dit = "/models/{task.musubi_dit}"',
+        *([f'# clip = "/models/{_CLIP}"'] if task.clip else []),
+        *_TEMPLATE_MODEL_LINES[4:],
+    ]
+
+
+def _commented(line: str, comment: str) -> str:
+    return f"{line.ljust(_VALUE_WIDTH)} # {comment}"
+
 
 # The template's sizes for a task whose sides divide by more than 16 (the template's 208 does
 # not divide by 32, which TI2V-5B's VAE needs), by that step.
@@ -98,7 +102,7 @@ def task_recipe(task: str) -> str:
     lines = _template(CONFIG_NAME).splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(_TEMPLATE_MODEL_LINES[0]))
     end = next(i for i, line in enumerate(lines) if line.startswith(_TEMPLATE_MODEL_LINES[-1]))
-    replaced = [*lines[:start], *_MODEL_LINES[task].splitlines(), *lines[end + 1 :]]
+    replaced = [*lines[:start], *_model_lines(wan_task(task)), *lines[end + 1 :]]
     text = "\n".join(replaced) + "\n"
     for old, new in _SIZES_BY_STEP.get(wan_task(task).resolution_step, {}).items():
         text = text.replace(old, new)

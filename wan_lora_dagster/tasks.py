@@ -1,9 +1,9 @@
 """The task table: every fact of each Wan task, written once. Plain data, no torch.
 
-The recipe's `task` choices, both engines, the musubi checks and the tiny models read this table;
-nothing else names a task. Adding a Wan task is one `WanTask` row here (its starter recipe lines
-in starter_recipes.py aside). It imports nothing of this package: it is the bottom layer, which
-the recipe and the file formats build on.
+The recipe's `task` choices, both engines, the musubi checks, the tiny models and the starter
+recipes read this table; nothing else names a task, so adding a Wan task is one `WanTask` row here.
+It imports nothing of this package: it is the bottom layer, which the recipe and the file formats
+build on.
 
 Wan 2.1 tasks have one transformer. Wan 2.2 A14B tasks have two experts of the same shape: the
 high-noise one denoises timesteps at or above a boundary, the low-noise one those below it
@@ -53,12 +53,19 @@ VAES = (WAN21_VAE, WAN22_VAE)
 @dataclass(frozen=True)
 class WanTask:
     name: str
+    summary: str
+    """What it is, for people (`wan-lora init --task` writes it beside the task)."""
+    diffusers_repo: str
+    """The diffusers-format release on the Hugging Face hub, which the diffusers engine loads."""
     num_blocks: int
     """Transformer blocks (`num_layers` in Wan's and musubi's wan/configs; each A14B expert)."""
     tiny_model: str
     """The folder of the tiny model's variant for this task (engines.tiny builds each)."""
     musubi_task: str | None
     """musubi-tuner's `--task` name (commit 30c658c); None: musubi-tuner does not train it."""
+    musubi_dit: str | None = None
+    """The name of its DiT file in the single-file releases musubi-tuner loads (Comfy-Org's
+    repackaged ones); an A14B task's names `{expert}`."""
     image_to_video: bool = False
     """Conditions on a start image (the first frame's latents)."""
     clip: bool = False
@@ -80,34 +87,65 @@ class WanTask:
 TASKS = {
     task.name: task
     for task in (
-        WanTask("t2v-1.3B", num_blocks=30, tiny_model="tiny", musubi_task="t2v-1.3B"),
-        WanTask("t2v-14B", num_blocks=40, tiny_model="tiny", musubi_task="t2v-14B"),
+        WanTask(
+            "t2v-1.3B",
+            summary="Wan 2.1 text-to-video, 1.3B: fits 8-12 GB",
+            diffusers_repo="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+            num_blocks=30,
+            tiny_model="tiny",
+            musubi_task="t2v-1.3B",
+            musubi_dit="wan2.1_t2v_1.3B_bf16.safetensors",
+        ),
+        WanTask(
+            "t2v-14B",
+            summary="Wan 2.1 text-to-video, 14B: 24 GB with musubi, fp8, block swap",
+            diffusers_repo="Wan-AI/Wan2.1-T2V-14B-Diffusers",
+            num_blocks=40,
+            tiny_model="tiny",
+            musubi_task="t2v-14B",
+            musubi_dit="wan2.1_t2v_14B_bf16.safetensors",
+        ),
         WanTask(
             "i2v-14B",
+            summary="Wan 2.1 image-to-video, 14B: conditioned on each clip's first frame",
+            diffusers_repo="Wan-AI/Wan2.1-I2V-14B-480P-Diffusers",
             num_blocks=40,
             tiny_model="tiny-i2v",
             musubi_task="i2v-14B",
+            musubi_dit="wan2.1_i2v_480p_14B_bf16.safetensors",
             image_to_video=True,
             clip=True,
         ),
         WanTask(
             "t2v-A14B",
+            summary="Wan 2.2 text-to-video: two experts, a LoRA for each",
+            diffusers_repo="Wan-AI/Wan2.2-T2V-A14B-Diffusers",
             num_blocks=40,
             tiny_model="tiny-t2v-A14B",
             musubi_task="t2v-A14B",
+            musubi_dit="wan2.2_t2v_{expert}_14B_fp16.safetensors",
             boundary=0.875,
         ),
         WanTask(
             "i2v-A14B",
+            summary="Wan 2.2 image-to-video: two experts, a LoRA for each, no CLIP",
+            diffusers_repo="Wan-AI/Wan2.2-I2V-A14B-Diffusers",
             num_blocks=40,
             tiny_model="tiny-i2v-A14B",
             musubi_task="i2v-A14B",
+            musubi_dit="wan2.2_i2v_{expert}_14B_fp16.safetensors",
             image_to_video=True,
             boundary=0.9,
         ),
         # This product trains TI2V-5B text-to-video: no start image.
         WanTask(
-            "ti2v-5B", num_blocks=30, tiny_model="tiny-ti2v-5B", musubi_task=None, vae=WAN22_VAE
+            "ti2v-5B",
+            summary="Wan 2.2 TI2V-5B: its own VAE (16x smaller sides): sides / 32",
+            diffusers_repo="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+            num_blocks=30,
+            tiny_model="tiny-ti2v-5B",
+            musubi_task=None,
+            vae=WAN22_VAE,
         ),
     )
 }

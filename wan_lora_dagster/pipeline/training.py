@@ -130,12 +130,13 @@ def _planned_latent_names(
 ) -> list[str]:
     """The latent files musubi's rules name: one per frame window, or one per image."""
     spec = wan_task(task)
+    architecture = spec.vae.architecture
     if section.source == "stills":  # named by its original size
-        return [latent_cache_name(item_id, shape.width, shape.height, architecture=spec.vae)]
+        return [latent_cache_name(item_id, shape.width, shape.height, architecture=architecture)]
     bucket = bucket_for_section(shape.width, shape.height, section, spec.resolution_step)
     return [
         latent_cache_name(
-            item_id, *bucket, window.start_frame, window.num_frames, architecture=spec.vae
+            item_id, *bucket, window.start_frame, window.num_frames, architecture=architecture
         )
         for window in frame_windows(shape.num_frames, section)
     ]

@@ -68,7 +68,8 @@ def expert_problems(settings: TrainingSettings) -> list[str]:
         trained = ", ".join(task.musubi_task for task in TASKS.values() if task.musubi_task)
         return [
             f"task {settings.task} is not trained by musubi-tuner (its Wan --task choices at "
-            f"commit 30c658c: {trained}): use engine = 'diffusers'"
+            f"commit 30c658c are {trained}; it has no {settings.task.upper()}): "
+            "use engine = 'diffusers'"
         ]
     wants_high = spec.experts and "high" in (settings.experts or ("high", "low"))
     if wants_high and not settings.dit_high_noise:
