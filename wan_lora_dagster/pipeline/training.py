@@ -204,14 +204,6 @@ class CheckpointPlan:
     def keys(self) -> tuple[str, ...]:
         return tuple(f"{self.train_id}-{point.label}" for point in self.training.save_points)
 
-    @property
-    def epochs(self) -> tuple[int, ...]:
-        return tuple(point.epoch for point in self.training.save_points)
-
-    @property
-    def steps(self) -> tuple[int, ...]:
-        return tuple(point.step for point in self.training.save_points)
-
 
 def output_name(train_id: str) -> str:
     return f"lora-{train_id}"
