@@ -6,7 +6,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from wan_lora_dagster.engines.checkpoint_plan import plan_checkpoints
 from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header
@@ -104,26 +103,6 @@ def test_a_second_run_never_overwrites_checkpoints(engine, training_run):
     with pytest.raises(EngineError, match=r"stripes-000005\.safetensors.*header differs"):
         engine.train(other, lambda progress: None, lambda checkpoint: None)
     assert {path: path.read_bytes() for path in before} == before
-
-
-def test_step_saves_and_the_final_save_are_planned_by_name(tmp_path):
-    settings = TrainingSettings(max_train_steps=10, save_every_n_steps=4)
-
-    plan = plan_checkpoints(settings, steps_per_epoch=3, output_dir=tmp_path, output_name="run")
-
-    assert [(c.step, c.epoch, c.path.name) for c in plan] == [
-        (4, 2, "run-step00000004.safetensors"),
-        (8, 3, "run-step00000008.safetensors"),
-        (10, 4, "run-000004.safetensors"),  # the final one, in the epoch it ended in
-    ]
-
-
-def test_epoch_saves_end_with_the_last_epoch(tmp_path):
-    settings = TrainingSettings(max_train_epochs=5, save_every_n_epochs=2)
-
-    plan = plan_checkpoints(settings, steps_per_epoch=3, output_dir=tmp_path, output_name="run")
-
-    assert [(c.step, c.epoch) for c in plan] == [(6, 2), (12, 4), (15, 5)]
 
 
 @pytest.mark.parametrize(

@@ -4,20 +4,9 @@ import json
 
 import pytest
 
-from wan_lora_dagster.engines.gpus import (
-    batch_metadata,
-    require_gpus,
-    resolve_gpus,
-    steps_per_epoch,
-)
+from wan_lora_dagster.engines.gpus import batch_metadata, require_gpus, resolve_gpus
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.project import DatasetSection, TrainingSettings
-
-
-def test_an_epoch_is_one_pass_over_the_data_on_any_number_of_gpus():
-    assert steps_per_epoch(12, 1) == 12
-    assert steps_per_epoch(12, 2) == 6
-    assert steps_per_epoch(13, 2) == 7  # the last step's second GPU takes the epoch's first batch
 
 
 def test_the_header_says_the_batch_of_a_step():

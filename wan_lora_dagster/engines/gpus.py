@@ -1,10 +1,9 @@
 """How many processes train together, and the batch each step then trains on (no torch import:
-the graph plans checkpoints with it)."""
+the graph plans checkpoints with it; the steps they take are the training plan's)."""
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 
 from wan_lora_dagster.errors import ConfigError
@@ -18,11 +17,6 @@ def resolve_gpus(settings: TrainingSettings) -> int:
     import torch
 
     return max(1, torch.cuda.device_count())
-
-
-def steps_per_epoch(batches_per_epoch: int, gpus: int) -> int:
-    """Each step trains one batch per GPU: an epoch is still one pass over the data."""
-    return max(1, math.ceil(batches_per_epoch / gpus))
 
 
 def batch_metadata(sections: Iterable[DatasetSection], gpus: int) -> dict[str, str]:

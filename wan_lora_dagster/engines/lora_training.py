@@ -9,6 +9,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 from diffusers import WanTransformer3DModel
@@ -29,19 +30,17 @@ from wan_lora_dagster.engines.base import (
     TrainRequest,
     run_identity,
 )
-from wan_lora_dagster.engines.checkpoint_plan import PlannedCheckpoint, plan_checkpoints
 from wan_lora_dagster.engines.flow_matching import flow_matching_loss, sample_timesteps
 from wan_lora_dagster.engines.gpus import batch_metadata
-from wan_lora_dagster.engines.gpus import steps_per_epoch as steps_on_gpus
 from wan_lora_dagster.engines.ranks import SINGLE_PROCESS, Ranks
 from wan_lora_dagster.engines.training_data import (
     TrainingSample,
     epoch_batches,
     load_batches,
-    steps_per_epoch,
     training_samples,
 )
 from wan_lora_dagster.engines.training_log import NoLog, TensorBoardLog, open_log
+from wan_lora_dagster.engines.training_plan import SavePoint, TrainingPlan, plan_training
 from wan_lora_dagster.engines.training_state import (
     LOSS_FIELD,
     LoopPosition,
@@ -72,7 +71,7 @@ def train_lora(
     on_checkpoint: Callable[[CheckpointInfo], None],
     ranks: Ranks = SINGLE_PROCESS,
 ) -> list[CheckpointInfo]:
-    """Train one LoRA from the manifest's caches; see `plan_checkpoints` for what lands where.
+    """Train one LoRA from the manifest's caches; the training plan says what lands where.
 
     A run interrupted earlier (killed, or cancelled) goes on from its newest saved state: the
     checkpoints it saved are kept, announced again and returned first; the rest are saved as
@@ -82,21 +81,23 @@ def train_lora(
     settings = request.settings
     _require_supported_options(settings)
     _warn_about_ignored(settings)
+    plan = plan_training(
+        request.manifest, settings, request.sections, ranks.world_size, request.output_name
+    )
     samples = training_samples(request.manifest)
     batch_sizes = {section.name: section.batch_size for section in request.sections}
-    per_epoch = steps_on_gpus(steps_per_epoch(samples, batch_sizes), ranks.world_size)
-    plan = plan_checkpoints(settings, per_epoch, request.output_dir, request.output_name)
     store = StateStore(
         request.output_dir / STATE_FOLDER, request.output_name, run_identity(request)
     )
     resumed = store.latest()
-    if resumed is None and all(checkpoint.path.exists() for checkpoint in plan):
+    paths = [request.output_dir / point.file_name for point in plan.save_points]
+    if resumed is None and all(path.exists() for path in paths):
         # finished, its state dropped, maybe stopped before its last checkpoint was recorded
-        finished = kept_checkpoints(plan, request, plan[-1].step)
+        finished = kept_checkpoints(plan, request, plan.total_steps)
         for checkpoint in finished if ranks.is_main else ():
             on_checkpoint(checkpoint)
         return finished
-    kept = kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(plan)
+    kept = kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(paths)
     request.output_dir.mkdir(parents=True, exist_ok=True)
     with (
         _training_adapter(models.transformer, settings, models.is_image_to_video) as parameters,
@@ -128,7 +129,7 @@ class _TrainingLoop:
         models: WanModels,
         request: TrainRequest,
         parameters: list[torch.nn.Parameter],
-        plan: list[PlannedCheckpoint],
+        plan: TrainingPlan,
         ranks: Ranks,
         store: StateStore,
     ):
@@ -136,8 +137,8 @@ class _TrainingLoop:
         self.models = models
         self.request = request
         self.parameters = parameters
-        self.planned = {checkpoint.step: checkpoint for checkpoint in plan}
-        self.total_steps = total_steps = plan[-1].step
+        self.plan = plan
+        self.total_steps = total_steps = plan.total_steps
         self.ranks = ranks
         self.store = store
         self.model = ranks.wrap(models.transformer)
@@ -167,8 +168,7 @@ class _TrainingLoop:
     ) -> list[CheckpointInfo]:
         """Train from `position` to the end; each rank takes every world_size-th batch."""
         rank, world = self.ranks.rank, self.ranks.world_size
-        window = steps_on_gpus(steps_per_epoch(samples, batch_sizes), world)
-        recent_losses = deque(position.recent_losses, maxlen=window)
+        recent_losses = deque(position.recent_losses, maxlen=self.plan.steps_per_epoch)
         shuffler, skip = position.shuffler(), position.epoch_steps
         step, epoch = position.step, max(position.epoch - 1, 0)
         self.position = position
@@ -198,8 +198,9 @@ class _TrainingLoop:
                         progress(
                             Progress("train", step, self.total_steps, elapsed, running_loss, epoch)
                         )
-                    if step in self.planned and self.ranks.is_main:
-                        saved.append(self.save(self.planned[step], running_loss))
+                    planned = self.plan.at_step(step)
+                    if planned and self.ranks.is_main:
+                        saved.append(self.save(planned, running_loss))
                         on_checkpoint(saved[-1])
                     if step == self.total_steps:
                         break
@@ -221,8 +222,8 @@ class _TrainingLoop:
         if not self.ranks.is_main:
             return []
         announced = list(kept)
-        planned = self.planned.get(position.step)
-        if planned and not planned.path.exists():
+        planned = self.plan.at_step(position.step)
+        if planned and not (self.request.output_dir / planned.file_name).exists():
             losses = position.recent_losses
             announced.append(self.save(planned, sum(losses) / len(losses) if losses else None))
         for checkpoint in announced:
@@ -265,12 +266,11 @@ class _TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         return total_loss
 
-    def save(self, checkpoint: PlannedCheckpoint, loss: float | None) -> CheckpointInfo:
+    def save(self, checkpoint: SavePoint, loss: float | None) -> CheckpointInfo:
         """The state first, then the LoRA: a checkpoint never lies past the newest state."""
-        if checkpoint.path.exists():
-            raise EngineError(
-                f"{checkpoint.path}: a checkpoint of this name exists; not replacing it."
-            )
+        path = self.request.output_dir / checkpoint.file_name
+        if path.exists():
+            raise EngineError(f"{path}: a checkpoint of this name exists; not replacing it.")
         self.store.save(self.position, self.components)
         settings = self.request.settings
         state = get_peft_model_state_dict(self.models.transformer, adapter_name=TRAINING_ADAPTER)
@@ -286,9 +286,9 @@ class _TrainingLoop:
             "ss_steps": str(checkpoint.step),
             LOSS_FIELD: json.dumps(loss),
         }
-        save_lora(checkpoint.path, peft_to_musubi(state, settings.network_alpha), metadata)
-        logger.info("saved LoRA checkpoint %s (step %d)", checkpoint.path, checkpoint.step)
-        return CheckpointInfo(checkpoint.path, checkpoint.epoch, checkpoint.step, loss)
+        save_lora(path, peft_to_musubi(state, settings.network_alpha), metadata)
+        logger.info("saved LoRA checkpoint %s (step %d)", path, checkpoint.step)
+        return CheckpointInfo(path, checkpoint.epoch, checkpoint.step, loss)
 
 
 def _settings_metadata(settings: TrainingSettings) -> dict[str, str]:
@@ -346,9 +346,9 @@ def _require_supported_options(settings: TrainingSettings) -> None:
         )
 
 
-def _refuse_existing(plan: list[PlannedCheckpoint]) -> list[CheckpointInfo]:
+def _refuse_existing(paths: list[Path]) -> list[CheckpointInfo]:
     """A fresh run keeps nothing: any checkpoint of its names is in the way."""
-    existing = [str(checkpoint.path) for checkpoint in plan if checkpoint.path.exists()]
+    existing = [str(path) for path in paths if path.exists()]
     if existing:
         raise EngineError(
             f"{existing[0]}: this training run's checkpoint exists already"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,15 +36,11 @@ def samples_of(
 
 
 def training_samples(manifest: TrainingSetManifest) -> list[TrainingSample]:
-    """The training entries' samples, each entry repeated `num_repeats` times like musubi."""
+    """The training entries' samples, each entry repeated `num_repeats` times like musubi (the
+    training plan refuses a training set without any)."""
     samples = []
     for entry in manifest.training_entries():
         samples += samples_of(manifest, [entry]) * entry.num_repeats
-    if not samples:
-        raise EngineError(
-            "the training set has no training entries (every clip is held out or excluded): "
-            "add clips, or lower [eval] num_held_out."
-        )
     return samples
 
 
@@ -54,14 +49,6 @@ def _by_section(samples: Sequence[TrainingSample]) -> dict[str, list[TrainingSam
     for sample in samples:
         groups.setdefault(sample.section, []).append(sample)
     return groups
-
-
-def steps_per_epoch(samples: Sequence[TrainingSample], batch_sizes: dict[str, int]) -> int:
-    """One step per batch; batches never mix dataset sections (their resolutions differ)."""
-    return sum(
-        math.ceil(len(group) / batch_sizes.get(section, 1))
-        for section, group in _by_section(samples).items()
-    )
 
 
 def epoch_batches(

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest
-from wan_lora_dagster.engines.checkpoint_plan import PlannedCheckpoint
+from wan_lora_dagster.engines.training_plan import TrainingPlan
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header
 
@@ -196,27 +196,28 @@ def _set_leaf(entries: dict, path: str, value) -> None:
 
 
 def kept_checkpoints(
-    plan: list[PlannedCheckpoint], request: TrainRequest, resume_step: int
+    plan: TrainingPlan, request: TrainRequest, resume_step: int
 ) -> list[CheckpointInfo]:
     """The checkpoints a resumed run keeps: those up to its state, recognized as this run's by
     their header; a file past the state, or another run's, is never overwritten."""
     kept = []
-    for checkpoint in plan:
-        if not checkpoint.path.exists():
+    for checkpoint in plan.save_points:
+        path = request.output_dir / checkpoint.file_name
+        if not path.exists():
             continue
-        header = read_lora_header(checkpoint.path)
+        header = read_lora_header(path)
         foreign = {key for key, value in request.header.items() if header.get(key) != value}
         if checkpoint.step > resume_step or foreign:
             why = (
                 f"its header differs in {sorted(foreign)}" if foreign else "it lies past the state"
             )
             raise EngineError(
-                f"{checkpoint.path}: cannot resume {request.output_name} at step {resume_step}, "
+                f"{path}: cannot resume {request.output_name} at step {resume_step}, "
                 f"this checkpoint is in the way ({why}). Checkpoints are never overwritten: "
                 "move the file away to go on."
             )
         loss = json.loads(header.get(LOSS_FIELD, "null"))
-        kept.append(CheckpointInfo(checkpoint.path, checkpoint.epoch, checkpoint.step, loss))
+        kept.append(CheckpointInfo(path, checkpoint.epoch, checkpoint.step, loss))
     return kept
 
 

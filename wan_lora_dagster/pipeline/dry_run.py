@@ -28,8 +28,7 @@ def dry_run(catalog: Catalog) -> str:
         )
     expectations = Expectations(catalog)
     manifest = _training_set(catalog, expectations)
-    report = training.dataset_report(catalog, manifest, recipe)
-    plan = training.checkpoint_plan(manifest, recipe, training.steps_per_epoch(report))
+    plan = training.checkpoint_plan(manifest, recipe)
     request = training.train_request(catalog, manifest, plan)
     latent_jobs, text_jobs = [], []
     for kind in ITEM_KINDS:

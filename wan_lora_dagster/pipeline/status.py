@@ -214,9 +214,7 @@ class Expectations:
         report = self.record("dataset_report", UNPARTITIONED)
         if not (self.manifest and report and self.is_fresh("dataset_report")):
             return None
-        return training.checkpoint_plan(
-            self.manifest, self.recipe, training.steps_per_epoch(report)
-        )
+        return training.checkpoint_plan(self.manifest, self.recipe)
 
     def _lora_checkpoints(self, key: str) -> str | None:
         plan = self.plan

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-from wan_lora_dagster.engines import gpus
+from wan_lora_dagster.engines import gpus, training_plan
 from wan_lora_dagster.engines.base import TrainRequest
+from wan_lora_dagster.engines.training_plan import TrainingPlan
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.formats.cache_files import (
     CacheFileError,
@@ -160,10 +161,11 @@ def dataset_report(catalog: Catalog, manifest: TrainingSetManifest, recipe: Reci
     for entry in manifest.training_entries():
         if entry.item_id not in shapes:
             shapes[entry.item_id] = KIND_BY_NAME[entry.kind].shape(catalog, entry.item_id)
+    samples = training_plan.samples_per_section(manifest)
+    batches = training_plan.batches_per_section(samples, recipe.datasets)
     sections = []
     for section in recipe.datasets:
         entries = [e for e in manifest.training_entries() if e.section == section.name]
-        windows = sum(len(entry.latent_files) for entry in entries)
         sizes = [(shapes[e.item_id].width, shapes[e.item_id].height) for e in entries]
         frames = [shapes[e.item_id].num_frames for e in entries]
         sections.append(
@@ -172,8 +174,8 @@ def dataset_report(catalog: Catalog, manifest: TrainingSetManifest, recipe: Reci
                 "source": section.source,
                 "resolution": list(section.resolution),
                 "items": len(entries),
-                "samples_per_epoch": windows * section.num_repeats,
-                "steps_per_epoch": math.ceil(windows * section.num_repeats / section.batch_size),
+                "samples_per_epoch": samples.get(section.name, 0),
+                "steps_per_epoch": batches.get(section.name, 0),  # on one GPU
                 "excluded": [
                     {"item": item.item_id, "reason": item.reason}
                     for item in manifest.excluded
@@ -190,24 +192,27 @@ def dataset_report(catalog: Catalog, manifest: TrainingSetManifest, recipe: Reci
 
 @dataclass(frozen=True)
 class CheckpointPlan:
-    """The checkpoints one training run will save, named before it starts."""
+    """The checkpoints one training run will save: one `lora_checkpoints` partition each."""
 
     train_id: str
-    keys: tuple[str, ...]
-    epochs: tuple[int, ...]
-    steps: tuple[int, ...]
+    training: TrainingPlan
 
     @property
     def output_name(self) -> str:
-        return f"lora-{self.train_id}"
+        return output_name(self.train_id)
+
+    @cached_property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f"{self.train_id}-{point.label}" for point in self.training.save_points)
 
 
-def checkpoint_plan(
-    manifest: TrainingSetManifest, recipe: Recipe, steps_per_epoch: int
-) -> CheckpointPlan:
-    """steps_per_epoch: the batches of an epoch; each step trains one per GPU."""
+def output_name(train_id: str) -> str:
+    return f"lora-{train_id}"
+
+
+def checkpoint_plan(manifest: TrainingSetManifest, recipe: Recipe) -> CheckpointPlan:
+    """The run that trains on this training set, as the engine will run it on this machine."""
     settings = recipe.training
-    steps_per_epoch = gpus.steps_per_epoch(steps_per_epoch, gpus.resolve_gpus(settings))
     train_id = fingerprint(
         "train",
         LORA_CODE_VERSION,
@@ -215,29 +220,10 @@ def checkpoint_plan(
         settings.settings_fingerprint(),
         model_identity(settings, "dit"),
     )[:10]
-    total_steps = settings.max_train_steps or settings.max_train_epochs * steps_per_epoch
-    epochs = math.ceil(total_steps / steps_per_epoch)
-    if settings.save_every_n_steps:
-        steps = sorted(
-            {
-                *range(settings.save_every_n_steps, total_steps, settings.save_every_n_steps),
-                total_steps,
-            }
-        )
-        keys = tuple(f"{train_id}-s{step:06d}" for step in steps)
-        return CheckpointPlan(
-            train_id, keys, tuple(math.ceil(s / steps_per_epoch) for s in steps), tuple(steps)
-        )
-    every = settings.save_every_n_epochs or epochs
-    saved = sorted({*range(every, epochs, every), epochs})
-    keys = tuple(f"{train_id}-e{epoch:04d}" for epoch in saved)
-    return CheckpointPlan(
-        train_id, keys, tuple(saved), tuple(min(e * steps_per_epoch, total_steps) for e in saved)
+    plan = training_plan.plan_training(
+        manifest, settings, recipe.datasets, gpus.resolve_gpus(settings), output_name(train_id)
     )
-
-
-def steps_per_epoch(report: dict) -> int:
-    return max(1, sum(section["steps_per_epoch"] for section in report["sections"]))
+    return CheckpointPlan(train_id, plan)
 
 
 def checkpoint_dir(catalog: Catalog) -> Path:
@@ -285,11 +271,14 @@ def log_dir(catalog: Catalog, plan: CheckpointPlan) -> Path:
 
 
 def checkpoint_key(plan: CheckpointPlan, epoch: int, step: int) -> str | None:
-    """The planned partition a saved file belongs to (None for a file the plan did not expect)."""
-    for key, planned_epoch, planned_step in zip(plan.keys, plan.epochs, plan.steps, strict=True):
-        if (key.endswith(f"-s{step:06d}") and planned_step == step) or (
-            key.endswith(f"-e{epoch:04d}") and planned_epoch == epoch
-        ):
+    """The planned partition a saved file belongs to (None for a file the plan did not expect).
+
+    Epoch-labelled save points match by epoch: they stay found if the engine counted the steps of
+    an epoch otherwise (musubi-tuner's buckets may).
+    """
+    by_step = plan.training.labelled_by_step
+    for key, point in zip(plan.keys, plan.training.save_points, strict=True):
+        if (point.step == step) if by_step else (point.epoch == epoch):
             return key
     return None
 

@@ -24,6 +24,7 @@ from wan_lora_dagster.engines.eval_plan import sample_video_name
 from wan_lora_dagster.engines.musubi import EngineCancelled, format_commands
 from wan_lora_dagster.engines.musubi.resume import Journal
 from wan_lora_dagster.engines.musubi.training_run import run_identity
+from wan_lora_dagster.engines.training_plan import plan_run
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import (
     latent_cache_name,
@@ -196,9 +197,33 @@ def test_step_saves_are_numbered_by_run_step(make_engine, manifest, tmp_path):
         ("lora-abc123-step00000005.safetensors", 1, 5),
         ("lora-abc123-step00000010.safetensors", 2, 10),
         ("lora-abc123-step00000015.safetensors", 3, 15),
-        ("lora-abc123-step00000020.safetensors", 3, 20),
-        ("lora-abc123-000003.safetensors", 3, 20),  # musubi's final save: the last epoch's name
+        # musubi saves step 20 twice (a step save, then its final save): the plan's one file
+        ("lora-abc123-000003.safetensors", 3, 20),
     ]
+    assert sorted(path.name for path in request.output_dir.iterdir()) == sorted(
+        c.path.name for c in announced
+    )
+
+
+@pytest.mark.parametrize(
+    ("epochs", "every_steps"),
+    [(3, 5), (4, 2 * STEPS_PER_EPOCH)],  # apart; or meeting the epoch saves and the last step
+)
+def test_with_both_save_settings_each_planned_checkpoint_lands_once(
+    make_engine, manifest, tmp_path, epochs, every_steps
+):
+    engine = make_engine(
+        max_train_epochs=epochs, save_every_n_epochs=1, save_every_n_steps=every_steps
+    )
+    request = train_request(manifest, engine.settings, tmp_path / "checkpoints")
+    announced = engine.train(request, ignore, lambda checkpoint: None)
+    plan = plan_run(engine.settings, STEPS_PER_EPOCH, request.output_name)
+    assert [(c.path.name, c.epoch, c.step) for c in announced] == [
+        (point.file_name, point.epoch, point.step) for point in plan.save_points
+    ]
+    assert sorted(path.name for path in request.output_dir.iterdir()) == sorted(
+        point.file_name for point in plan.save_points
+    )
 
 
 def test_a_fresh_run_never_overwrites_a_checkpoint(make_engine, manifest, tmp_path):

@@ -11,13 +11,13 @@ from wan_lora_dagster.engines.musubi.resume import (
     Saved,
     SegmentOptions,
     choose_resume_step,
-    continued_name,
     parse_checkpoint_name,
     parse_state_name,
     plan_segment,
     run_step,
     state_name,
 )
+from wan_lora_dagster.engines.training_plan import plan_run
 from wan_lora_dagster.project import TrainingSettings
 
 STEPS_PER_EPOCH = 12
@@ -62,8 +62,10 @@ def test_resuming_needs_the_steps_per_epoch():
     [
         ({}, [24, 48, 72], 72),  # the latest epoch state
         ({}, [24, 48, 30], 48),  # 30 is not on an every-2-epochs save point
-        ({"save_every_n_steps": 10}, [24, 30, 40], 40),  # step saves are the plan then
-        ({"save_every_n_steps": 10}, [24, 48], None),  # neither is on a 10-step point
+        ({"save_every_n_epochs": None, "save_every_n_steps": 10}, [24, 30, 40], 40),
+        ({"save_every_n_epochs": None, "save_every_n_steps": 10}, [24, 48], None),
+        ({"save_every_n_steps": 10}, [24, 30, 40], None),  # both schedules: none is on both
+        ({"save_every_n_steps": 10}, [120, 130], 120),  # on every 10 steps and every 2 epochs
         ({}, [16 * STEPS_PER_EPOCH], None),  # at the end only the final save is left
         ({}, [], None),
         ({"lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 5}, [24, 48], 48),
@@ -75,19 +77,34 @@ def test_the_resume_point_keeps_the_planned_saves(overrides, states, expected):
 
 
 @pytest.mark.parametrize(
-    ("saved", "start", "segment_steps", "run", "name"),
+    ("overrides", "saved", "start", "segment_steps", "run", "name"),
     [
-        (Saved("epoch", 2), 0, 24, 24, "lora-000002.safetensors"),
-        (Saved("epoch", 2), 48, 24, 72, "lora-000006.safetensors"),  # segment epoch 2 = run 6
-        (Saved("step", 10), 30, 10, 40, "lora-step00000040.safetensors"),
-        (Saved("last"), 48, 144, 192, "lora-000016.safetensors"),  # final: the last epoch
-        (Saved("last"), 30, 20, 50, "lora-000005.safetensors"),  # a run that ends mid-epoch
+        ({}, Saved("epoch", 2), 0, 24, 24, "lora-000002.safetensors"),
+        ({}, Saved("epoch", 2), 48, 24, 72, "lora-000006.safetensors"),  # segment 2 = run 6
+        (
+            {"save_every_n_steps": 10},
+            Saved("step", 10),
+            30,
+            10,
+            40,
+            "lora-step00000040.safetensors",
+        ),
+        ({}, Saved("last"), 48, 144, 192, "lora-000016.safetensors"),  # final: the last epoch
+        (
+            {"max_train_steps": 50},
+            Saved("last"),
+            30,
+            20,
+            50,
+            "lora-000005.safetensors",
+        ),  # mid-epoch
     ],
 )
-def test_files_are_numbered_over_the_whole_run(saved, start, segment_steps, run, name):
+def test_files_are_numbered_over_the_whole_run(overrides, saved, start, segment_steps, run, name):
     step = run_step(saved, start, STEPS_PER_EPOCH, segment_steps)
     assert step == run
-    assert continued_name("lora", saved, step, STEPS_PER_EPOCH) == name
+    plan = plan_run(settings(**overrides), STEPS_PER_EPOCH, "lora")
+    assert plan.at_step(step).file_name == name
 
 
 @pytest.mark.parametrize(

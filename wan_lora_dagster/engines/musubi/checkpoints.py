@@ -4,6 +4,9 @@ musubi writes a LoRA straight to its final name (safetensors' save_file, not ato
 with --save_state, the optimizer state beside it. A file is taken when it is whole (its size is
 what its header says) and its state is complete, so that a resumed run never saves again a
 checkpoint that was already announced; the final file has its state saved before it.
+
+musubi saves twice where two of its schedules meet (a step save on an epoch save, or on the last
+step); the training plan has one checkpoint there, so the second file is dropped as it lands.
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ from wan_lora_dagster.engines.musubi.progress import TrainingLog
 from wan_lora_dagster.engines.musubi.resume import (
     Journal,
     Saved,
-    continued_name,
-    epoch_of,
+    choose_resume_step,
     parse_checkpoint_name,
     run_step,
     state_complete,
     state_name,
 )
+from wan_lora_dagster.engines.training_plan import plan_run
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header, update_lora_header
 
@@ -57,7 +60,8 @@ class CheckpointLander:
     """Watches one segment's folder; lands each finished checkpoint in request.output_dir.
 
     Landing: add request.header and the run's epoch and step to the file's header, move it under
-    its run-wide name (never over an existing file), call on_checkpoint, drop older states.
+    the training plan's name for its step (never over another file), call on_checkpoint, drop
+    older states.
     """
 
     def __init__(
@@ -96,15 +100,23 @@ class CheckpointLander:
         steps_per_epoch = self._steps_per_epoch(header)
         start = self.journal.segment_starts[self.segment]
         step = run_step(saved, start, steps_per_epoch, int(header.get("ss_steps", 0)))
-        epoch = epoch_of(step, steps_per_epoch)
-        name = continued_name(self.request.output_name, saved, step, steps_per_epoch)
-        target = self.request.output_dir / name
+        plan = plan_run(self.request.settings, steps_per_epoch, self.request.output_name)
+        point = plan.at_step(step)
+        if point is None:
+            raise EngineError(
+                f"{path}: musubi-tuner saved at step {step}, where the training plan saves "
+                "nothing (a bug of this program's model of musubi-tuner); the file is kept there."
+            )
+        epoch, target = point.epoch, self.request.output_dir / point.file_name
+        run_position = {"ss_epoch": str(epoch), "ss_steps": str(step)}
         if target.exists():
+            if self._landed_before(target, run_position):
+                path.unlink()  # musubi's second save at this step: the plan's one file is there
+                return
             raise EngineError(
                 f"{target}: a checkpoint of this name exists already; checkpoints are never "
                 f"overwritten. musubi-tuner's file is kept at {path}."
             )
-        run_position = {"ss_epoch": str(epoch), "ss_steps": str(step)}
         update_lora_header(path, {**self.request.header, **run_position})
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(path, target)
@@ -112,6 +124,12 @@ class CheckpointLander:
         self.landed.append(info)
         self.on_checkpoint(info)
         self._drop_states_before(step)
+
+    def _landed_before(self, target: Path, run_position: dict[str, str]) -> bool:
+        """Whether target is this run's checkpoint of the same step, landed already."""
+        header = read_lora_header(target)
+        expected = {**self.request.header, **run_position}
+        return all(header.get(key) == value for key, value in expected.items())
 
     def _steps_per_epoch(self, header: dict[str, str]) -> int:
         """From the output, else musubi's own metadata (one process, no gradient accumulation)."""
@@ -121,10 +139,14 @@ class CheckpointLander:
         return found
 
     def _drop_states_before(self, step: int) -> None:
-        """States are large; a resume needs the newest complete one only, which is this landed
-        checkpoint's or a later one's (a later checkpoint may be saved and not landed yet)."""
+        """States are large; a resume needs the newest one it can start from only, which is
+        this landed checkpoint's or a later one's (a later checkpoint may be saved and not landed
+        yet), or, with both save schedules set, an earlier one on both."""
         name = self.request.output_name
-        older = [folder for at, folder in self.journal.complete_states(name).items() if at < step]
+        states = self.journal.complete_states(name)
+        settings, steps_per_epoch = self.request.settings, self.journal.steps_per_epoch
+        resume_point = choose_resume_step(states, settings, steps_per_epoch) if states else None
+        older = [folder for at, folder in states.items() if at < step and at != resume_point]
         # an incomplete state of an earlier segment will never complete
         older += [
             folder

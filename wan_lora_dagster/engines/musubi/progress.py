@@ -11,12 +11,12 @@ Its step and epoch counters start at zero in every process, even one resumed fro
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from wan_lora_dagster.engines.base import Progress
+from wan_lora_dagster.engines.training_plan import epoch_of
 
 _BAR = re.compile(
     r"(?:(?P<description>[^|\[\]]*?):\s*)?"  # "steps: "
@@ -91,7 +91,7 @@ class TrainingLog:
     def epoch_of(self, step: int) -> int | None:
         if not self.steps_per_epoch:
             return None
-        return max(1, math.ceil(step / self.steps_per_epoch))
+        return epoch_of(step, self.steps_per_epoch)
 
     def read(self, line: str) -> Progress | None:
         """The progress a line reports, or None for a line that reports none."""

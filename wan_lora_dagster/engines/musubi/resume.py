@@ -4,15 +4,16 @@ musubi-tuner (training/trainer_base.py, commit 30c658c) restores a saved state w
 (LoRA weights, optimizer, LR scheduler, random states) but starts its epoch and step counters at
 zero ("TODO skip until initial step"), trains for the full --max_train_epochs/--max_train_steps
 again and names its files from 1 again. So each launch is a *segment* that starts at a known step
-of the run: it is told only what is left, and what it saves is renamed as it lands
-(`{name}-{epoch:06d}` / `{name}-step{step:08d}`, musubi's own patterns from utils/train_utils.py,
-counted over the whole run). The final file, which musubi names `{name}.safetensors`, becomes
-`{name}-{last epoch:06d}`, as the diffusers engine names it.
+of the run: it is told only what is left, and what it saves is renamed as it lands, to the
+training plan's name for its step of the whole run (engines/training_plan.py). The final file,
+which musubi names `{name}.safetensors`, becomes `{name}-{last epoch:06d}`, as the diffusers
+engine names it.
 
 A segment must keep the run's save points: a resumed segment saves every N epochs of its own,
-which are run epochs only if it starts on a multiple of N epochs; likewise for steps. States are
-saved only with checkpoints (`--save_state`), so they lie on save points, and the resume point is
-the latest state from which the planned saves stay aligned.
+which are run epochs only if it starts on a multiple of N epochs; likewise for steps, and with
+both set it must start on both. States are saved only with checkpoints (`--save_state`), so they
+lie on save points, and the resume point is the latest state from which every planned save stays
+aligned.
 
 A resumed segment also rebuilds its LR scheduler for the steps left while the restored state
 carries the steps done, so a schedule that depends on the run's length (linear, cosine...) would
@@ -22,13 +23,13 @@ be squeezed: such runs start over instead of resuming.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from wan_lora_dagster.engines.training_plan import total_steps
 from wan_lora_dagster.project import TrainingSettings
 
 SavedKind = Literal["epoch", "step", "last"]
@@ -91,32 +92,12 @@ def run_step(saved: Saved, segment_start: int, steps_per_epoch: int, segment_ste
     return segment_start + segment_steps
 
 
-def epoch_of(step: int, steps_per_epoch: int) -> int:
-    return max(1, math.ceil(step / steps_per_epoch))
-
-
-def continued_name(output_name: str, saved: Saved, step: int, steps_per_epoch: int) -> str:
-    """The file's name in the output folder, numbered over the whole run."""
-    if saved.kind == "step":
-        return f"{output_name}-step{step:08d}.safetensors"
-    return f"{output_name}-{epoch_of(step, steps_per_epoch):06d}.safetensors"
-
-
-def total_steps(settings: TrainingSettings, steps_per_epoch: int) -> int:
-    return settings.max_train_steps or settings.max_train_epochs * steps_per_epoch
-
-
 def keeps_saves_aligned(settings: TrainingSettings, steps_per_epoch: int, start_step: int) -> bool:
-    """Whether a segment starting here saves at the run's save points.
-
-    With save_every_n_steps the steps are the plan (the graph plans step checkpoints then), and a
-    misaligned epoch save is dropped instead (see plan_segment).
-    """
-    if settings.save_every_n_steps:
-        return start_step % settings.save_every_n_steps == 0
-    if settings.save_every_n_epochs:
-        return start_step % (settings.save_every_n_epochs * steps_per_epoch) == 0
-    return True
+    """Whether a segment starting here saves at every one of the run's save points after it."""
+    every_steps, every_epochs = settings.save_every_n_steps, settings.save_every_n_epochs
+    steps_aligned = not every_steps or start_step % every_steps == 0
+    epochs_aligned = not every_epochs or start_step % (every_epochs * steps_per_epoch) == 0
+    return steps_aligned and epochs_aligned
 
 
 def choose_resume_step(
