@@ -272,7 +272,7 @@ def _ui(args: argparse.Namespace) -> int:
         str(args.port),
     ]
     dagster_url = f"http://{args.host}:{args.port}"
-    studio_url = start_studio(project, args.host, args.studio_port, dagster_url)
+    studio_url, _server = start_studio(project, args.host, args.studio_port, dagster_url)
     print(f"Dagster UI for {project.root}: {dagster_url}  (Ctrl-C stops both)")
     print(f"Studio (captions, clips) for {project.root}: {studio_url}", flush=True)
     return supervise(command)

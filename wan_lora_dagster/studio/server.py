@@ -16,11 +16,13 @@ def studio_address(host: str, port: int, token: str | None) -> str:
     return f"http://{host}:{port}/captions" + (f"?token={token}" if token else "")
 
 
-def start_studio(project: Project, host: str, port: int, dagster_url: str) -> str:
+def start_studio(
+    project: Project, host: str, port: int, dagster_url: str
+) -> tuple[str, uvicorn.Server]:
     """Serve the studio on `host:port` in a daemon thread (it ends with `wan-lora ui`).
 
     Bound to another address than this machine's, it makes a token every request must carry.
-    Returns the address to open.
+    Returns the address to open, and the server (`should_exit = True` stops it).
     """
     token = None if is_local(host) else new_token()
     app = create_app(project, Access.for_bind(host, token), dagster_url)
@@ -28,4 +30,4 @@ def start_studio(project: Project, host: str, port: int, dagster_url: str) -> st
     socket = config.bind_socket()  # here: a port in use fails `wan-lora ui` at once, named
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, args=([socket],), name="studio", daemon=True).start()
-    return studio_address(host, port, token)
+    return studio_address(host, port, token), server

@@ -1,0 +1,126 @@
+"""The captions page in Debian's Chromium (headless, driven by Playwright) on the demo project:
+what a person does in the page lands in the caption files, and nothing else does."""
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from wan_lora_dagster.project import open_project
+from wan_lora_dagster.studio.server import start_studio
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"Debian's Chromium is not installed at {CHROMIUM}"
+)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+expect = sync_api.expect
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "studio_captions.png"
+START_SECONDS = 60
+PAGE_TIMEOUT_MS = 30_000  # a loaded 2-core machine
+OLD_TRIGGER = ("drift", "shapes_19000-21500")  # captions written with last year's trigger
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, captioned_demo) -> Path:
+    import shutil
+
+    target = tmp_path_factory.mktemp("studio_page") / "demo"
+    shutil.copytree(captioned_demo, target, symlinks=True)
+    for clip in OLD_TRIGGER:
+        (target / "captions" / f"{clip}.txt").write_text(f"oldstyle, shapes on {clip}\n")
+    return target
+
+
+@pytest.fixture(scope="module")
+def studio(project) -> Iterator[str]:
+    url, server = start_studio(open_project(project), "127.0.0.1", _free_port(), "")
+    deadline = time.monotonic() + START_SECONDS
+    while not server.started:  # uvicorn's own flag: set once it accepts connections
+        assert time.monotonic() < deadline, "the studio did not start"
+        time.sleep(0.05)
+    yield url
+    server.should_exit = True
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, studio):
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(studio)
+    expect(page.locator(".card")).to_have_count(5)
+    yield page
+    context.close()
+
+
+def card(page, clip_id: str):
+    return page.locator(f'.card[data-id="{clip_id}"]')
+
+
+def test_a_caption_edited_in_the_page_is_in_its_file(page, project):
+    clip = card(page, "shapes_500-3000")
+    clip.locator("textarea").fill("demostyle, a yellow disc drifts left")
+    clip.locator("textarea").press("Control+Enter")
+    expect(clip.locator(".note")).to_have_text("saved")
+    expect(clip.locator(".badges")).to_contain_text("edited")
+    caption = project / "captions" / "shapes_500-3000.txt"
+    assert caption.read_text() == "demostyle, a yellow disc drifts left\n"
+
+
+def test_an_editor_edit_while_the_page_is_open_is_shown_and_kept(page, project):
+    caption = project / "captions" / "shapes_7000-9500.txt"
+    caption.write_text("demostyle, typed in an editor\n")
+    clip = card(page, "shapes_7000-9500")
+    clip.locator("textarea").fill("demostyle, typed in the page")
+    clip.locator(".save").click()
+    expect(clip.locator(".conflict")).to_be_visible()
+    expect(clip.locator(".conflict .disk")).to_have_text("demostyle, typed in an editor")
+    assert caption.read_text() == "demostyle, typed in an editor\n"
+
+
+def test_find_and_replace_previews_then_writes_exactly_the_matching_files(page, project):
+    captions = project / "captions"
+    before = {path.name: path.read_text() for path in captions.glob("*.txt")}
+    page.locator("#find").fill("oldstyle")
+    page.locator("#replace").fill("demostyle")
+    page.locator("#preview-replace").click()
+    expect(page.locator("#preview-list li")).to_have_count(len(OLD_TRIGGER))
+    assert {path.name: path.read_text() for path in captions.glob("*.txt")} == before
+    page.locator("#apply-replace").click()
+    expect(page.locator("#preview")).to_be_hidden()
+    expect(page.locator("#update-state")).to_have_text(f"replaced in {len(OLD_TRIGGER)} caption(s)")
+    after = {path.name: path.read_text() for path in captions.glob("*.txt")}
+    changed = {name for name in after if after[name] != before[name]}
+    assert changed == {f"{clip}.txt" for clip in OLD_TRIGGER}
+    assert after["drift.txt"] == "demostyle, shapes on drift\n"
+    page.set_viewport_size({"width": 1400, "height": 760})
+    page.locator(".card img").first.evaluate("img => img.decode()")
+    card(page, "drift").locator(".media").click()  # one clip playing, as a person would see it
+    page.screenshot(path=SCREENSHOT)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
