@@ -46,7 +46,8 @@ def project(tmp_path_factory, captioned_demo) -> Path:
 
 @pytest.fixture(scope="module")
 def studio(project) -> Iterator[str]:
-    url, server = start_studio(open_project(project), "127.0.0.1", _free_port(), "")
+    dagster = "http://127.0.0.1:3000"  # linked from each card (no Dagster needed here)
+    url, server = start_studio(open_project(project), "127.0.0.1", _free_port(), dagster)
     deadline = time.monotonic() + START_SECONDS
     while not server.started:  # uvicorn's own flag: set once it accepts connections
         assert time.monotonic() < deadline, "the studio did not start"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 
 import uvicorn
@@ -22,12 +24,25 @@ def start_studio(
     """Serve the studio on `host:port` in a daemon thread (it ends with `wan-lora ui`).
 
     Bound to another address than this machine's, it makes a token every request must carry.
-    Returns the address to open, and the server (`should_exit = True` stops it).
+    Returns the address to open (a free port's if `port` is taken: the studio never keeps
+    Dagster's UI from starting), and the server (`should_exit = True` stops it).
     """
     token = None if is_local(host) else new_token()
     app = create_app(project, Access.for_bind(host, token), dagster_url)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning")
-    socket = config.bind_socket()  # here: a port in use fails `wan-lora ui` at once, named
-    server = uvicorn.Server(config)
-    threading.Thread(target=server.run, args=([socket],), name="studio", daemon=True).start()
-    return studio_address(host, port, token), server
+    listening = _bound(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    threading.Thread(target=server.run, args=([listening],), name="studio", daemon=True).start()
+    return studio_address(host, listening.getsockname()[1], token), server
+
+
+def _bound(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listening = socket.socket(family, socket.SOCK_STREAM)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind((host, port))
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        listening.bind((host, 0))
+    return listening

@@ -184,7 +184,11 @@ async function applyReplace() {
   const skipped = data.conflicts.map((card) => card.id);
   say(skipped.length ? `changed in the files meanwhile, left alone: ${skipped.join(", ")}` : "");
   $("update-state").textContent = `replaced in ${data.written.length} caption(s)`;
-  await load(view.offset);
+  // only the written cards change: an unsaved edit in another card stays as it is
+  for (const card of [...data.written, ...data.conflicts]) {
+    const element = document.querySelector(`.card[data-id="${CSS.escape(card.id)}"]`);
+    if (element && !element.classList.contains("dirty")) show(element, card);
+  }
 }
 
 async function startUpdate() {
