@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict
 from functools import partial
 from importlib.resources import files
-from urllib.parse import quote
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -112,7 +111,7 @@ def _poster(index: CaptionIndex, project: Project, request: Request) -> Response
 
 
 def _json(card: Card) -> dict:
-    return {**asdict(card), "states": sorted(card.states()), "quoted_id": quote(card.id)}
+    return {**asdict(card), "states": sorted(card.states())}
 
 
 async def _conflict(_request: Request, conflict: Exception) -> JSONResponse:

@@ -46,6 +46,7 @@ class Card:
     kind: str  # "clip" or "still"
     film: str  # the film a clip was cut from; "stills" for a still
     span: str  # where in the film (empty for a still)
+    batch: str  # its Dagster partition: a batch of consecutive items
     sections: tuple[str, ...]  # the [[datasets]] sections that train on it
     text: str  # the caption file's text, stripped ("" without a file)
     hash: str  # of the file's bytes ("" without a file): what a write must still find
@@ -202,6 +203,9 @@ class CaptionIndex:
             kind=kind.name,
             film=clip_range.film_stem if clip_range else "stills",
             span=clip_range.span if clip_range else "",
+            batch=(catalog.clip_batches if kind is CLIPS else catalog.still_batches).batch_of[
+                item_id
+            ],
             sections=tuple(
                 section.name for section in catalog.project.recipe.sections_for(kind.source)
             ),

@@ -29,6 +29,7 @@ class Updater:
         self.project, self.on_done = project, on_done
         self._state = UpdateState()
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def state(self) -> dict:
         with self._lock:
@@ -40,8 +41,15 @@ class Updater:
             if self._state.running:
                 return False
             self._state = UpdateState(running=True, runs=self._state.runs)
-        threading.Thread(target=self._run, name="studio-update", daemon=True).start()
+            self._thread = threading.Thread(target=self._run, name="studio-update", daemon=True)
+            self._thread.start()
         return True
+
+    def wait(self, timeout: float | None = None) -> dict:
+        """The state once the update in hand (if any) has finished, or `timeout` passed."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return self.state()
 
     def _run(self) -> None:
         progress.add_listener(self._report)

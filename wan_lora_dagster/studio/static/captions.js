@@ -70,10 +70,10 @@ function makeCard(card) {
   element.querySelector(".where").textContent = card.kind === "clip" ? `${card.film} ${card.span}` : "still";
   const dagster = element.querySelector(".dagster");
   const asset = card.kind === "clip" ? "captions" : "still_captions";
-  if (view.dagsterUrl) dagster.href = `${view.dagsterUrl}/assets/${asset}?view=partitions&partition=${card.quoted_id}`;
+  if (view.dagsterUrl) dagster.href = `${view.dagsterUrl}/assets/${asset}?view=partitions&partition=${encodeURIComponent(card.batch)}`;
   else dagster.remove();
   const image = element.querySelector("img");
-  image.src = `/posters/${card.quoted_id}`;
+  image.src = `/posters/${encodeURIComponent(card.id)}`;
   element.querySelector(".media").onclick = () => play(element, card);
   const textarea = element.querySelector("textarea");
   textarea.oninput = () => element.classList.toggle("dirty", textarea.value.trim() !== element.card.text);
@@ -101,14 +101,14 @@ function play(element, card) {
   const media = element.querySelector(".media");
   if (card.kind !== "clip" || media.querySelector("video")) return;
   const video = document.createElement("video");
-  Object.assign(video, { src: `/media/${card.quoted_id}`, controls: true, loop: true, muted: true, autoplay: true });
+  Object.assign(video, { src: `/media/${encodeURIComponent(card.id)}`, controls: true, loop: true, muted: true, autoplay: true });
   media.replaceChildren(video);
 }
 
 async function save(element) {
   const textarea = element.querySelector("textarea");
   const note = element.querySelector(".note");
-  const { status, data } = await api(`/api/cards/${element.card.quoted_id}`, { text: textarea.value, hash: element.card.hash });
+  const { status, data } = await api(`/api/cards/${encodeURIComponent(element.card.id)}`, { text: textarea.value, hash: element.card.hash });
   note.className = "note";
   if (status === 200) {
     show(element, data);
