@@ -17,6 +17,7 @@ from wan_lora_dagster.errors import MediaError, UserError
 from wan_lora_dagster.project import Project
 from wan_lora_dagster.studio.captions import STATES, CaptionIndex, Card, Conflict
 from wan_lora_dagster.studio.posters import poster
+from wan_lora_dagster.studio.ranges import RangeEdit, RangesConflict, RangesEditor
 from wan_lora_dagster.studio.security import Access, AccessGuard
 from wan_lora_dagster.studio.updates import Updater
 
@@ -28,6 +29,7 @@ def create_app(project: Project, access: Access, dagster_url: str = "") -> Starl
     """The studio of `project`; `dagster_url`: Dagster's UI, which the pages link to."""
     index = CaptionIndex(project)
     updater = Updater(project, on_done=index.reload)
+    ranges = RangesEditor(project)
     routes = [
         Route("/", lambda _request: RedirectResponse("/captions")),
         Route("/captions", lambda _request: FileResponse(STATIC / "captions.html")),
@@ -38,6 +40,11 @@ def create_app(project: Project, access: Access, dagster_url: str = "") -> Starl
         Route("/api/replace/apply", partial(_apply, index), methods=["POST"]),
         Route("/api/update", lambda _request: JSONResponse(updater.state())),
         Route("/api/update", partial(_start, updater), methods=["POST"]),
+        Route("/ranges", lambda _request: FileResponse(STATIC / "ranges.html")),
+        Route("/api/ranges", lambda _request: JSONResponse({"films": ranges.films()})),
+        Route("/api/ranges/{film}", partial(_timeline, ranges)),
+        Route("/api/ranges/{film}", partial(_edit_range, ranges, index), methods=["POST"]),
+        Route("/films/{film}", partial(_film, ranges)),
         Route("/media/{item_id}", partial(_media, index)),
         Route("/posters/{item_id}", partial(_poster, index, project)),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
@@ -89,6 +96,24 @@ async def _apply(index: CaptionIndex, request: Request) -> JSONResponse:
     )
 
 
+def _timeline(ranges: RangesEditor, request: Request) -> JSONResponse:
+    return JSONResponse(ranges.timeline(request.path_params["film"]))
+
+
+async def _edit_range(ranges: RangesEditor, index: CaptionIndex, request: Request) -> JSONResponse:
+    body = await request.json()
+    edit = RangeEdit(
+        body.get("line"), body.get("start"), body.get("end"), str(body.get("name") or "")
+    )
+    timeline = ranges.edit(request.path_params["film"], str(body["hash"]), edit)
+    index.reload()  # the clips the ranges declare changed
+    return JSONResponse(timeline)
+
+
+def _film(ranges: RangesEditor, request: Request) -> Response:
+    return FileResponse(ranges.film_path(request.path_params["film"]))
+
+
 def _start(updater: Updater, _request) -> JSONResponse:
     started = updater.start()
     return JSONResponse({"started": started, **updater.state()}, status_code=202)
@@ -122,4 +147,13 @@ async def _refused(_request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"error": str(error)}, status_code=400)
 
 
-_HANDLERS = {Conflict: _conflict, UserError: _refused, MediaError: _refused}
+async def _stale(_request: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"error": str(error)}, status_code=409)
+
+
+_HANDLERS = {
+    Conflict: _conflict,
+    RangesConflict: _stale,
+    UserError: _refused,
+    MediaError: _refused,
+}

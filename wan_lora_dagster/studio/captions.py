@@ -179,7 +179,7 @@ class CaptionIndex:
     def _current(self, item_id: str, seen_hash: str) -> Path:
         card = self.card(item_id)
         path = file_in(self._store(_kind(card)).captions_dir, item_id, ".txt")
-        if _hash_of(path) != seen_hash:
+        if hash_of(path) != seen_hash:
             raise Conflict(self._refresh(item_id))
         return path
 
@@ -210,7 +210,7 @@ class CaptionIndex:
                 section.name for section in catalog.project.recipe.sections_for(kind.source)
             ),
             text=text,
-            hash=_hash_of(state.path) if state.text is not None else "",
+            hash=hash_of(state.path) if state.text is not None else "",
             origin=state.origin,
             sync=expectations.state(kind.captions, item_id),
             banned=tuple(find_banned_words(text, rules.banned_words)),
@@ -226,7 +226,7 @@ def _kind(card: Card) -> ItemKind:
     return STILLS if card.kind == "still" else CLIPS
 
 
-def _hash_of(path: Path) -> str:
+def hash_of(path: Path) -> str:
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except FileNotFoundError:
