@@ -101,7 +101,8 @@ function play(element, card) {
   const media = element.querySelector(".media");
   if (card.kind !== "clip" || media.querySelector("video")) return;
   const video = document.createElement("video");
-  Object.assign(video, { src: `/media/${encodeURIComponent(card.id)}`, controls: true, loop: true, muted: true, autoplay: true });
+  const id = encodeURIComponent(card.id);
+  Object.assign(video, { src: `/media/${id}`, poster: `/posters/${id}`, controls: true, loop: true, muted: true, autoplay: true });
   media.replaceChildren(video);
 }
 

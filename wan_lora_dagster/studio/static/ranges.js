@@ -73,6 +73,7 @@ function draw(timeline) {
 }
 
 function pick(range) {
+  say("");
   view.picked = range;
   $("move").disabled = $("delete").disabled = !range;
   $("picked").textContent = range ? `picked: line ${range.line}, ${range.clip_id}` : "";

@@ -1,5 +1,5 @@
-"""The captions page in Debian's Chromium (headless, driven by Playwright) on the demo project:
-what a person does in the page lands in the caption files, and nothing else does."""
+"""The studio's pages in Debian's Chromium (headless, driven by Playwright) on the demo project:
+what a person does in a page lands in the caption and ranges files, and nothing else does."""
 
 import socket
 import time
@@ -27,8 +27,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "studio_captions.png"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs"
 START_SECONDS = 60
+SHOWS_A_FRAME = """video => video.readyState >= 2 || new Promise(
+  shown => video.addEventListener("loadeddata", () => shown(true), { once: true }))"""
 PAGE_TIMEOUT_MS = 30_000  # a loaded 2-core machine
 OLD_TRIGGER = ("drift", "shapes_19000-21500")  # captions written with last year's trigger
 
@@ -118,7 +120,33 @@ def test_find_and_replace_previews_then_writes_exactly_the_matching_files(page, 
     page.set_viewport_size({"width": 1400, "height": 760})
     page.locator(".card img").first.evaluate("img => img.decode()")
     card(page, "drift").locator(".media").click()  # one clip playing, as a person would see it
-    page.screenshot(path=SCREENSHOT)
+    card(page, "drift").locator("video").evaluate(SHOWS_A_FRAME)
+    page.screenshot(path=SCREENSHOTS / "studio_captions.png")
+
+
+def test_a_range_added_on_the_timeline_is_one_new_line_of_its_file(browser, studio, project):
+    ranges_file = project / "ranges" / "shapes.txt"
+    before = ranges_file.read_text().split("\n")
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(studio.replace("/captions", "/ranges"))
+    expect(page.locator("#timeline .range")).to_have_count(5)
+    expect(page.locator("#timeline .cut")).to_have_count(3)
+    page.locator("#start").fill("22")
+    page.locator("#end").fill("23.5")
+    page.locator("#add").click()
+    expect(page.locator("#timeline .range")).to_have_count(6)
+    after = ranges_file.read_text().split("\n")
+    assert [line for line in after if line not in before] == ["22 23.5"]
+    page.locator("#end").fill("99")  # past the film's end: refused as the command line does
+    page.locator("#add").click()
+    expect(page.locator("#message")).to_contain_text("ends past the end of")
+    assert ranges_file.read_text().split("\n") == after
+    page.locator("#timeline .range").nth(2).click()
+    expect(page.locator("#picked")).to_contain_text("drift")
+    page.screenshot(path=SCREENSHOTS / "studio_ranges.png")
+    context.close()
 
 
 def _free_port() -> int:
