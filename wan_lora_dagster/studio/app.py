@@ -50,7 +50,9 @@ def create_app(project: Project, access: Access, dagster_url: str = "") -> Starl
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     middleware = [Middleware(AccessGuard, access=access)]
-    return Starlette(routes=routes, middleware=middleware, exception_handlers=_HANDLERS)
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=_HANDLERS)
+    app.state.captions = index
+    return app
 
 
 def _info(index: CaptionIndex, project: Project, dagster_url: str, _request) -> JSONResponse:

@@ -85,7 +85,8 @@ class CaptionIndex:
 
     def __init__(self, project: Project):
         self.project = project
-        self._lock = threading.RLock()  # a save reads the catalog it may first load
+        # one lock: requests during the first read wait for it; a save may first load the index
+        self._lock = threading.RLock()
         self._catalog: Catalog | None = None
         self._cards: dict[str, Card] = {}
 
@@ -105,9 +106,15 @@ class CaptionIndex:
         self._loaded()
         return self._catalog
 
+    def warm_up(self) -> None:
+        """Read everything now, in a thread: 30,000 captions take seconds, which the first
+        page would otherwise wait for."""
+        threading.Thread(target=self._loaded, name="studio-index", daemon=True).start()
+
     def _loaded(self) -> dict[str, Card]:
-        if self._catalog is None:
-            self.reload()
+        with self._lock:
+            if self._catalog is None:
+                self.reload()
         return self._cards
 
     def cards(self, state="", film="", section="", text="") -> list[Card]:

@@ -29,6 +29,7 @@ def start_studio(
     """
     token = None if is_local(host) else new_token()
     app = create_app(project, Access.for_bind(host, token), dagster_url)
+    app.state.captions.warm_up()
     listening = _bound(host, port)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     threading.Thread(target=server.run, args=([listening],), name="studio", daemon=True).start()
