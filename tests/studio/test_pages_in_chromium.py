@@ -1,6 +1,10 @@
 """The studio's pages in Debian's Chromium (headless, driven by Playwright) on the demo project:
-what a person does in a page lands in the caption and ranges files, and nothing else does."""
+what a person does in a page lands in the caption and ranges files, and nothing else does.
+Screenshots land in the project's out/screenshots/; with WAN_LORA_UPDATE_DOCS=1 they also
+replace docs/studio_captions.png and docs/studio_ranges.png, the README's pictures."""
 
+import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -27,7 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 START_SECONDS = 60
 SHOWS_A_FRAME = """video => video.readyState >= 2 || new Promise(
   shown => video.addEventListener("loadeddata", () => shown(true), { once: true }))"""
@@ -37,8 +41,6 @@ OLD_TRIGGER = ("drift", "shapes_19000-21500")  # captions written with last year
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, captioned_demo) -> Path:
-    import shutil
-
     target = tmp_path_factory.mktemp("studio_page") / "demo"
     shutil.copytree(captioned_demo, target, symlinks=True)
     for clip in OLD_TRIGGER:
@@ -121,7 +123,7 @@ def test_find_and_replace_previews_then_writes_exactly_the_matching_files(page, 
     page.locator(".card img").first.evaluate("img => img.decode()")
     card(page, "drift").locator(".media").click()  # one clip playing, as a person would see it
     card(page, "drift").locator("video").evaluate(SHOWS_A_FRAME)
-    page.screenshot(path=SCREENSHOTS / "studio_captions.png")
+    _screenshot(page, project, "studio_captions.png")
 
 
 def test_a_range_added_on_the_timeline_is_one_new_line_of_its_file(browser, studio, project):
@@ -145,8 +147,16 @@ def test_a_range_added_on_the_timeline_is_one_new_line_of_its_file(browser, stud
     assert ranges_file.read_text().split("\n") == after
     page.locator("#timeline .range").nth(2).click()
     expect(page.locator("#picked")).to_contain_text("drift")
-    page.screenshot(path=SCREENSHOTS / "studio_ranges.png")
+    _screenshot(page, project, "studio_ranges.png")
     context.close()
+
+
+def _screenshot(page, project: Path, name: str) -> None:
+    path = project / "out" / "screenshots" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=path)
+    if os.environ.get("WAN_LORA_UPDATE_DOCS") == "1":
+        shutil.copyfile(path, DOCS / name)
 
 
 def _free_port() -> int:
