@@ -82,9 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(handler=_train)
 
-    ui = commands.add_parser("ui", help="the Dagster web UI on this project's instance")
+    ui = commands.add_parser(
+        "ui", help="the Dagster web UI on this project's instance, and the studio beside it"
+    )
     _project_argument(ui)
     ui.add_argument("--port", type=int, default=3000)
+    ui.add_argument("--studio-port", type=int, default=3001, help="the studio's (default 3001)")
     ui.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: this machine only)"
     )
@@ -252,6 +255,7 @@ def _train(args: argparse.Namespace) -> int:
 def _ui(args: argparse.Namespace) -> int:
     from wan_lora_dagster.definitions import PROJECT_ENV
     from wan_lora_dagster.instance.project_instance import open_instance
+    from wan_lora_dagster.studio.server import start_studio
     from wan_lora_dagster.supervise import supervise
 
     project = open_project(args.project)
@@ -267,10 +271,10 @@ def _ui(args: argparse.Namespace) -> int:
         "-p",
         str(args.port),
     ]
-    print(
-        f"Dagster UI for {project.root}: http://{args.host}:{args.port}  (Ctrl-C stops it)",
-        flush=True,
-    )
+    dagster_url = f"http://{args.host}:{args.port}"
+    studio_url, _server = start_studio(project, args.host, args.studio_port, dagster_url)
+    print(f"Dagster UI for {project.root}: {dagster_url}  (Ctrl-C stops both)")
+    print(f"Studio (captions, clips) for {project.root}: {studio_url}", flush=True)
     return supervise(command)
 
 
