@@ -67,10 +67,6 @@ class DatasetReportRecord(Record):
     training_set: str  # the manifest's version
     sections: list[dict]  # per section: samples per epoch, exclusions, statistics, buckets
 
-    @property
-    def report(self) -> dict:
-        return {"training_set": self.training_set, "sections": self.sections}
-
 
 @record_of("lora_checkpoints")
 @dataclass(frozen=True, kw_only=True)
