@@ -137,7 +137,7 @@ def time_dagster(root: Path) -> tuple[Measured, int]:
         raise SystemExit(f"the Dagster step trained nothing: {summary}")
     records = load_catalog(open_project(root)).records
     steps = max(
-        records.read("lora_checkpoints", key)["step"]
+        records.read("lora_checkpoints", key).step
         for key in summary["lora_checkpoints"]["materialized"]
     )
     return times, steps

@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from wan_lora_dagster.pipeline.caches import LatentCacheRecord, LatentSection
 from wan_lora_dagster.pipeline.made_files import damage
 from wan_lora_dagster.pipeline.records import RecordStore
 
@@ -35,7 +36,12 @@ def build(root: Path, records: int, files: int, size: int) -> tuple[RecordStore,
             named[f"clip{index:05d}"].append(str(path.relative_to(root)))
     started = time.perf_counter()
     for key, names in named.items():
-        store.write("latent_cache", key, {"fingerprint": "x", "files": names})
+        sections = {"video": LatentSection("x", names)}
+        store.write(
+            "latent_cache",
+            key,
+            LatentCacheRecord(fingerprint="x", data_version="x", sections=sections),
+        )
     return store, time.perf_counter() - started
 
 

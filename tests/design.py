@@ -1,22 +1,6 @@
-"""What DESIGN.md section 3 names, for the tests that check the graph against it."""
+"""The asset graph the tests check the code location and the UI against: the asset table's."""
+
+from wan_lora_dagster.pipeline.asset_table import ASSETS
 
 # Every asset of the graph: sources, dataset, caches, training, evaluation.
-DESIGN_ASSETS = (
-    "films",
-    "clip_ranges",
-    "caption_files",
-    "stills",
-    "still_caption_txt",
-    "clips",
-    "captions",
-    "text_cache",
-    "latent_cache",
-    "still_captions",
-    "still_text_cache",
-    "still_latent_cache",
-    "training_set",
-    "dataset_report",
-    "lora_checkpoints",
-    "eval_videos",
-    "best_lora",
-)
+DESIGN_ASSETS = tuple(spec.name for spec in ASSETS)

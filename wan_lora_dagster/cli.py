@@ -9,6 +9,7 @@ import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
@@ -19,6 +20,9 @@ from wan_lora_dagster.project import CONFIG_NAME, find_project, open_project
 from wan_lora_dagster.scaffold import create_demo_project, init_project
 from wan_lora_dagster.starter_recipes import SEED_PROJECTS, seed_recipe, task_recipe
 from wan_lora_dagster.tasks import TASK_NAMES
+
+if TYPE_CHECKING:
+    from wan_lora_dagster.pipeline.evaluation import BestRecord, EvalRecord
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl-C
 
@@ -288,6 +292,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from wan_lora_dagster.pipeline.records import RecordStore
+
     directory = args.directory.resolve()
     print(f"Demo project: {directory} (synthetic film, offline `tiny` model: plumbing, not art)")
     create_demo_project(directory)
@@ -296,25 +302,23 @@ def _demo(args: argparse.Namespace) -> int:
         summary = runner.run()
     problems = _problems(runner)
     failed = [asset for asset, stage in summary.items() if stage.failed or stage.blocked]
-    best = runner.project.out("records", "best_lora", "__all__.json")
-    if failed or not best.exists():
+    records = RecordStore(runner.project.out("records"))
+    best = records.read("best_lora")
+    if failed or best is None:
         _print_problems(problems)
         print(f"The demo did not finish: {', '.join(failed)} failed. See `wan-lora status`.")
         return 1
-    _print_demo_outputs(runner.project, json.loads(best.read_text()))
+    _print_demo_outputs(runner.project, best, records.read("eval_videos", best.checkpoint))
     _print_problems(problems)
     return 0
 
 
-def _print_demo_outputs(project, best: dict) -> None:
-    evaluation = json.loads(
-        project.out("records", "eval_videos", f"{best['checkpoint']}.json").read_text()
-    )
+def _print_demo_outputs(project, best: BestRecord, evaluation: EvalRecord) -> None:
     print("\nDone. Outputs:")
-    print(f"  LoRA (ComfyUI, diffusers, musubi): {project.root / best['file']}")
-    print(f"  eval contact sheet:                {project.root / evaluation['contact_sheet']}")
-    print(f"  validation loss with the LoRA:     {best['validation_loss']:.4f}")
-    print(f"  validation loss without it:        {best['validation_loss_base']:.4f}")
+    print(f"  LoRA (ComfyUI, diffusers, musubi): {project.root / best.file}")
+    print(f"  eval contact sheet:                {project.root / evaluation.contact_sheet}")
+    print(f"  validation loss with the LoRA:     {best.validation_loss:.4f}")
+    print(f"  validation loss without it:        {best.validation_loss_base:.4f}")
     print(f"  everything derived:                {project.out_dir}")
     print(f"\nOpen the UI: wan-lora ui --project {project.root}  (then http://127.0.0.1:3000)")
 

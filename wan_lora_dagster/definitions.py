@@ -10,8 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from wan_lora_dagster.assets import caches, dataset, evaluation, training
-from wan_lora_dagster.assets.sources import SOURCE_ASSETS
+from wan_lora_dagster import assets
 from wan_lora_dagster.automation import (
     FOLLOWS_INPUT_VERSIONS,
     project_files_sensor,
@@ -19,23 +18,25 @@ from wan_lora_dagster.automation import (
 )
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.executor import project_executor
+from wan_lora_dagster.pipeline.asset_table import ASSETS, SPECS
 from wan_lora_dagster.project import TrainingSettings, open_project
 from wan_lora_dagster.resources import build_resources
 
 PROJECT_ENV = "WAN_LORA_PROJECT"
-CHEAP_STAGES = [
-    dataset.clips,
-    dataset.captions,
-    caches.text_cache,
-    caches.latent_cache,
-    dataset.still_captions,
-    caches.still_text_cache,
-    caches.still_latent_cache,
-    training.training_set,
-    training.dataset_report,
-    evaluation.best_lora,
-]
-GPU_STAGES = [training.lora_checkpoints, evaluation.eval_videos]
+
+
+def table_assets() -> list[dg.AssetsDefinition]:
+    """Every asset the modules of assets/ define, in the table's order; the table and the
+    modules must name the same assets, or the UI and `wan-lora status` would disagree."""
+    found = {
+        asset.key.to_user_string(): asset for asset in dg.load_assets_from_package_module(assets)
+    }
+    if set(found) != set(SPECS):
+        raise ValueError(
+            f"pipeline/asset_table.py and assets/ disagree: only in the table "
+            f"{sorted(set(SPECS) - set(found))}, only in assets/ {sorted(set(found) - set(SPECS))}"
+        )
+    return [found[spec.name] for spec in ASSETS]
 
 
 def project_root() -> Path:
@@ -50,11 +51,16 @@ def _retrain_cron(root: Path) -> str:
 
 
 def build_definitions(root: Path) -> dg.Definitions:
-    cheap = [
-        asset.with_attributes(automation_condition=FOLLOWS_INPUT_VERSIONS) for asset in CHEAP_STAGES
+    follows = {spec.name for spec in ASSETS if spec.follows_inputs and not spec.is_source}
+    graph = [
+        asset.with_attributes(automation_condition=FOLLOWS_INPUT_VERSIONS)
+        if asset.key.to_user_string() in follows
+        else asset
+        for asset in table_assets()
     ]
+    cheap = [asset for asset in graph if asset.key.to_user_string() in follows]
     return dg.Definitions(
-        assets=[*SOURCE_ASSETS, *cheap, *GPU_STAGES],
+        assets=graph,
         resources=build_resources(str(root)),
         sensors=[
             project_files_sensor,

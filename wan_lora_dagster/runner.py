@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from wan_lora_dagster import progress
-from wan_lora_dagster.assets.partitioned import batch_versions, batches_of
+from wan_lora_dagster.assets.partitioned import DECISION_TAG, batch_versions, batches_of
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
 from wan_lora_dagster.deployment.batch_runs import RunOutcome, run_at_once
@@ -27,25 +27,19 @@ from wan_lora_dagster.instance.claims import (
     release_dead_runs,
     this_process,
 )
-from wan_lora_dagster.instance.observation_log import record_observations
+from wan_lora_dagster.instance.observation_log import DATA_VERSION_TAG, record_observations
 from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.instance.team import team_settings
-from wan_lora_dagster.pipeline import observations
+from wan_lora_dagster.pipeline.asset_spec import Partitioning
+from wan_lora_dagster.pipeline.asset_table import SOURCES, SPECS, STAGES
 from wan_lora_dagster.pipeline.batches import Batches, identity_batches
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
+from wan_lora_dagster.pipeline.decisions import StageDecision, handed_over
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
-from wan_lora_dagster.pipeline.status import ASSET_ORDER, PER_CHECKPOINT_ASSETS, Expectations
+from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.pipeline.status_at_scale import check_items_on_cores, no_cycle_collection
 from wan_lora_dagster.project import Project
 
-OBSERVED_SOURCES = {
-    "films": observations.film_versions,
-    "clip_ranges": observations.range_versions,
-    "caption_files": observations.caption_file_versions,
-    "stills": observations.still_versions,
-    "still_caption_txt": observations.still_caption_file_versions,
-}
-DATA_VERSION_TAG = "dagster/data_version"
 INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "EngineCancelled"}
 # The run log keeps every event and stack trace for the UI; the terminal shows progress bars and
 # the summary, which names each failed partition's error.
@@ -68,10 +62,14 @@ class StagePlan:
     """A stage's stale items ready to make, and the partitions (batches) whose runs make them."""
 
     expectations: Expectations
+    decision: StageDecision
     summary: StageSummary
-    ready: list[str]
     batches: Batches
     partitions: list[str]
+
+    @property
+    def ready(self) -> list[str]:
+        return self.decision.make
 
 
 class ProjectRunner:
@@ -90,8 +88,9 @@ class ProjectRunner:
         """Partitions equal to ranges/ and stills/; observations of the user's files recorded."""
         catalog = load_catalog(self.project)
         sync_partitions(self.instance, catalog)
-        for asset, versions_of in OBSERVED_SOURCES.items():
-            self._observe(asset, batch_versions(catalog, self._partitions(asset), versions_of))
+        for source in SOURCES:
+            versions = batch_versions(catalog, self._partitions(source.name), source.observe)
+            self._observe(source.name, versions)
         return catalog
 
     def _partitions(self, asset: str) -> dg.PartitionsDefinition | None:
@@ -117,13 +116,13 @@ class ProjectRunner:
     def select(self, selection: str | None) -> list[str]:
         """Asset names in run order; `+name` adds its upstream, `name+` its downstream."""
         if not selection:
-            return list(ASSET_ORDER)
+            return list(STAGES)
         chosen: set[str] = set()
         for term in (part.strip() for part in selection.split(",")):
             name = term.strip("+")
-            if name not in ASSET_ORDER:
+            if name not in STAGES:
                 raise dg.DagsterInvalidInvocationError(
-                    f"unknown asset '{name}' in --select; choose from {', '.join(ASSET_ORDER)}"
+                    f"unknown asset '{name}' in --select; choose from {', '.join(STAGES)}"
                 )
             picked = dg.AssetSelection.assets(name)
             if term.startswith("+"):
@@ -131,7 +130,7 @@ class ProjectRunner:
             if term.endswith("+"):
                 picked = picked.downstream()
             chosen |= {key.to_user_string() for key in picked.resolve(self.graph)}
-        return [asset for asset in ASSET_ORDER if asset in chosen]
+        return [asset for asset in STAGES if asset in chosen]
 
     def run(self, selection: str | None = None) -> dict[str, StageSummary]:
         """Stage by stage; an interrupt (Ctrl-C, SIGTERM) ends the stage in hand and the rest."""
@@ -169,7 +168,13 @@ class ProjectRunner:
             ready = plan.ready
             partitions = [key for key in plan.partitions if key in claimed] if ready else []
         try:
-            self._launch(asset, partitions, plan.batches, summary, owner)
+            if partitions:
+                decision = plan.decision.of(plan.batches.items(partitions))
+                with handed_over(decision, self.project) as decision_file:
+                    tags = {CLAIMANT_TAG: owner}
+                    if decision_file:
+                        tags[DECISION_TAG] = decision_file
+                    self._launch(asset, partitions, plan.batches, summary, tags)
         finally:
             claims.release(owner)
         if partitions:
@@ -188,16 +193,14 @@ class ProjectRunner:
             self.snapshot = Expectations(load_catalog(self.project))
         expectations = self.snapshot
         keys = expectations.partitions(asset)
-        if asset in PER_CHECKPOINT_ASSETS:
+        if _per_checkpoint(asset):
             add_checkpoint_partitions(self.instance, keys)
-        stale = [key for key in keys if not expectations.is_fresh(asset, key)]
-        ready = [key for key in stale if expectations.fingerprint(asset, key) is not None]
-        summary = StageSummary(skipped_fresh=len(keys) - len(stale))
-        summary.blocked = [key for key in stale if key not in ready]
+        decision = expectations.decide(asset, keys)
+        summary = StageSummary(skipped_fresh=len(decision.fresh), blocked=decision.blocked)
         # one training run saves every checkpoint of the plan, and resumes where it stopped
-        launch = keys if asset == "lora_checkpoints" and ready else ready
+        launch = keys if asset == "lora_checkpoints" and decision.make else decision.make
         batches = self._batches(asset, expectations.catalog, keys)
-        return StagePlan(expectations, summary, ready, batches, batches.containing(launch))
+        return StagePlan(expectations, decision, summary, batches, batches.containing(launch))
 
     def _launch(
         self,
@@ -205,16 +208,16 @@ class ProjectRunner:
         partitions: list[str],
         batches: Batches,
         summary: StageSummary,
-        owner: str,
+        stage_tags: dict[str, str],
     ) -> None:
         runs = self._runs_for(asset, partitions)
         if self.team:
-            if asset not in PER_CHECKPOINT_ASSETS:
+            if not _per_checkpoint(asset):
                 runs = [[batch] for run in runs for batch in run]  # a worker's task: one batch
-            self._launch_on_workers(asset, runs, batches, summary, owner)
+            self._launch_on_workers(asset, runs, batches, summary, stage_tags)
             return
         for run_keys in runs:
-            result = self._execute(asset, run_keys, owner)
+            result = self._execute(asset, run_keys, stage_tags)
             items = batches.items(run_keys)
             summary.interrupted = was_interrupted(result)
             if summary.interrupted:
@@ -223,13 +226,18 @@ class ProjectRunner:
             summary.errors.update(failure_messages(result, items))
 
     def _launch_on_workers(
-        self, asset: str, runs: list[list[str]], batches: Batches, summary: StageSummary, owner: str
+        self,
+        asset: str,
+        runs: list[list[str]],
+        batches: Batches,
+        summary: StageSummary,
+        stage_tags: dict[str, str],
     ) -> None:
         """Every batch's run at once, so that every worker is busy; each run in a process of its
         own, which reports the errors of its items."""
 
         def run_one(keys: list[str]) -> RunOutcome:
-            result = self._execute(asset, keys, owner)
+            result = self._execute(asset, keys, stage_tags)
             errors = failure_messages(result, batches.items(keys))
             return RunOutcome(interrupted=was_interrupted(result), errors=errors)
 
@@ -266,12 +274,11 @@ class ProjectRunner:
                 stretches.append([key])
         return stretches
 
-    def _execute(self, asset: str, keys: list[str], claimant: str) -> dg.ExecuteInProcessResult:
-        tags = {
-            "wan_lora/launched_by": "wan-lora run",
-            PROCESS_TAG: this_process(),
-            CLAIMANT_TAG: claimant,
-        }
+    def _execute(
+        self, asset: str, keys: list[str], stage_tags: dict[str, str]
+    ) -> dg.ExecuteInProcessResult:
+        """One run of the stage; `stage_tags`: its claim, and the decision handed to its step."""
+        tags = {"wan_lora/launched_by": "wan-lora run", PROCESS_TAG: this_process(), **stage_tags}
         if keys != [UNPARTITIONED]:
             tags["dagster/asset_partition_range_start"] = keys[0]
             tags["dagster/asset_partition_range_end"] = keys[-1]
@@ -293,7 +300,7 @@ class ProjectRunner:
             catalog = load_catalog(self.project)
             expectations = self.snapshot = Expectations(catalog)
             check_items_on_cores(expectations)
-            return {asset: self._counts(asset, catalog, expectations) for asset in ASSET_ORDER}
+            return {asset: self._counts(asset, catalog, expectations) for asset in STAGES}
 
     def _counts(self, asset: str, catalog: Catalog, expectations: Expectations) -> dict[str, int]:
         counts = {"fresh": 0, "unsynced": 0, "missing": 0, "failed": 0}
@@ -370,3 +377,7 @@ def _root_cause(error) -> str:
     while error.cause is not None:
         error = error.cause
     return error.message.strip()
+
+
+def _per_checkpoint(asset: str) -> bool:
+    return SPECS[asset].partitioning is Partitioning.CHECKPOINTS

@@ -43,7 +43,7 @@ def test_a_checkpoint_changed_after_training_is_reported_and_not_exported(demo_c
     catalog = load_catalog(open_project(demo_copy))
     best = json.loads((demo_copy / "out/records/best_lora/__all__.json").read_text())
     key = best["checkpoint"]
-    checkpoint = demo_copy / catalog.records.read("lora_checkpoints", key)["file"]
+    checkpoint = demo_copy / catalog.records.read("lora_checkpoints", key).file
     data = bytearray(checkpoint.read_bytes())
     data[-4:] = b"\x00\x00\x80\x7f"  # the same size, one weight now infinite
     checkpoint.write_bytes(bytes(data))

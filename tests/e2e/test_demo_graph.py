@@ -8,8 +8,9 @@ from safetensors import safe_open
 from tests.e2e.conftest import run_json, wan_lora
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.instance.project_instance import open_instance
+from wan_lora_dagster.pipeline.asset_spec import Partitioning
+from wan_lora_dagster.pipeline.asset_table import STAGES, partitioned
 from wan_lora_dagster.pipeline.catalog import load_catalog
-from wan_lora_dagster.pipeline.status import ASSET_ORDER, PER_STILL_ASSETS
 from wan_lora_dagster.pipeline.training import build_manifest
 from wan_lora_dagster.project import open_project
 
@@ -30,14 +31,15 @@ def test_a_second_run_makes_nothing_and_status_is_all_fresh(demo_copy, capsys):
     status, summary = run_json(capsys, demo_copy)
     assert status == 0
     assert {asset: stage["materialized"] for asset, stage in summary.items()} == {
-        asset: [] for asset in ASSET_ORDER
+        asset: [] for asset in STAGES
     }
     status, out = wan_lora(capsys, "status", "--project", demo_copy, "--json")
     counts = json.loads(out)
-    for asset in ASSET_ORDER:
+    for asset in STAGES:
         assert counts[asset]["unsynced"] == counts[asset]["missing"] == 0, asset
         assert counts[asset]["failed"] == 0, asset
-        assert counts[asset]["fresh"] >= 1 or asset in PER_STILL_ASSETS, asset  # no demo stills
+        no_demo_stills = asset in partitioned(Partitioning.STILLS)
+        assert counts[asset]["fresh"] >= 1 or no_demo_stills, asset
 
 
 def test_clip_checks_pass_and_the_clip_across_a_cut_warns(built_demo):

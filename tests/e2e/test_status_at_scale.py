@@ -10,8 +10,9 @@ import threading
 import pytest
 
 from wan_lora_dagster.pipeline import status_at_scale
+from wan_lora_dagster.pipeline.asset_table import STAGES
 from wan_lora_dagster.pipeline.catalog import load_catalog
-from wan_lora_dagster.pipeline.status import ASSET_ORDER, Expectations
+from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.pipeline.status_at_scale import check_items_on_cores
 from wan_lora_dagster.project import open_project
 
@@ -23,7 +24,8 @@ import json, sys
 from pathlib import Path
 from wan_lora_dagster.pipeline import status_at_scale
 from wan_lora_dagster.pipeline.catalog import load_catalog
-from wan_lora_dagster.pipeline.status import ASSET_ORDER, Expectations
+from wan_lora_dagster.pipeline.asset_table import STAGES
+from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.project import open_project
 
 assert status_at_scale._can_fork()
@@ -31,7 +33,7 @@ expectations = Expectations(load_catalog(open_project(Path(sys.argv[1]))))
 status_at_scale.check_items_on_cores(expectations, workers=3, min_items=0)
 states = {
     asset: {key: expectations.state(asset, key) for key in expectations.partitions(asset)}
-    for asset in ASSET_ORDER
+    for asset in STAGES
 }
 print(json.dumps({"states": states, "training_set": expectations.fingerprint("training_set")}))
 """
@@ -40,7 +42,7 @@ print(json.dumps({"states": states, "training_set": expectations.fingerprint("tr
 def _states(expectations: Expectations) -> dict[str, dict[str, str]]:
     return {
         asset: {key: expectations.state(asset, key) for key in expectations.partitions(asset)}
-        for asset in ASSET_ORDER
+        for asset in STAGES
     }
 
 

@@ -6,23 +6,18 @@ the same steps.
 
 import dagster as dg
 
+from wan_lora_dagster.assets.declared import declared
 from wan_lora_dagster.assets.partitioned import (
-    CLIP_PARTITIONS,
-    SINGLE_RUN,
-    STILL_PARTITIONS,
     StepOutcome,
     emit,
     step_items,
 )
-from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.instance.claims import one_maker
 from wan_lora_dagster.pipeline import caches as domain
 from wan_lora_dagster.pipeline.items import CLIPS, STILLS, ItemKind
 from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import EngineResource, ProjectResource
-
-CACHES_GROUP = "caches"
 
 
 def _encode(context, project: ProjectResource, asset: str, encode, unreadable=None):
@@ -46,25 +41,15 @@ def _encode(context, project: ProjectResource, asset: str, encode, unreadable=No
     return catalog, batches, outcome
 
 
-def _cache_asset(name: str, partitions_def, code_version: str, dep: str, description: str):
+def _cache_asset(name: str, code_version: str, description: str):
     """The decorator of a cache asset: many partitions a step, on the GPU pool."""
     return dg.asset(
-        name=name,
-        group_name=CACHES_GROUP,
-        partitions_def=partitions_def,
-        backfill_policy=SINGLE_RUN,
-        code_version=code_version,
-        deps=[dep],
-        output_required=False,
-        **GPU_WORK,
-        description=description,
+        **declared(name), code_version=code_version, output_required=False, description=description
     )
 
 
-def _text_cache_asset(kind: ItemKind, partitions_def, description: str) -> dg.AssetsDefinition:
-    @_cache_asset(
-        kind.text_cache, partitions_def, domain.TEXT_CODE_VERSION, kind.captions, description
-    )
+def _text_cache_asset(kind: ItemKind, description: str) -> dg.AssetsDefinition:
+    @_cache_asset(kind.text_cache, domain.TEXT_CODE_VERSION, description)
     @one_maker
     def encode_texts(
         context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
@@ -82,12 +67,8 @@ def _text_cache_asset(kind: ItemKind, partitions_def, description: str) -> dg.As
     return encode_texts
 
 
-def _latent_cache_asset(
-    kind: ItemKind, partitions_def, media_asset: str, description: str
-) -> dg.AssetsDefinition:
-    @_cache_asset(
-        kind.latent_cache, partitions_def, domain.LATENT_CODE_VERSION, media_asset, description
-    )
+def _latent_cache_asset(kind: ItemKind, description: str) -> dg.AssetsDefinition:
+    @_cache_asset(kind.latent_cache, domain.LATENT_CODE_VERSION, description)
     @one_maker
     def encode_latents(
         context: dg.AssetExecutionContext, project: ProjectResource, engine: EngineResource
@@ -118,38 +99,32 @@ def _latent_cache_asset(
     return encode_latents
 
 
-def _text_metadata(_key: str, record: dict) -> dict:
-    return {"file": record["file"]}
+def _text_metadata(_key: str, record: domain.TextCacheRecord) -> dict:
+    return {"file": record.file}
 
 
-def _latent_metadata(_key: str, record: dict) -> dict:
-    return {name: len(section["files"]) for name, section in record["sections"].items()}
+def _latent_metadata(_key: str, record: domain.LatentCacheRecord) -> dict:
+    return {name: len(section.files) for name, section in record.sections.items()}
 
 
 text_cache = _text_cache_asset(
     CLIPS,
-    CLIP_PARTITIONS,
     "UMT5 embedding of each final caption (`<clip>_wan_te.safetensors`, musubi format). "
     "Depends on the caption text only: a caption edit re-encodes one file.",
 )
 latent_cache = _latent_cache_asset(
     CLIPS,
-    CLIP_PARTITIONS,
-    "clips",
     "VAE latents of each clip for every clip section: the frame windows of musubi-tuner's "
     "rules, bucketed to the section's resolution. Depends on the clip and the section settings "
     "only; a section's change re-encodes that section alone.",
 )
 still_text_cache = _text_cache_asset(
     STILLS,
-    STILL_PARTITIONS,
     "UMT5 embedding of each still's final caption (`<still>_wan_te.safetensors`, musubi "
     "format). Depends on the caption text only.",
 )
 still_latent_cache = _latent_cache_asset(
     STILLS,
-    STILL_PARTITIONS,
-    "stills",
     "VAE latent of each still for every stills section: one frame, bucketed as musubi-tuner "
     "buckets images, named by the image's own size (`<still>_<W>x<H>_wan.safetensors`). "
     "Depends on the image and the section settings only; an undecodable image fails alone.",

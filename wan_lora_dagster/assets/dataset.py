@@ -2,17 +2,14 @@
 
 import dagster as dg
 
+from wan_lora_dagster.assets.declared import declared
 from wan_lora_dagster.assets.partitioned import (
-    CLIP_PARTITIONS,
-    SINGLE_RUN,
-    STILL_PARTITIONS,
     StepOutcome,
     emit,
     make_each,
     make_grouped,
     step_items,
 )
-from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.instance.claims import one_maker
 from wan_lora_dagster.pipeline import dataset as domain
 from wan_lora_dagster.pipeline.device_captions import caption_on_devices
@@ -21,15 +18,10 @@ from wan_lora_dagster.pipeline.stills import make_still_caption
 from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import CaptionerResource, FfmpegResource, ProjectResource
 
-DATASET_GROUP = "dataset"
-
 
 @dg.asset(
-    group_name=DATASET_GROUP,
-    partitions_def=CLIP_PARTITIONS,
-    backfill_policy=SINGLE_RUN,
+    **declared("clips"),
     code_version=domain.CLIPS_CODE_VERSION,
-    deps=["films", "clip_ranges"],
     output_required=False,
     check_specs=[
         dg.AssetCheckSpec(
@@ -65,28 +57,28 @@ def clips(context: dg.AssetExecutionContext, project: ProjectResource, ffmpeg: F
     yield from _clip_checks(outcome)
 
 
-def _clip_metadata(_clip_id: str, record: dict) -> dict:
+def _clip_metadata(_clip_id: str, record: domain.ClipRecord) -> dict:
     """A row of the batch's table: what the UI shows of each clip."""
     return {
-        "num_frames": record["num_frames"],
-        "duration_s": round(record["duration"], 3),
-        "size": f"{record['width']}x{record['height']}",
-        "source": f"{record['film']} {record['start']:.3f}-{record['end']:.3f} s",
-        "range_line": record["ranges_file"],
-        "scene_cuts": len(record["scene_cuts"]),
-        "thumbnail": record["thumbnail"],
+        "num_frames": record.num_frames,
+        "duration_s": round(record.duration, 3),
+        "size": f"{record.width}x{record.height}",
+        "source": f"{record.film} {record.start:.3f}-{record.end:.3f} s",
+        "range_line": record.ranges_file,
+        "scene_cuts": len(record.scene_cuts),
+        "thumbnail": record.thumbnail,
     }
 
 
 def _clip_checks(outcome: StepOutcome):
     records = outcome.records
-    off_rate = [clip for clip, r in records.items() if abs(r["fps"] - 16) > 1e-6]
+    off_rate = [clip for clip, r in records.items() if abs(r.fps - 16) > 1e-6]
     off_count = {
-        clip: f"{r['num_frames']} frames, expected {r['expected_frames']}"
+        clip: f"{r.num_frames} frames, expected {r.expected_frames}"
         for clip, r in records.items()
-        if abs(r["num_frames"] - r["expected_frames"]) > 1
+        if abs(r.num_frames - r.expected_frames) > 1
     }
-    with_cuts = {clip: r["scene_cuts"] for clip, r in records.items() if r["scene_cuts"]}
+    with_cuts = {clip: r.scene_cuts for clip, r in records.items() if r.scene_cuts}
     yield dg.AssetCheckResult(
         check_name="sixteen_fps", passed=not off_rate, metadata={"clips": off_rate}
     )
@@ -99,18 +91,11 @@ def _clip_checks(outcome: StepOutcome):
     )
 
 
-def _captions_asset(
-    name: str, partitions_def, deps: list[str], make, description: str
-) -> dg.AssetsDefinition:
+def _captions_asset(name: str, make, description: str) -> dg.AssetsDefinition:
     @dg.asset(
-        name=name,
-        group_name=DATASET_GROUP,
-        partitions_def=partitions_def,
-        backfill_policy=SINGLE_RUN,
+        **declared(name),
         code_version=domain.CAPTIONS_CODE_VERSION,
-        deps=deps,
         output_required=False,
-        **GPU_WORK,
         check_specs=[
             dg.AssetCheckSpec(
                 "no_banned_words", asset=name, description="No caption names a banned word."
@@ -129,16 +114,12 @@ def _captions_asset(
 
 captions = _captions_asset(
     "captions",
-    CLIP_PARTITIONS,
-    ["clips", "caption_files"],
     domain.make_caption,
     "captions/<clip>.txt: written by the captioner, edited by hand. A hand edit is never "
     "overwritten; each partition records whether its caption is `auto` or `edited`.",
 )
 still_captions = _captions_asset(
     "still_captions",
-    STILL_PARTITIONS,
-    ["stills", "still_caption_txt"],
     make_still_caption,
     "stills/<still>.txt beside each image: the user's hand caption when there is one (never "
     "overwritten), else written by the captioner from the image and `auto` until edited by "
@@ -174,7 +155,7 @@ def _caption_step(context, project: ProjectResource, captioner: CaptionerResourc
         )
         outcome.skipped = fresh
     yield from emit(context, outcome, catalog.records, _caption_metadata, batches)
-    banned = {key: r["banned_words"] for key, r in outcome.records.items() if r["banned_words"]}
+    banned = {key: r.banned_words for key, r in outcome.records.items() if r.banned_words}
     yield dg.AssetCheckResult(
         check_name="no_banned_words",
         passed=not banned,
@@ -184,5 +165,5 @@ def _caption_step(context, project: ProjectResource, captioner: CaptionerResourc
     )
 
 
-def _caption_metadata(_key: str, record: dict) -> dict:
-    return {"caption": record["text"], "origin": record["origin"], "file": record["path"]}
+def _caption_metadata(_key: str, record: domain.CaptionRecord) -> dict:
+    return {"caption": record.text, "origin": record.origin, "file": record.path}

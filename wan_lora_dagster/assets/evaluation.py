@@ -2,31 +2,20 @@
 
 import dagster as dg
 
+from wan_lora_dagster.assets.declared import declared
 from wan_lora_dagster.assets.metadata import image_markdown
-from wan_lora_dagster.assets.partitioned import (
-    CHECKPOINT_PARTITIONS,
-    SINGLE_RUN,
-    emit,
-    make_each,
-)
-from wan_lora_dagster.assets.queues import GPU_WORK
+from wan_lora_dagster.assets.partitioned import emit, make_each, step_decision
 from wan_lora_dagster.instance.claims import one_maker
 from wan_lora_dagster.pipeline import evaluation as domain
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import EngineResource, ProjectResource
 
-EVALUATION_GROUP = "evaluation"
-
 
 @dg.asset(
-    group_name=EVALUATION_GROUP,
-    partitions_def=CHECKPOINT_PARTITIONS,
-    backfill_policy=SINGLE_RUN,
+    **declared("eval_videos"),
     code_version=domain.EVAL_CODE_VERSION,
-    deps=["lora_checkpoints"],
     output_required=False,
-    **GPU_WORK,
     description="Per checkpoint: one video per eval prompt x LoRA strength x seed (strength 0 is "
     "the base model; an I2V LoRA's start from each held-out clip's first frame and [eval] "
     "images), the [eval] walk, a contact sheet, and the held-out validation loss with fixed "
@@ -38,7 +27,9 @@ def eval_videos(
 ):
     catalog = project.catalog()
     expectations = Expectations(catalog)
-    stale, fresh = expectations.split_fresh("eval_videos", context.partition_keys)
+    keys = context.partition_keys
+    fresh = set(step_decision(context, catalog, "eval_videos", keys, expectations).fresh)
+    stale = [key for key in keys if key not in fresh]
     progress = ProgressThrottle("eval_videos", context.log.info)
     with engine.session(catalog.project) as model:
         outcome = make_each(
@@ -49,15 +40,15 @@ def eval_videos(
             ),
             context.log,
         )
-    outcome.skipped = fresh
+    outcome.skipped = [key for key in keys if key in fresh]
 
-    def metadata(key: str, record: dict) -> dict:
+    def metadata(key: str, record: domain.EvalRecord) -> dict:
         return {
-            "validation_loss": record["validation_loss"],
-            "validation_loss_without_lora": record["validation_loss_base"],
-            "videos": len(record["videos"]),
+            "validation_loss": record.validation_loss,
+            "validation_loss_without_lora": record.validation_loss_base,
+            "videos": len(record.videos),
             "contact_sheet": image_markdown(
-                catalog.project.root / record["contact_sheet"], f"eval of {key}"
+                catalog.project.root / record.contact_sheet, f"eval of {key}"
             ),
         }
 
@@ -65,9 +56,8 @@ def eval_videos(
 
 
 @dg.asset(
-    group_name=EVALUATION_GROUP,
+    **declared("best_lora"),
     code_version=domain.BEST_CODE_VERSION,
-    deps=["eval_videos"],
     description="The checkpoint with the lowest validation loss (or `[eval] pin`), exported as "
     "out/best/adapter_model.safetensors for ComfyUI, musubi-tuner and diffusers, with a plot of "
     "every checkpoint's loss.",
@@ -78,17 +68,17 @@ def best_lora(context: dg.AssetExecutionContext, project: ProjectResource) -> dg
     expectations = Expectations(catalog)
     plan = expectations.plan
     keys = list(plan.keys)
-    versions = [catalog.records.read("eval_videos", key)["data_version"] for key in keys]
+    versions = [catalog.records.read("eval_videos", key).data_version for key in keys]
     record = domain.export_best(catalog, domain.choose_best(catalog, keys), keys, versions)
-    plot = record.get("validation_loss_plot")
+    plot = record.validation_loss_plot
     return dg.Output(
         None,
-        data_version=dg.DataVersion(record["data_version"]),
+        data_version=dg.DataVersion(record.data_version),
         metadata={
-            "checkpoint": record["checkpoint"],
-            "file": dg.MetadataValue.path(str(catalog.project.root / record["file"])),
-            "validation_loss": record["validation_loss"],
-            "validation_loss_without_lora": record["validation_loss_base"],
+            "checkpoint": record.checkpoint,
+            "file": dg.MetadataValue.path(str(catalog.project.root / record.file)),
+            "validation_loss": record.validation_loss,
+            "validation_loss_without_lora": record.validation_loss_base,
             **(
                 {"validation_loss_plot": image_markdown(catalog.project.root / plot, "losses")}
                 if plot

@@ -14,15 +14,17 @@ import dagster as dg
 
 from wan_lora_dagster.assets.metadata import rows_table
 from wan_lora_dagster.engines.base import Progress
+from wan_lora_dagster.instance.observation_log import DATA_VERSION_TAG
 from wan_lora_dagster.pipeline.batches import Batches
 from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.decisions import StageDecision
 from wan_lora_dagster.pipeline.leftovers import remove_leftovers
 from wan_lora_dagster.pipeline.parallel import (
     GroupMaker,
     make_groups_in_parallel,
     make_in_parallel,
 )
-from wan_lora_dagster.pipeline.records import RecordStore
+from wan_lora_dagster.pipeline.records import Record, RecordStore
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.project import fingerprint
@@ -32,7 +34,7 @@ STILL_PARTITIONS = dg.DynamicPartitionsDefinition(name="still_batches")
 CHECKPOINT_PARTITIONS = dg.DynamicPartitionsDefinition(name="checkpoints")
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 SKIPPED_TAG = "wan_lora/skipped_fresh"
-DATA_VERSION_TAG = "dagster/data_version"
+DECISION_TAG = "wan_lora/stage_decision"  # the decision `wan-lora run` hands the step
 NULL = "NULL"  # Dagster's own marker for a missing input version or event
 EVENTS_OF_INPUTS = (
     dg.DagsterEventType.ASSET_OBSERVATION,
@@ -44,7 +46,7 @@ EVENTS_OF_INPUTS = (
 class StepOutcome:
     """What a multi-partition step did, partition by partition."""
 
-    records: dict[str, dict] = field(default_factory=dict)
+    records: dict[str, Record] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -75,10 +77,28 @@ def step_items(
     An item whose inputs are not fresh is neither: its batch is recorded once it can be made.
     """
     batches = batches_of(catalog, context.assets_def.partitions_def)
-    expectations = Expectations(catalog)
-    stale, fresh = expectations.split_fresh(asset, batches.items(context.partition_keys))
-    ready = [item for item in stale if expectations.fingerprint(asset, item) is not None]
-    return batches, ready, fresh
+    decision = step_decision(context, catalog, asset, batches.items(context.partition_keys))
+    return batches, decision.make, decision.fresh
+
+
+def step_decision(
+    context: dg.AssetExecutionContext,
+    catalog: Catalog,
+    asset: str,
+    keys: list[str],
+    expectations: Expectations | None = None,
+) -> StageDecision:
+    """What the step makes of `keys`: as `wan-lora run` decided for the stage, else (a run from
+    the UI, or one re-executed after its command ended) decided now, by the same function."""
+    handed = context.run.tags.get(DECISION_TAG)
+    if handed:
+        try:
+            decision = StageDecision.load(catalog.project.root / handed)
+        except FileNotFoundError:  # its stage is over
+            decision = None
+        if decision and decision.asset == asset and decision.covers(keys):
+            return decision.of(keys)
+    return (expectations or Expectations(catalog)).decide(asset, keys)
 
 
 def make_each(
@@ -124,7 +144,7 @@ def emit(
     context: dg.AssetExecutionContext,
     outcome: StepOutcome,
     records: RecordStore,
-    metadata_for: Callable[[str, dict], dict],
+    metadata_for: Callable[[str, Record], dict],
     batches: Batches | None = None,
 ) -> Iterator[dg.Output | dg.AssetMaterialization]:
     """Yield the step's events; raise a Failure naming every failed item at the end.
@@ -167,8 +187,8 @@ def emit(
 
 def partition_events(
     context: dg.AssetExecutionContext,
-    records: dict[str, dict],
-    metadata_for: Callable[[str, dict], dict],
+    records: dict[str, Record],
+    metadata_for: Callable[[str, Record], dict],
     batches: dict[str, list[str]] | None = None,
 ) -> Iterator[dg.AssetMaterialization]:
     """One materialization per partition, with its own data version and input provenance.
@@ -182,10 +202,10 @@ def partition_events(
     provenance = input_provenance(context, keys)
     for key in keys:
         if batches is None:
-            version, metadata = records[key]["data_version"], metadata_for(key, records[key])
+            version, metadata = records[key].data_version, metadata_for(key, records[key])
         else:
             items = batches[key]
-            version = fingerprint([(item, records[item]["data_version"]) for item in items])
+            version = fingerprint([(item, records[item].data_version) for item in items])
             rows = [{"item": item, **metadata_for(item, records[item])} for item in items]
             metadata = {"items": len(items), "contents": rows_table(rows)}
         yield dg.AssetMaterialization(

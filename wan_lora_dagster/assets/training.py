@@ -4,15 +4,14 @@ import json
 
 import dagster as dg
 
+from wan_lora_dagster.assets.declared import declared
 from wan_lora_dagster.assets.metadata import caption_table, image_markdown
 from wan_lora_dagster.assets.partitioned import (
-    CHECKPOINT_PARTITIONS,
-    SINGLE_RUN,
     StepOutcome,
     emit,
     partition_events,
+    step_decision,
 )
-from wan_lora_dagster.assets.queues import GPU_WORK
 from wan_lora_dagster.engines.background import deliveries
 from wan_lora_dagster.engines.base import CheckpointInfo
 from wan_lora_dagster.errors import UserError
@@ -24,13 +23,10 @@ from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import EngineResource, ProjectResource
 
-TRAINING_GROUP = "training"
-
 
 @dg.asset(
-    group_name=TRAINING_GROUP,
+    **declared("training_set"),
     code_version=domain.LORA_CODE_VERSION,
-    deps=["text_cache", "latent_cache", "still_text_cache", "still_latent_cache"],
     description="The manifest of every cache file that feeds training, with each clip's and "
     "still's caption text and versions. Its data version is the manifest's hash: the source of "
     "truth for staleness and lineage at any number of clips.",
@@ -46,7 +42,9 @@ def training_set(context: dg.AssetExecutionContext, project: ProjectResource) ->
     catalog.records.write(
         "training_set",
         UNPARTITIONED,
-        {"fingerprint": manifest.version, "data_version": manifest.version, "file": str(path)},
+        domain.TrainingSetRecord(
+            fingerprint=manifest.version, data_version=manifest.version, file=str(path)
+        ),
     )
     return dg.Output(
         None,
@@ -61,9 +59,8 @@ def training_set(context: dg.AssetExecutionContext, project: ProjectResource) ->
 
 
 @dg.asset(
-    group_name=TRAINING_GROUP,
+    **declared("dataset_report"),
     code_version=domain.LORA_CODE_VERSION,
-    deps=["training_set"],
     description="Per dataset section: samples per epoch, excluded items and why, frame and "
     "aspect statistics, and bucket resolutions that keep the aspect ratio.",
 )
@@ -71,12 +68,11 @@ def training_set(context: dg.AssetExecutionContext, project: ProjectResource) ->
 def dataset_report(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
     catalog = project.catalog()
     expectations = Expectations(catalog)
-    manifest = domain.load_manifest(catalog, catalog.records.read("training_set")["data_version"])
+    manifest = domain.load_manifest(catalog, catalog.records.read("training_set").data_version)
     report = domain.dataset_report(catalog, manifest, catalog.project.recipe)
     version = expectations.fingerprint("dataset_report")
-    catalog.records.write(
-        "dataset_report", UNPARTITIONED, {**report, "fingerprint": version, "data_version": version}
-    )
+    record = domain.DatasetReportRecord(fingerprint=version, data_version=version, **report)
+    catalog.records.write("dataset_report", UNPARTITIONED, record)
     rows = [
         dg.TableRecord(
             {
@@ -100,13 +96,9 @@ def dataset_report(context: dg.AssetExecutionContext, project: ProjectResource) 
 
 
 @dg.asset(
-    group_name=TRAINING_GROUP,
-    partitions_def=CHECKPOINT_PARTITIONS,
-    backfill_policy=SINGLE_RUN,
+    **declared("lora_checkpoints"),
     code_version=domain.LORA_CODE_VERSION,
-    deps=["training_set", "dataset_report"],
     output_required=False,
-    **GPU_WORK,
     description="One partition per checkpoint a training run saves. Each records the training-set "
     "version, the captions that fed it, the settings and the loss so far; the LoRA file's own "
     "header carries the manifest hash.",
@@ -125,7 +117,9 @@ def lora_checkpoints(
         )
     if changed := domain.changed_checkpoints(catalog, context.partition_keys):
         raise dg.Failure(" ".join(changed.values()), metadata=changed, allow_retries=False)
-    _, fresh = expectations.split_fresh("lora_checkpoints", context.partition_keys)
+    fresh = step_decision(
+        context, catalog, "lora_checkpoints", context.partition_keys, expectations
+    ).fresh
     outcome = StepOutcome(skipped=fresh)
     metadata = _checkpoint_metadata(catalog, manifest, plan)
     losses: list[tuple[int, float]] = []
@@ -185,15 +179,15 @@ def _checkpoint_metadata(catalog, manifest, plan):
         ]
     )
 
-    def metadata(key: str, record: dict) -> dict:
+    def metadata(key: str, record: domain.CheckpointRecord) -> dict:
         return {
-            "training_set": record["training_set"],
-            "manifest": dg.MetadataValue.path(f"{manifest_file}/{record['training_set']}.json"),
+            "training_set": record.training_set,
+            "manifest": dg.MetadataValue.path(f"{manifest_file}/{record.training_set}.json"),
             "captions": table,
-            "epoch": record["epoch"],
-            "step": record["step"],
-            "loss": record["loss"],
-            "lora_file": dg.MetadataValue.path(record["file"]),
+            "epoch": record.epoch,
+            "step": record.step,
+            "loss": record.loss,
+            "lora_file": dg.MetadataValue.path(record.file),
             "settings": settings,
             "loss_curve": image_markdown(_loss_curve_path(catalog, key), "loss curve"),
             "tensorboard": dg.MetadataValue.path(str(logs)),

@@ -7,11 +7,16 @@ only. So a caption edit never touches a latent, and a resolution change never to
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wan_lora_dagster.engines.base import Engine, LatentJob, ProgressCallback, TextJob
+from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.dataset import CaptionRecord
 from wan_lora_dagster.pipeline.made_files import damage
+from wan_lora_dagster.pipeline.records import Record, record_of
 from wan_lora_dagster.project import (
     TINY_MODEL,
     DatasetSection,
@@ -21,8 +26,44 @@ from wan_lora_dagster.project import (
 )
 from wan_lora_dagster.tasks import wan_task
 
+if TYPE_CHECKING:
+    from wan_lora_dagster.pipeline.status import Expectations
+
 TEXT_CODE_VERSION = "1"
 LATENT_CODE_VERSION = "1"
+CACHES_GROUP = "caches"
+
+
+@record_of("text_cache", "still_text_cache")
+@dataclass(frozen=True, kw_only=True)
+class TextCacheRecord(Record):
+    caption_version: str  # the data version of the caption it encodes
+    file: str
+
+    def made_paths(self) -> list[str]:
+        return [self.file]
+
+
+@dataclass(frozen=True)
+class LatentSection:
+    """One [[datasets]] section's latent files of an item, and what they were made from."""
+
+    fingerprint: str
+    files: list[str] = field(default_factory=list)
+
+
+@record_of("latent_cache", "still_latent_cache")
+@dataclass(frozen=True, kw_only=True)
+class LatentCacheRecord(Record):
+    sections: dict[str, LatentSection] = field(default_factory=dict)
+
+    def made_paths(self) -> list[str]:
+        return [name for section in self.sections.values() for name in section.files]
+
+    @classmethod
+    def from_json(cls, data: dict) -> LatentCacheRecord:
+        sections = {name: LatentSection(**entry) for name, entry in data["sections"].items()}
+        return cls(**{**data, "sections": sections})
 
 
 def model_identity(settings: TrainingSettings, component: str) -> str:
@@ -94,22 +135,25 @@ def make_text_caches(
     progress: ProgressCallback,
     caption_asset: str = "captions",
     asset: str = "text_cache",
-) -> dict[str, dict]:
+) -> dict[str, TextCacheRecord]:
     """Encode the final caption of each item; returns item -> record."""
     project = catalog.project
-    captions = {item: catalog.records.read(caption_asset, item) for item in item_ids}
-    jobs = [TextJob(item, captions[item]["text"], text_cache_dir(project)) for item in item_ids]
+    captions: dict[str, CaptionRecord] = {
+        item: catalog.records.read(caption_asset, item) for item in item_ids
+    }
+    jobs = [TextJob(item, captions[item].text, text_cache_dir(project)) for item in item_ids]
     written = engine.encode_texts(jobs, progress)
     records = {}
     for item in item_ids:
-        version = text_fingerprint(captions[item]["data_version"], settings)
-        records[item] = {
-            "fingerprint": version,
-            "data_version": version,
-            "caption_version": captions[item]["data_version"],
-            "file": str(written[item].relative_to(project.root)),
-        }
-        catalog.records.write(asset, item, records[item])
+        caption_version = captions[item].data_version
+        version = text_fingerprint(caption_version, settings)
+        record = TextCacheRecord(
+            fingerprint=version,
+            data_version=version,
+            caption_version=caption_version,
+            file=str(written[item].relative_to(project.root)),
+        )
+        records[item] = catalog.records.write(asset, item, record)
     return records
 
 
@@ -123,42 +167,96 @@ def make_latent_caches(
     engine: Engine,
     progress: ProgressCallback,
     asset: str = "latent_cache",
-) -> dict[str, dict]:
+) -> dict[str, LatentCacheRecord]:
     """Encode each item under each of its sections, re-encoding only sections whose inputs changed.
 
     Stale files of a re-encoded section are removed first, so no engine ever reuses them.
     """
     project = catalog.project
-    records = {item: catalog.records.read(asset, item) or {"sections": {}} for item in item_ids}
+    old_records = {item: catalog.records.read(asset, item) for item in item_ids}
+    # item -> section name -> what it holds: kept as it was, or (a job's) made again
+    sections_of: dict[str, dict[str, LatentSection]] = {item: {} for item in item_ids}
     jobs = []
     for item in item_ids:
+        old_record = old_records[item]
         for section in sections:
-            old = records[item]["sections"].get(section.name)
+            old = old_record.sections.get(section.name) if old_record else None
             wanted = section_latent_fingerprint(item_versions[item], section, settings)
-            if old and old["fingerprint"] == wanted and _intact(project, records[item], old):
+            if old and old.fingerprint == wanted and _intact(project, old_record, old):
+                sections_of[item][section.name] = old
                 continue
-            for stale in old["files"] if old else []:
+            for stale in old.files if old else []:
                 (project.root / stale).unlink(missing_ok=True)
-            records[item]["sections"][section.name] = {"fingerprint": wanted, "files": []}
             jobs.append(LatentJob(item, media[item], section, section_cache_dir(project, section)))
     written = engine.encode_latents(jobs, progress) if jobs else {}
     for job in jobs:
         files = [path for path in written.get(job.item_id, []) if path.parent == job.cache_dir]
-        entry = records[job.item_id]["sections"][job.section.name]
-        entry["files"] = sorted(str(path.relative_to(project.root)) for path in files)
-    for item in item_ids:
-        kept = {section.name for section in sections}
-        record = records[item]
-        record["sections"] = {k: v for k, v in record["sections"].items() if k in kept}
-        record["fingerprint"] = record["data_version"] = latent_fingerprint(
-            item_versions[item], sections, settings
+        sections_of[job.item_id][job.section.name] = LatentSection(
+            section_latent_fingerprint(item_versions[job.item_id], job.section, settings),
+            sorted(str(path.relative_to(project.root)) for path in files),
         )
-        catalog.records.write(asset, item, record)
+    records = {}
+    for item in item_ids:
+        version = latent_fingerprint(item_versions[item], sections, settings)
+        ordered = {section.name: sections_of[item][section.name] for section in sections}
+        record = LatentCacheRecord(fingerprint=version, data_version=version, sections=ordered)
+        records[item] = catalog.records.write(asset, item, record)
     return records
 
 
-def _intact(project: Project, record: dict, section: dict) -> bool:
+def _intact(project: Project, record: LatentCacheRecord, section: LatentSection) -> bool:
     """Whether a section's files are all there and as they were made (a truncated one is not)."""
-    files = section["files"]
+    files = section.files
     exist = all((project.root / name).is_file() for name in files)
     return exist and not damage(project.root, record, only=files)
+
+
+def _text_rule(caption_asset: str):
+    """A text cache is made from its caption's text alone (its data version), once fresh."""
+
+    def rule(snapshot: Expectations, item_id: str) -> str | None:
+        caption_version = snapshot.fresh_data_version(caption_asset, item_id)
+        if caption_version is None:
+            return None
+        encode = snapshot.memo("text", lambda: text_fingerprinter(snapshot.recipe.training))
+        return encode(caption_version)
+
+    return rule
+
+
+def _latent_rule(source: str, media_version: Callable[[Expectations, str], str]):
+    """A latent cache is made from its item's media and the settings of `source`'s sections."""
+
+    def rule(snapshot: Expectations, item_id: str) -> str:
+        recipe = snapshot.recipe
+        encode = snapshot.memo(
+            ("latent", source),
+            lambda: latent_fingerprinter(recipe.sections_for(source), recipe.training),
+        )
+        return encode(media_version(snapshot, item_id))
+
+    return rule
+
+
+def _clip_version(snapshot: Expectations, clip_id: str) -> str:
+    return snapshot.fingerprint("clips", clip_id)
+
+
+def _still_version(snapshot: Expectations, still_id: str) -> str:
+    return snapshot.catalog.still_hashes[still_id]
+
+
+def _cache_spec(name: str, partitioning: Partitioning, reads: str, rule) -> AssetSpec:
+    return AssetSpec(name, CACHES_GROUP, partitioning, (reads,), rule, pool=GPU_POOL)
+
+
+TEXT_CACHE = _cache_spec("text_cache", Partitioning.CLIPS, "captions", _text_rule("captions"))
+LATENT_CACHE = _cache_spec(
+    "latent_cache", Partitioning.CLIPS, "clips", _latent_rule("clips", _clip_version)
+)
+STILL_TEXT_CACHE = _cache_spec(
+    "still_text_cache", Partitioning.STILLS, "still_captions", _text_rule("still_captions")
+)
+STILL_LATENT_CACHE = _cache_spec(
+    "still_latent_cache", Partitioning.STILLS, "stills", _latent_rule("stills", _still_version)
+)

@@ -1,17 +1,17 @@
 """The dataset half: a 16 fps clip per curated range, and a caption per clip.
 
-Every function returns the record it wrote; `fingerprint` is what the partition was made from and
-`data_version` is what downstream assets see (they are equal where the output is a pure function
-of the inputs; a caption's data version is the hash of its final text).
+Every function returns the record it wrote (a caption's data version is the hash of its final
+text: an edit that changes nothing in it changes nothing downstream).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
@@ -24,15 +24,51 @@ from wan_lora_dagster.media.cut_group import cut_clips, group_nearby, ranges_per
 from wan_lora_dagster.media.frames import sample_frames
 from wan_lora_dagster.media.scenes import HardCutFinder
 from wan_lora_dagster.media.thumbnails import StripFrames
+from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.records import Record, record_of
 from wan_lora_dagster.project import CaptionSettings, Project, fingerprint
+
+if TYPE_CHECKING:
+    from wan_lora_dagster.pipeline.status import Expectations
 
 CLIPS_CODE_VERSION = "2"  # 2: cut the same alone or beside other ranges (media/cut.py)
 CAPTIONS_CODE_VERSION = "1"
 TINY_CAPTIONER = "tiny"
+DATASET_GROUP = "dataset"
 # Clip groups per worker: the last group to end decides when the stage ends, so each worker
 # takes several; fewer, bigger groups share ffmpeg's start-up over more clips.
 GROUPS_PER_WORKER = 4
+
+
+@record_of("clips")
+@dataclass(frozen=True, kw_only=True)
+class ClipRecord(Record):
+    path: str  # the clip, out/clips/<clip>.mp4
+    film: str
+    ranges_file: str  # ranges/<film>.txt:<line>
+    start: float
+    end: float
+    num_frames: int
+    expected_frames: int
+    duration: float
+    fps: float
+    width: int
+    height: int
+    scene_cuts: list[float]
+    thumbnail: str  # its strip of frames, out/thumbnails/<clip>.png
+
+    def made_paths(self) -> list[str]:
+        return [self.path, self.thumbnail]
+
+
+@record_of("captions", "still_captions")
+@dataclass(frozen=True, kw_only=True)
+class CaptionRecord(Record):
+    text: str  # the final text, trigger applied
+    origin: str  # "auto" or "edited"
+    path: str  # the user's caption file (not made under out/)
+    banned_words: list[str] = field(default_factory=list)
 
 
 def clip_path(project: Project, clip_id: str) -> Path:
@@ -66,7 +102,7 @@ def clip_groups(catalog: Catalog, clip_ids: list[str], workers: int) -> list[lis
 
 def make_clips(
     catalog: Catalog, clip_ids: list[str], settings: CutSettings
-) -> dict[str, dict | MediaError]:
+) -> dict[str, ClipRecord | MediaError]:
     """Cut ranges of one film (one ffmpeg for them all), resample to 16 fps, look for hard cuts
     and draw a thumbnail strip per clip: one decode of each new clip counts its frames, finds
     the cuts and picks the strip's frames. Returns each clip's record, or its MediaError."""
@@ -94,31 +130,30 @@ def _range_cut(catalog: Catalog, clip_id: str, settings: CutSettings) -> RangeCu
 
 def _record_clip(
     catalog: Catalog, clip_id: str, info: ClipInfo, cut: RangeCut, settings: CutSettings
-) -> dict:
+) -> ClipRecord:
     project = catalog.project
     clip_range = catalog.ranges_by_clip[clip_id]
     cuts, strip = cut.watchers
     thumbnail = strip.save(project.out("thumbnails", f"{clip_id}.png"), clip=info.path)
     version = clip_fingerprint(catalog, clip_id, settings)
-    record = {
-        "fingerprint": version,
-        "data_version": version,
-        "path": str(info.path.relative_to(project.root)),
-        "film": str(info.source.relative_to(project.root)),
-        "ranges_file": f"{clip_range.ranges_file.relative_to(project.root)}:{clip_range.line}",
-        "start": clip_range.start,
-        "end": clip_range.end,
-        "num_frames": info.num_frames,
-        "expected_frames": cut.num_frames(settings),
-        "duration": info.duration,
-        "fps": info.fps,
-        "width": info.width,
-        "height": info.height,
-        "scene_cuts": cuts.cuts,
-        "thumbnail": str(thumbnail.relative_to(project.root)),
-    }
-    catalog.records.write("clips", clip_id, record)
-    return record
+    record = ClipRecord(
+        fingerprint=version,
+        data_version=version,
+        path=str(info.path.relative_to(project.root)),
+        film=str(info.source.relative_to(project.root)),
+        ranges_file=f"{clip_range.ranges_file.relative_to(project.root)}:{clip_range.line}",
+        start=clip_range.start,
+        end=clip_range.end,
+        num_frames=info.num_frames,
+        expected_frames=cut.num_frames(settings),
+        duration=info.duration,
+        fps=info.fps,
+        width=info.width,
+        height=info.height,
+        scene_cuts=cuts.cuts,
+        thumbnail=str(thumbnail.relative_to(project.root)),
+    )
+    return catalog.records.write("clips", clip_id, record)
 
 
 def captioner_settings(
@@ -183,16 +218,16 @@ class Captioning:
         return self.config.fingerprint()
 
 
-def make_caption(catalog: Catalog, clip_id: str, captioning: Captioning) -> dict:
+def make_caption(catalog: Catalog, clip_id: str, captioning: Captioning) -> CaptionRecord:
     """Caption a clip from a few of its frames unless its caption was edited by hand."""
     clip_record = catalog.records.read("clips", clip_id)
-    clip_file = catalog.project.root / clip_record["path"]
+    clip_file = catalog.project.root / clip_record.path
     return caption_item(
         catalog,
         "captions",
         caption_store(catalog.project),
         clip_id,
-        clip_record["data_version"],
+        clip_record.data_version,
         lambda: sample_frames(clip_file, captioning.settings.frames_per_clip),
         captioning,
     )
@@ -206,7 +241,7 @@ def caption_item(
     media_version: str,
     frames: Callable[[], list[Image.Image]],
     captioning: Captioning,
-) -> dict:
+) -> CaptionRecord:
     """Caption an item unless its caption was edited by hand; record the final text.
 
     `frames` is called only when the captioner runs, so a hand caption never decodes media.
@@ -224,15 +259,73 @@ def caption_item(
             item_id, apply_trigger(generated, settings.trigger), captioning.config_fingerprint
         )
     final_text = apply_trigger(state.text, settings.trigger)
-    record = {
-        "fingerprint": caption_fingerprint(
+    record = CaptionRecord(
+        fingerprint=caption_fingerprint(
             state, media_version, settings, captioning.config_fingerprint
         ),
-        "data_version": fingerprint("caption-text", final_text),
-        "text": final_text,
-        "origin": state.origin,
-        "path": str(state.path.relative_to(catalog.project.root)),
-        "banned_words": find_banned_words(final_text, settings.banned_words),
-    }
-    catalog.records.write(asset, item_id, record)
-    return record
+        data_version=fingerprint("caption-text", final_text),
+        text=final_text,
+        origin=state.origin,
+        path=str(state.path.relative_to(catalog.project.root)),
+        banned_words=find_banned_words(final_text, settings.banned_words),
+    )
+    return catalog.records.write(asset, item_id, record)
+
+
+class CaptionStates:
+    """Every item's caption state, read at once (each folder listed once, so a hand caption costs
+    no failed open of a captioner record) and shared with the sync of the same catalog."""
+
+    def __init__(self, catalog: Catalog, store: CaptionStore, item_ids: list[str]):
+        self.store = store
+        self.states = catalog.caption_states(store, item_ids)
+
+    def of(self, item_id: str) -> CaptionState:
+        state = self.states.get(item_id)
+        return state if state is not None else self.store.state(item_id)
+
+
+def snapshot_captioner(snapshot: Expectations) -> CaptionerSettings:
+    """The captioner's settings, as every caption's fingerprint sees them."""
+    project = snapshot.catalog.project
+    return snapshot.memo(
+        "captioner", lambda: captioner_settings(project, snapshot.recipe.captions, device="cpu")
+    )
+
+
+def _clip_rule(snapshot: Expectations, clip_id: str) -> str:
+    # asked for by clips, captions and latent_cache alike
+    return snapshot.memo(
+        ("clips", clip_id), lambda: clip_fingerprint(snapshot.catalog, clip_id, CutSettings())
+    )
+
+
+def _clip_captions(snapshot: Expectations) -> tuple[CaptionStates, str]:
+    """The clips' captions, and the captioner's fingerprint (taken once: it looks at every file
+    of the model's folder)."""
+
+    def read() -> tuple[CaptionStates, str]:
+        store = caption_store(snapshot.catalog.project)
+        states = CaptionStates(snapshot.catalog, store, snapshot.catalog.clip_ids)
+        return states, snapshot_captioner(snapshot).fingerprint()
+
+    return snapshot.memo("clip_captions", read)
+
+
+def _caption_rule(snapshot: Expectations, clip_id: str) -> str:
+    states, captioner = _clip_captions(snapshot)
+    media_version = snapshot.fingerprint("clips", clip_id)
+    return caption_fingerprint(
+        states.of(clip_id), media_version, snapshot.recipe.captions, captioner
+    )
+
+
+CLIPS = AssetSpec("clips", DATASET_GROUP, Partitioning.CLIPS, ("films", "clip_ranges"), _clip_rule)
+CAPTIONS = AssetSpec(
+    "captions",
+    DATASET_GROUP,
+    Partitioning.CLIPS,
+    ("clips", "caption_files"),
+    _caption_rule,
+    pool=GPU_POOL,
+)

@@ -14,10 +14,15 @@ from wan_lora_dagster.engines.base import Progress, ProgressCallback
 from wan_lora_dagster.engines.devices import run_share, split_over_devices
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
-from wan_lora_dagster.pipeline.dataset import Captioning, captioner_settings, ensure_tiny_captioner
+from wan_lora_dagster.pipeline.dataset import (
+    Captioning,
+    CaptionRecord,
+    captioner_settings,
+    ensure_tiny_captioner,
+)
 from wan_lora_dagster.project import open_project
 
-MakeCaption = Callable[[Catalog, str, Captioning], dict]
+MakeCaption = Callable[[Catalog, str, Captioning], CaptionRecord]
 
 
 def caption_on_devices(
@@ -26,7 +31,7 @@ def caption_on_devices(
     make: MakeCaption,
     devices: Sequence[str],
     progress: ProgressCallback,
-) -> tuple[dict[str, dict], dict[str, str]]:
+) -> tuple[dict[str, CaptionRecord], dict[str, str]]:
     """Returns (records, failures) by item, as a one-device captions step gets them."""
     project = open_project(project_root)
     settings = project.recipe.captions

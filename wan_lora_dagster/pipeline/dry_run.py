@@ -36,7 +36,7 @@ def dry_run(catalog: Catalog) -> str:
         text_jobs += [
             TextJob(
                 item_id,
-                catalog.records.read(kind.captions, item_id)["text"],
+                catalog.records.read(kind.captions, item_id).text,
                 caches.text_cache_dir(project),
             )
             for item_id in _stale(expectations, kind.text_cache)

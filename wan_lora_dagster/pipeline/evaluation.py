@@ -5,24 +5,75 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.engines.base import Engine, SampleRequest, SampleVideo
 from wan_lora_dagster.errors import EngineError, UserError
 from wan_lora_dagster.formats.cache_files import update_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
+from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.contact_sheet import contact_sheet
+from wan_lora_dagster.pipeline.records import Record, record_of
 from wan_lora_dagster.pipeline.start_images import listed_images_version, start_images
-from wan_lora_dagster.pipeline.training import changed_checkpoints
+from wan_lora_dagster.pipeline.training import (
+    CheckpointRecord,
+    changed_checkpoints,
+)
 from wan_lora_dagster.pipeline.validation_plot import CheckpointLoss, validation_loss_plot
 from wan_lora_dagster.project import Project, Recipe, fingerprint
+
+if TYPE_CHECKING:
+    from wan_lora_dagster.pipeline.status import Expectations
 
 logger = logging.getLogger(__name__)
 EVAL_CODE_VERSION = "1"
 BEST_CODE_VERSION = "2"  # 2: the validation-loss plot
+EVALUATION_GROUP = "evaluation"
 NEWER_EVAL_KEYS = ("images", "walk")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalVideo:
+    file: str
+    prompt: str
+    strength: float
+    seed: int
+    start_image: str | None = None  # an image-to-video LoRA's first frame
+    walk_position: float | None = None  # a frame of the [eval] walk
+
+
+@record_of("eval_videos")
+@dataclass(frozen=True, kw_only=True)
+class EvalRecord(Record):
+    videos: list[EvalVideo]
+    contact_sheet: str
+    validation_loss: float | None
+    validation_loss_base: float | None
+
+    def made_paths(self) -> list[str]:
+        starts = [video.start_image for video in self.videos if video.start_image]
+        return [*(video.file for video in self.videos), *starts, self.contact_sheet]
+
+    @classmethod
+    def from_json(cls, data: dict) -> EvalRecord:
+        return cls(**{**data, "videos": [EvalVideo(**video) for video in data["videos"]]})
+
+
+@record_of("best_lora")
+@dataclass(frozen=True, kw_only=True)
+class BestRecord(Record):
+    checkpoint: str
+    file: str  # out/best/adapter_model.safetensors (a Wan 2.2 pair: the first expert's)
+    validation_loss: float | None
+    validation_loss_base: float | None
+    validation_loss_plot: str | None = None
+
+    def made_paths(self) -> list[str]:
+        return [self.file, *([self.validation_loss_plot] if self.validation_loss_plot else [])]
 
 
 def eval_fingerprint(checkpoint_version: str, project: Project) -> str:
@@ -43,27 +94,34 @@ def best_fingerprint(eval_versions: list[str], recipe: Recipe) -> str:
 
 def evaluate_checkpoint(
     catalog: Catalog, key: str, engine: Engine, manifest: TrainingSetManifest, progress
-) -> dict:
+) -> EvalRecord:
     """Sample every prompt x strength x seed, draw a contact sheet, measure the held-out loss."""
     project = catalog.project
     recipe = project.recipe
-    checkpoint = catalog.records.read("lora_checkpoints", key)
-    lora_path = project.root / checkpoint["file"]
+    checkpoint: CheckpointRecord = catalog.records.read("lora_checkpoints", key)
+    lora_path = project.root / checkpoint.file
     output_dir = project.out("eval", key)
     request = SampleRequest(lora_path, recipe.eval, output_dir, start_images(catalog, manifest))
     videos = engine.sample(request, progress)
     sheet = contact_sheet(videos, output_dir / "contact_sheet.png")
     loss_with, loss_without = validation_losses(engine, lora_path, manifest, recipe)
-    record = {
-        "fingerprint": eval_fingerprint(checkpoint["data_version"], project),
-        "videos": [_video_record(video, project.root) for video in videos],
-        "contact_sheet": str(sheet.relative_to(project.root)),
-        "validation_loss": loss_with,
-        "validation_loss_base": loss_without,
-    }
-    record["data_version"] = fingerprint(record)
-    catalog.records.write("eval_videos", key, record)
-    return record
+    record = EvalRecord(
+        fingerprint=eval_fingerprint(checkpoint.data_version, project),
+        data_version="",
+        videos=[_video_record(video, project.root) for video in videos],
+        contact_sheet=str(sheet.relative_to(project.root)),
+        validation_loss=loss_with,
+        validation_loss_base=loss_without,
+    )
+    record = replace(record, data_version=_content_version(record))
+    return catalog.records.write("eval_videos", key, record)
+
+
+def _content_version(record: EvalRecord) -> str:
+    """An evaluation's data version: the hash of all it holds (its videos, its losses)."""
+    content = record.to_json()
+    del content["data_version"], content["made_files"]
+    return fingerprint(content)
 
 
 def validation_losses(engine: Engine, lora: Path, manifest: TrainingSetManifest, recipe: Recipe):
@@ -83,18 +141,16 @@ def validation_losses(engine: Engine, lora: Path, manifest: TrainingSetManifest,
         return None, None
 
 
-def _video_record(video: SampleVideo, root: Path) -> dict:
-    record = {
-        "file": str(video.path.relative_to(root)),
-        "prompt": video.prompt,
-        "strength": video.strength,
-        "seed": video.seed,
-    }
-    if video.start_image:
-        record["start_image"] = str(video.start_image.path.relative_to(root))
-    if video.walk_position is not None:
-        record["walk_position"] = video.walk_position
-    return record
+def _video_record(video: SampleVideo, root: Path) -> EvalVideo:
+    start = video.start_image
+    return EvalVideo(
+        file=str(video.path.relative_to(root)),
+        prompt=video.prompt,
+        strength=video.strength,
+        seed=video.seed,
+        start_image=str(start.path.relative_to(root)) if start else None,
+        walk_position=video.walk_position,
+    )
 
 
 def _export_file(source: Path, target: Path, key: str) -> None:
@@ -120,7 +176,7 @@ def choose_best(catalog: Catalog, keys: list[str]) -> str:
                 f"training run ({', '.join(keys)})"
             )
         return pin
-    losses = {key: catalog.records.read("eval_videos", key)["validation_loss"] for key in keys}
+    losses = {key: catalog.records.read("eval_videos", key).validation_loss for key in keys}
     measured = {key: loss for key, loss in losses.items() if loss is not None}
     return min(measured, key=measured.get) if measured else keys[-1]
 
@@ -131,16 +187,18 @@ def best_file_name(expert: str | None) -> str:
     return f"adapter_model-{expert}-best.safetensors" if expert else "adapter_model.safetensors"
 
 
-def export_best(catalog: Catalog, key: str, keys: list[str], eval_versions: list[str]) -> dict:
+def export_best(
+    catalog: Catalog, key: str, keys: list[str], eval_versions: list[str]
+) -> BestRecord:
     """Copy checkpoint `key` of the run's `keys` (a Wan 2.2 pair: both files) to out/best/, and
     plot the run's losses."""
     project = catalog.project
-    checkpoint = catalog.records.read("lora_checkpoints", key)
+    checkpoint: CheckpointRecord = catalog.records.read("lora_checkpoints", key)
     if changed := changed_checkpoints(catalog, [key]):
         raise UserError(f"{changed[key]} It is not exported.")
     exported = {
         best_file_name(expert): project.root / file
-        for expert, file in (checkpoint.get("expert_files") or {None: checkpoint["file"]}).items()
+        for expert, file in (checkpoint.expert_files or {None: checkpoint.file}).items()
     }
     for name, source in exported.items():
         _export_file(source, project.out("best", name), key)
@@ -148,20 +206,18 @@ def export_best(catalog: Catalog, key: str, keys: list[str], eval_versions: list
         if stale.name not in exported:  # a previous best of another shape: a single or a pair
             stale.unlink()
     target = project.out("best", next(iter(exported)))
-    evaluation = catalog.records.read("eval_videos", key)
-    record = {
-        "fingerprint": best_fingerprint(eval_versions, project.recipe),
-        "data_version": fingerprint("best", checkpoint["data_version"]),
-        "checkpoint": key,
-        "file": str(target.relative_to(project.root)),
-        "validation_loss": evaluation["validation_loss"],
-        "validation_loss_base": evaluation["validation_loss_base"],
-    }
+    evaluation: EvalRecord = catalog.records.read("eval_videos", key)
     plot = loss_plot(catalog, keys, key, project.out("best", "validation_loss.png"))
-    if plot:
-        record["validation_loss_plot"] = str(plot.relative_to(project.root))
-    catalog.records.write("best_lora", "__all__", record)
-    return record
+    record = BestRecord(
+        fingerprint=best_fingerprint(eval_versions, project.recipe),
+        data_version=fingerprint("best", checkpoint.data_version),
+        checkpoint=key,
+        file=str(target.relative_to(project.root)),
+        validation_loss=evaluation.validation_loss,
+        validation_loss_base=evaluation.validation_loss_base,
+        validation_loss_plot=str(plot.relative_to(project.root)) if plot else None,
+    )
+    return catalog.records.write("best_lora", "__all__", record)
 
 
 def loss_plot(catalog: Catalog, keys: list[str], chosen: str, path: Path) -> Path | None:
@@ -170,9 +226,39 @@ def loss_plot(catalog: Catalog, keys: list[str], chosen: str, path: Path) -> Pat
     points, base = [], None
     for key in keys:
         evaluation = catalog.records.read("eval_videos", key)
-        step = catalog.records.read("lora_checkpoints", key)["step"]
-        points.append(CheckpointLoss(key, step, evaluation["validation_loss"]))
-        base = evaluation["validation_loss_base"] if base is None else base
+        step = catalog.records.read("lora_checkpoints", key).step
+        points.append(CheckpointLoss(key, step, evaluation.validation_loss))
+        base = evaluation.validation_loss_base if base is None else base
     if all(point.loss is None for point in points):
         return None
     return validation_loss_plot(points, chosen, base, path)
+
+
+def _eval_rule(snapshot: Expectations, key: str) -> str | None:
+    checkpoint_version = snapshot.fresh_data_version("lora_checkpoints", key)
+    return checkpoint_version and eval_fingerprint(checkpoint_version, snapshot.catalog.project)
+
+
+def _best_rule(snapshot: Expectations, _key: str) -> str | None:
+    """The best of the current run's checkpoints, once every one of them is evaluated."""
+    plan = snapshot.plan
+    if plan is None:
+        return None
+    versions = [snapshot.fresh_data_version("eval_videos", key) for key in plan.keys]
+    if None in versions:
+        return None
+    return best_fingerprint(versions, snapshot.recipe)
+
+
+EVAL_VIDEOS = AssetSpec(
+    "eval_videos",
+    EVALUATION_GROUP,
+    Partitioning.CHECKPOINTS,
+    ("lora_checkpoints",),
+    _eval_rule,
+    pool=GPU_POOL,
+    follows_inputs=False,
+)
+BEST_LORA = AssetSpec(
+    "best_lora", EVALUATION_GROUP, Partitioning.NONE, ("eval_videos",), _best_rule
+)

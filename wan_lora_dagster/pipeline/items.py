@@ -67,11 +67,11 @@ class _Clips(ItemKind):
         return clip_path(catalog.project, item_id)
 
     def version(self, catalog: Catalog, item_id: str) -> str:
-        return catalog.records.read("clips", item_id)["data_version"]
+        return catalog.records.read("clips", item_id).data_version
 
     def shape(self, catalog: Catalog, item_id: str) -> MediaShape:
         clip = catalog.records.read("clips", item_id)
-        return MediaShape(clip["width"], clip["height"], clip["num_frames"])
+        return MediaShape(clip.width, clip.height, clip.num_frames)
 
 
 class _Stills(ItemKind):

@@ -38,8 +38,8 @@ def checkpoint_lineage(catalog: Catalog, checkpoint: str) -> dict:
                 "caption_version": entry.caption_version,
                 "origin": entry.caption_origin,
                 "held_out": entry.held_out,
-                "changed_since": now is None or now["data_version"] != entry.caption_version,
-                "caption_now": now["text"] if now else None,
+                "changed_since": now is None or now.data_version != entry.caption_version,
+                "caption_now": now.text if now else None,
             }
         )
     return {"checkpoint": name, "training_set": training_set, "clips": clips}
@@ -51,15 +51,15 @@ def clip_lineage(catalog: Catalog, clip_id: str) -> dict:
     manifests: dict[str, TrainingSetManifest] = {}
     for record_path in sorted(catalog.records.root.joinpath("lora_checkpoints").glob("*.json")):
         record = catalog.records.read("lora_checkpoints", record_path.stem)
-        version = record["training_set"]
+        version = record.training_set
         manifests.setdefault(version, _manifest(catalog, version))
         entry = manifests[version].captions_by_item().get(clip_id)
         if entry:
             fed.append(
                 {
                     "checkpoint": record_path.stem,
-                    "file": record["file"],
-                    "training_set": record["training_set"],
+                    "file": record.file,
+                    "training_set": record.training_set,
                     "caption": entry.caption,
                     "caption_version": entry.caption_version,
                     "held_out": entry.held_out,
@@ -71,7 +71,7 @@ def clip_lineage(catalog: Catalog, clip_id: str) -> dict:
 def _training_set_of(catalog: Catalog, checkpoint: str) -> tuple[str, str]:
     record = catalog.records.read("lora_checkpoints", checkpoint)
     if record:
-        return record["training_set"], checkpoint
+        return record.training_set, checkpoint
     path = Path(checkpoint)
     if path.is_file():
         training_set = read_lora_header(path).get(HEADER_TRAINING_SET)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-MADE_FILES = "made_files"
+if TYPE_CHECKING:
+    from wan_lora_dagster.pipeline.records import Record
+
 CHUNK_BYTES = 4 << 20
 
 
@@ -26,24 +28,12 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _named_paths(value) -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key != MADE_FILES:
-                yield from _named_paths(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _named_paths(item)
-    elif isinstance(value, str) and "/" in value:
-        yield value
-
-
-def describe(project_root: Path, record: dict) -> dict[str, dict]:
-    """Path (relative to the project) -> size, mtime and hash of each file under out/ (not
-    out/records) that the record names."""
+def describe(project_root: Path, names: list[str]) -> dict[str, dict]:
+    """Path (relative to the project) -> size, mtime and hash of each of the made files `names`
+    that lies under out/ (not out/records)."""
     out = project_root / "out"
     described = {}
-    for name in _named_paths(record):
+    for name in names:
         path = Path(name) if Path(name).is_absolute() else project_root / name
         if not path.is_relative_to(out) or path.is_relative_to(out / "records"):
             continue
@@ -58,7 +48,7 @@ def describe(project_root: Path, record: dict) -> dict[str, dict]:
     return described
 
 
-def damage(project_root: Path, record: dict, only: list[str] | None = None) -> dict[str, str]:
+def damage(project_root: Path, record: Record, only: list[str] | None = None) -> dict[str, str]:
     """Path -> what is wrong with it, for each made file of the record that is not as made.
 
     Cheap: a stat per file; a file is hashed only when its size is right but its mtime moved.
@@ -67,7 +57,7 @@ def damage(project_root: Path, record: dict, only: list[str] | None = None) -> d
     """
     problems = {}
     root = str(project_root)
-    for name, made in record.get(MADE_FILES, {}).items():
+    for name, made in record.made_files.items():
         if only is not None and name not in only:
             continue
         try:

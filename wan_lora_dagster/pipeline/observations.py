@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from wan_lora_dagster.captioning.store import CaptionStore
+from wan_lora_dagster.pipeline.asset_spec import AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.dataset import caption_store
 from wan_lora_dagster.pipeline.stills import still_caption_store
@@ -42,3 +43,47 @@ def _hand_caption_versions(
         item_id: fingerprint(state.text) if state.origin == "edited" else "auto"
         for item_id, state in catalog.caption_states(store, item_ids).items()
     }
+
+
+SOURCES_GROUP = "sources"
+FILMS = AssetSpec(
+    "films",
+    SOURCES_GROUP,
+    Partitioning.CLIPS,
+    observe=film_versions,
+    description="Source films in films/, per batch of clips: the content hash of the film each "
+    "clip is cut from.",
+)
+CLIP_RANGES = AssetSpec(
+    "clip_ranges",
+    SOURCES_GROUP,
+    Partitioning.CLIPS,
+    observe=range_versions,
+    description="Curated moments in ranges/<film>.txt (START END [name] [# note]), one "
+    "partition per batch of clips.",
+)
+CAPTION_FILES = AssetSpec(
+    "caption_files",
+    SOURCES_GROUP,
+    Partitioning.CLIPS,
+    observe=caption_file_versions,
+    description="Hand-editable captions/<clip>.txt files; an edit is a new version, a touch is "
+    "not.",
+)
+STILLS = AssetSpec(
+    "stills",
+    SOURCES_GROUP,
+    Partitioning.STILLS,
+    observe=still_versions,
+    description="High-resolution images in stills/ (png, jpg, webp), one partition per batch of "
+    "images (each named by its stem): the content hashes of the images. Observed while a "
+    "section has source = 'stills'.",
+)
+STILL_CAPTION_TXT = AssetSpec(
+    "still_caption_txt",
+    SOURCES_GROUP,
+    Partitioning.STILLS,
+    observe=still_caption_file_versions,
+    description="Hand-written stills/<still>.txt captions; an edit is a new version, a touch is "
+    "not.",
+)

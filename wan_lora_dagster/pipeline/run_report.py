@@ -6,13 +6,14 @@ from collections.abc import Callable
 
 from wan_lora_dagster.media.ranges import format_time
 from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.records import Record
 from wan_lora_dagster.problems import Problems
 
 ERRORS_MEAN = "their clips are not made, and training waits until they are fixed"
 
 
 def project_problems(
-    catalog: Catalog, read: Callable[[str, str], dict | None] | None = None
+    catalog: Catalog, read: Callable[[str, str], Record | None] | None = None
 ) -> Problems:
     """The catalog's problems, and a warning for each clip made across a scene cut.
 
@@ -24,10 +25,10 @@ def project_problems(
     for clip_range in catalog.ranges:
         record = read("clips", clip_range.clip_id)
         # a record of other times is of an earlier range: its cuts are no longer in the clip
-        if not record or (record["start"], record["end"]) != (clip_range.start, clip_range.end):
+        if not record or (record.start, record.end) != (clip_range.start, clip_range.end):
             continue
-        if record["scene_cuts"]:
-            times = ", ".join(format_time(clip_range.start + cut) for cut in record["scene_cuts"])
+        if record.scene_cuts:
+            times = ", ".join(format_time(clip_range.start + cut) for cut in record.scene_cuts)
             problems.warning(
                 clip_range.ranges_file,
                 clip_range.line,

@@ -22,9 +22,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from wan_lora_dagster.pipeline.made_files import MADE_FILES
+from wan_lora_dagster.pipeline.asset_spec import Partitioning
+from wan_lora_dagster.pipeline.asset_table import partitioned
 from wan_lora_dagster.pipeline.parallel import ALL_CORES
-from wan_lora_dagster.pipeline.status import PER_CLIP_ASSETS, PER_STILL_ASSETS, Expectations
+from wan_lora_dagster.pipeline.status import Expectations
 
 # Below this many items a fork and the answers' trip back cost more than they save.
 MIN_ITEMS_TO_SHARE = 2_000
@@ -42,8 +43,8 @@ def check_items_on_cores(
     that fails leaves its share to this process.
     """
     catalog = expectations.catalog
-    work = [(PER_CLIP_ASSETS, key) for key in catalog.clip_ids]
-    work += [(PER_STILL_ASSETS, key) for key in catalog.still_ids]
+    work = [(partitioned(Partitioning.CLIPS), key) for key in catalog.clip_ids]
+    work += [(partitioned(Partitioning.STILLS), key) for key in catalog.still_ids]
     if workers < 2 or len(work) < min_items or not _can_fork():
         return
     # The first item of each kind here, before the fork: what all items share (every caption's
@@ -99,7 +100,7 @@ def _check_share(expectations: Expectations, share: list) -> list[tuple]:
             fresh = expectations.is_fresh(asset, key)
             record = expectations.record(asset, key)
             if record is not None:
-                record = {name: value for name, value in record.items() if name != MADE_FILES}
+                record = record.without_made_files()
             answer.append((asset, key, record, fresh))
     return answer
 

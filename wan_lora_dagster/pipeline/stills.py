@@ -9,15 +9,28 @@ exactly as for captions/<clip>.txt: a later hand edit of the file is then told a
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from PIL import Image
 
 from wan_lora_dagster.captioning.backends import CaptionerSettings
 from wan_lora_dagster.captioning.store import CaptionStore
 from wan_lora_dagster.media.frames import read_image
+from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
-from wan_lora_dagster.pipeline.dataset import Captioning, caption_item
+from wan_lora_dagster.pipeline.dataset import (
+    DATASET_GROUP,
+    Captioning,
+    CaptionRecord,
+    CaptionStates,
+    caption_fingerprint,
+    caption_item,
+    snapshot_captioner,
+)
 from wan_lora_dagster.project import Project
+
+if TYPE_CHECKING:
+    from wan_lora_dagster.pipeline.status import Expectations
 
 
 def still_caption_store(project: Project) -> CaptionStore:
@@ -29,7 +42,7 @@ def still_captioner(config: CaptionerSettings) -> CaptionerSettings:
     return replace(config, frames_per_clip=1)
 
 
-def make_still_caption(catalog: Catalog, still_id: str, captioning: Captioning) -> dict:
+def make_still_caption(catalog: Catalog, still_id: str, captioning: Captioning) -> CaptionRecord:
     """Caption a still unless its caption was written by hand; record the final text."""
     path = catalog.still_paths[still_id]
     return caption_item(
@@ -41,3 +54,31 @@ def make_still_caption(catalog: Catalog, still_id: str, captioning: Captioning) 
         lambda: [Image.fromarray(read_image(path))],
         replace(captioning, config=still_captioner(captioning.config)),
     )
+
+
+def _still_captions(snapshot: Expectations) -> tuple[CaptionStates, str]:
+    def read() -> tuple[CaptionStates, str]:
+        catalog = snapshot.catalog
+        store = still_caption_store(catalog.project)
+        captioner = still_captioner(snapshot_captioner(snapshot)).fingerprint()
+        return CaptionStates(catalog, store, catalog.still_ids), captioner
+
+    return snapshot.memo("still_captions", read)
+
+
+def _still_caption_rule(snapshot: Expectations, still_id: str) -> str:
+    states, captioner = _still_captions(snapshot)
+    media_version = snapshot.catalog.still_hashes[still_id]
+    return caption_fingerprint(
+        states.of(still_id), media_version, snapshot.recipe.captions, captioner
+    )
+
+
+STILL_CAPTIONS = AssetSpec(
+    "still_captions",
+    DATASET_GROUP,
+    Partitioning.STILLS,
+    ("stills", "still_caption_txt"),
+    _still_caption_rule,
+    pool=GPU_POOL,
+)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wan_lora_dagster.engines import gpus, training_plan
 from wan_lora_dagster.engines.base import TrainRequest
@@ -22,7 +23,9 @@ from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.formats.manifest import ExcludedItem, ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.media.buckets import bucket_for_section, suggest_buckets
 from wan_lora_dagster.media.windows import excluded_reason, frame_windows
+from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.caches import (
+    LatentSection,
     model_identity,
     section_cache_dir,
     section_latent_fingerprint,
@@ -30,17 +33,54 @@ from wan_lora_dagster.pipeline.caches import (
     text_fingerprint,
 )
 from wan_lora_dagster.pipeline.catalog import Catalog
+from wan_lora_dagster.pipeline.dataset import CaptionRecord
 from wan_lora_dagster.pipeline.items import ITEM_KINDS, KIND_BY_NAME, ItemKind, MediaShape
 from wan_lora_dagster.pipeline.made_files import damage, damage_message
+from wan_lora_dagster.pipeline.records import Record, record_of
 from wan_lora_dagster.project import STILL_SUFFIXES, DatasetSection, Recipe, fingerprint
 from wan_lora_dagster.tasks import wan_task
 
+if TYPE_CHECKING:
+    from wan_lora_dagster.pipeline.status import Expectations
+
 LORA_CODE_VERSION = "1"
+TRAINING_GROUP = "training"
 NOTHING_TO_TRAIN = {
     "clips": "no training clips (no ranges, every clip too short, or all held out)",
     "stills": f"no training stills (no {', '.join(STILL_SUFFIXES)} image in stills/, "
     "or all held out)",
 }
+
+
+@record_of("training_set")
+@dataclass(frozen=True, kw_only=True)
+class TrainingSetRecord(Record):
+    file: str  # the manifest, out/training_set/<version>.json
+
+    def made_paths(self) -> list[str]:
+        return [self.file]
+
+
+@record_of("dataset_report")
+@dataclass(frozen=True, kw_only=True)
+class DatasetReportRecord(Record):
+    training_set: str  # the manifest's version
+    sections: list[dict]  # per section: samples per epoch, exclusions, statistics, buckets
+
+
+@record_of("lora_checkpoints")
+@dataclass(frozen=True, kw_only=True)
+class CheckpointRecord(Record):
+    file: str  # the LoRA file (of the high-noise expert's, for a Wan 2.2 pair)
+    epoch: int
+    step: int
+    loss: float | None
+    train_id: str
+    training_set: str
+    expert_files: dict[str, str] | None = None  # Wan 2.2 A14B: expert -> its LoRA file
+
+    def made_paths(self) -> list[str]:
+        return [self.file, *(self.expert_files or {}).values()]
 
 
 def held_out_clips(clip_ids: list[str], recipe: Recipe) -> set[str]:
@@ -57,7 +97,7 @@ def build_manifest(
     catalog: Catalog,
     recipe: Recipe,
     planned: bool = False,
-    read: Callable[[str, str], dict | None] | None = None,
+    read: Callable[[str, str], Record | None] | None = None,
 ) -> TrainingSetManifest:
     """Every cache file of every clip and still under each section of its source, with its caption.
 
@@ -87,9 +127,9 @@ def build_manifest(
                         section=section.name,
                         latent_files=tuple(files),
                         text_file=text_file,
-                        caption=caption["text"],
-                        caption_origin=caption["origin"],
-                        caption_version=caption["data_version"],
+                        caption=caption.text,
+                        caption_origin=caption.origin,
+                        caption_version=caption.data_version,
                         latent_version=latent_version,
                         text_version=text_version,
                         num_repeats=section.num_repeats,
@@ -106,14 +146,17 @@ def _exclusion_reason(catalog: Catalog, kind: ItemKind, item_id: str, section) -
     return excluded_reason(num_frames, section) or "no latent was written"
 
 
-def _recorded_caches(read, _catalog, kind: ItemKind, item_id: str, _caption: dict, section):
+def _recorded_caches(
+    read, _catalog, kind: ItemKind, item_id: str, _caption: CaptionRecord, section
+):
     text = read(kind.text_cache, item_id)
-    latent = read(kind.latent_cache, item_id)["sections"].get(section.name, {})
-    files = latent.get("files", [])
-    return files, latent.get("fingerprint"), text["file"], text["data_version"]
+    latent = read(kind.latent_cache, item_id).sections.get(section.name, LatentSection(None))
+    return latent.files, latent.fingerprint, text.file, text.data_version
 
 
-def _planned_caches(_read, catalog: Catalog, kind: ItemKind, item_id: str, caption: dict, section):
+def _planned_caches(
+    _read, catalog: Catalog, kind: ItemKind, item_id: str, caption: CaptionRecord, section
+):
     project, settings = catalog.project, catalog.project.recipe.training
     directory = section_cache_dir(project, section).relative_to(project.root)
     names = _planned_latent_names(item_id, kind.shape(catalog, item_id), section, settings.task)
@@ -122,7 +165,7 @@ def _planned_caches(_read, catalog: Catalog, kind: ItemKind, item_id: str, capti
         [str(directory / name) for name in names],
         section_latent_fingerprint(kind.version(catalog, item_id), section, settings),
         str(text_file),
-        text_fingerprint(caption["data_version"], settings),
+        text_fingerprint(caption.data_version, settings),
     )
 
 
@@ -285,30 +328,29 @@ def checkpoint_key(plan: CheckpointPlan, epoch: int, step: int) -> str | None:
 
 def checkpoint_record(
     catalog: Catalog, plan: CheckpointPlan, key: str, manifest: TrainingSetManifest, info
-) -> dict:
+) -> CheckpointRecord:
     project = catalog.project
-    record = {
-        "fingerprint": fingerprint("lora_checkpoints", plan.train_id, key),
-        "data_version": fingerprint("lora-file", plan.train_id, key, info.path.stat().st_size),
-        "file": str(info.path.relative_to(project.root)),
-        "epoch": info.epoch,
-        "step": info.step,
-        "loss": info.loss,
-        "train_id": plan.train_id,
-        "training_set": manifest.version,
-    }
-    experts = lora_experts(info.path)
-    if experts:  # Wan 2.2 A14B: one partition per step holds every expert's file
-        record["expert_files"] = {
+    experts = lora_experts(info.path)  # Wan 2.2 A14B: one partition per step holds both files
+    record = CheckpointRecord(
+        fingerprint=fingerprint("lora_checkpoints", plan.train_id, key),
+        data_version=fingerprint("lora-file", plan.train_id, key, info.path.stat().st_size),
+        file=str(info.path.relative_to(project.root)),
+        epoch=info.epoch,
+        step=info.step,
+        loss=info.loss,
+        train_id=plan.train_id,
+        training_set=manifest.version,
+        expert_files={
             expert: str(path.relative_to(project.root)) for expert, path in experts.items()
         }
-    catalog.records.write("lora_checkpoints", key, record)
-    return record
+        or None,
+    )
+    return catalog.records.write("lora_checkpoints", key, record)
 
 
-def recorded_files(record: dict) -> list[str]:
+def recorded_files(record: CheckpointRecord) -> list[str]:
     """Every LoRA file a checkpoint record holds: one, or one per Wan 2.2 expert."""
-    return list(record.get("expert_files", {}).values()) or [record["file"]]
+    return list((record.expert_files or {}).values()) or [record.file]
 
 
 def changed_checkpoints(catalog: Catalog, keys: list[str]) -> dict[str, str]:
@@ -323,7 +365,7 @@ def changed_checkpoints(catalog: Catalog, keys: list[str]) -> dict[str, str]:
         if record and (problems := damage(catalog.project.root, record)):
             changed[key] = (
                 f"checkpoint {key} was changed after training ({damage_message(problems)}). "
-                f"Restore {record['file']}, or train it again: delete "
+                f"Restore {record.file}, or train it again: delete "
                 f"out/records/lora_checkpoints/{key}.json and run `wan-lora run`."
             )
     return changed
@@ -356,7 +398,7 @@ def _of_plan(path: Path, plan: CheckpointPlan) -> bool:
         return False  # not a whole safetensors file
 
 
-def latest_checkpoint(catalog: Catalog) -> dict | None:
+def latest_checkpoint(catalog: Catalog) -> CheckpointRecord | None:
     """The record of the most recently saved checkpoint of any training run."""
     records = sorted(
         catalog.records.root.joinpath("lora_checkpoints").glob("*.json"),
@@ -370,6 +412,46 @@ def retrain_reason(catalog: Catalog, current_training_set: str | None) -> tuple[
     if current_training_set is None:
         return False, "the training set is not up to date yet (its caches are still being made)"
     latest = latest_checkpoint(catalog)
-    if latest and latest["training_set"] == current_training_set:
+    if latest and latest.training_set == current_training_set:
         return False, f"the latest checkpoint was trained on training set {current_training_set}"
     return True, f"training set {current_training_set} has not been trained on"
+
+
+def _training_set_rule(snapshot: Expectations, _key: str) -> str | None:
+    """The manifest's own hash, once every cache it lists is fresh."""
+    manifest, error = snapshot.manifest_attempt
+    if error:
+        return fingerprint("unbuildable", str(error))  # stale and ready: the step says why
+    return manifest.version if manifest else None
+
+
+def _dataset_report_rule(snapshot: Expectations, _key: str) -> str | None:
+    version = snapshot.fresh_data_version("training_set")
+    return version and fingerprint("dataset_report", LORA_CODE_VERSION, version)
+
+
+def _checkpoint_rule(snapshot: Expectations, key: str) -> str | None:
+    """A checkpoint belongs to one training run: the plan's train id names it."""
+    plan = snapshot.plan
+    return fingerprint("lora_checkpoints", plan.train_id, key) if plan else None
+
+
+TRAINING_SET = AssetSpec(
+    "training_set",
+    TRAINING_GROUP,
+    Partitioning.NONE,
+    ("text_cache", "latent_cache", "still_text_cache", "still_latent_cache"),
+    _training_set_rule,
+)
+DATASET_REPORT = AssetSpec(
+    "dataset_report", TRAINING_GROUP, Partitioning.NONE, ("training_set",), _dataset_report_rule
+)
+LORA_CHECKPOINTS = AssetSpec(
+    "lora_checkpoints",
+    TRAINING_GROUP,
+    Partitioning.CHECKPOINTS,
+    ("training_set", "dataset_report"),
+    _checkpoint_rule,
+    pool=GPU_POOL,
+    follows_inputs=False,
+)
