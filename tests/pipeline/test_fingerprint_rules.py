@@ -12,6 +12,7 @@ from wan_lora_dagster.pipeline.caches import LatentCacheRecord, LatentSection, T
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.dataset import CaptionRecord, ClipRecord
 from wan_lora_dagster.pipeline.evaluation import BestRecord, EvalRecord, EvalVideo
+from wan_lora_dagster.pipeline.preview import PreviewRecord
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.pipeline.status import FRESH, MISSING, UNSYNCED, Expectations
 from wan_lora_dagster.pipeline.training import (
@@ -84,6 +85,10 @@ def record(asset: str, key: str, version: str, snapshot: Expectations):
             height=32,
             scene_cuts=[],
             thumbnail=f"out/thumbnails/{key}.png",
+        )
+    if asset == "previews":
+        return PreviewRecord(
+            **base, poster=f"out/previews/{key}.png", video=f"out/previews/{key}.mp4"
         )
     if asset in ("captions", "still_captions"):
         text = f"teststyle, {key}/{version}"  # a "/" in a caption is no made file
@@ -201,6 +206,7 @@ def test_a_moved_range_makes_only_its_own_clip_unsynced(root):
     stale = not_fresh(catalog)
 
     assert stale["clips"] == stale["captions"] == stale["latent_cache"] == {"a2"}
+    assert stale["previews"] == {"a2"}  # waits for its clip
     assert states(catalog)["clips"]["a2"] == UNSYNCED
 
 
@@ -212,7 +218,7 @@ def test_a_caption_edit_re_encodes_one_text_and_no_latent(root):
 
     assert stale["captions"] == {"b1"}
     assert stale["text_cache"] == {"b1"}  # waits for its caption
-    assert "clips" not in stale and "latent_cache" not in stale
+    assert not {"clips", "latent_cache", "previews"} & set(stale)
     decision = Expectations(catalog).decide("text_cache", list(CLIPS))
     assert (decision.make, decision.blocked) == ([], ["b1"])
 

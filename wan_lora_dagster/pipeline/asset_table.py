@@ -22,6 +22,7 @@ from wan_lora_dagster.pipeline.observations import (
     STILL_CAPTION_TXT,
     STILLS,
 )
+from wan_lora_dagster.pipeline.preview import PREVIEWS
 from wan_lora_dagster.pipeline.stills import STILL_CAPTIONS
 from wan_lora_dagster.pipeline.training import DATASET_REPORT, LORA_CHECKPOINTS, TRAINING_SET
 
@@ -32,6 +33,7 @@ ASSETS: tuple[AssetSpec, ...] = (
     STILLS,
     STILL_CAPTION_TXT,
     CLIPS,
+    PREVIEWS,
     CAPTIONS,
     TEXT_CACHE,
     LATENT_CACHE,

@@ -1,8 +1,8 @@
-"""A poster for every card: a small picture of the item's first frame, made on first ask.
+"""A poster for every card: the graph's `previews` poster of a clip where it is made and
+current, else a small picture of the item's first frame, made on first ask.
 
-`poster_picture` is the one place that decides what a poster shows; a poster asset made by the
-graph can take its place there. Posters are derived data: they live under out/studio/posters/ and
-are made again when the clip or still is newer than its poster.
+The studio's own posters are derived data: they live under out/studio/posters/ and are made
+again when the clip or still is newer than its poster.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from wan_lora_dagster.media.frames import read_frames, read_image
+from wan_lora_dagster.pipeline.preview import preview_paths
 from wan_lora_dagster.project import Project
 
 POSTER_SIZE = (320, 320)  # at most, aspect kept: a card shows it about 240 pixels wide
@@ -29,9 +30,13 @@ def poster_picture(media: Path) -> np.ndarray:
 
 
 def poster(project: Project, item_id: str, media: Path) -> Path:
-    """The item's poster (a JPEG), made now if it is missing or older than `media`."""
+    """The item's poster: the graph's, else one made now if it is missing or older than
+    `media`."""
+    made, _ = preview_paths(project, item_id)
+    if _current(made, media):
+        return made
     path = project.out("studio", "posters", f"{item_id}.jpg")
-    if path.exists() and path.stat().st_mtime >= media.stat().st_mtime:
+    if _current(path, media):
         return path
     picture = Image.fromarray(poster_picture(media))
     picture.thumbnail(POSTER_SIZE)
@@ -43,3 +48,7 @@ def poster(project: Project, item_id: str, media: Path) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+def _current(poster_file: Path, media: Path) -> bool:
+    return poster_file.exists() and poster_file.stat().st_mtime >= media.stat().st_mtime
