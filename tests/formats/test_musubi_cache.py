@@ -58,7 +58,7 @@ def test_architecture_is_the_short_name_musubi_uses_for_wan():
 
 
 def test_video_window_name_matches_the_one_musubi_wrote_on_the_gpu_machine():
-    # DESIGN.md section 8: musubi's wan_cache_latents wrote this name for a 45-frame window.
+    # benchmarks/README.md: musubi's wan_cache_latents wrote this name for a 45-frame window.
     assert (
         latent_cache_name("clip00", 384, 208, 0, 45) == "clip00_00000-045_0384x0208_wan.safetensors"
     )

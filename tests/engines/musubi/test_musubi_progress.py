@@ -2,7 +2,7 @@
 
 The bar lines are as tqdm draws them for `tqdm(range(N), desc="steps")` with
 `set_postfix(avr_loss=...)` (training/trainer_base.py, commit 30c658c); the first is the line
-measured on an H100 (DESIGN.md section 8). The other lines are its accelerator.print calls.
+measured on an H100 (benchmarks/README.md). The other lines are its accelerator.print calls.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ terms are in units of one hidden-state tensor (tokens x dim in the compute dtype
 - without it, every block holds its working set.
 
 The working set, WORKING_SET_HIDDEN_STATES hidden states, is calibrated on measurements
-(DESIGN.md section 8: t2v-14B with fp8 weights at 384x208x45, rank 32: 19.2 GiB allocated of
+(benchmarks/README.md: t2v-14B with fp8 weights at 384x208x45, rank 32: 19.2 GiB allocated of
 which 15.8 GiB are weights, LoRA and AdamW state, 1.4 GiB the 40 blocks' inputs). What the card
 must hold beyond torch's allocations (the allocator's cached blocks, the CUDA context, cuBLAS
 workspaces) is ALLOCATOR_SLACK of them plus CUDA_CONTEXT: fitted on an H200 (benchmarks/README.md,

@@ -3,7 +3,7 @@
 wan_train_network (training/trainer_base.py at commit 30c658c) prints, through accelerator.print,
 `  num batches per epoch / 1epochのバッチ数: N`, `  total optimization steps / 学習ステップ数: N`
 and `epoch E/N` before each epoch, and draws `tqdm(range(max_train_steps), desc="steps")` with
-`set_postfix(avr_loss=...)` on stderr, e.g. (measured on an H100, DESIGN.md section 8):
+`set_postfix(avr_loss=...)` on stderr, e.g. (measured on an H100, benchmarks/README.md):
 `steps: 100%|██████████| 24/24 [00:32<00:00,  1.37s/it, avr_loss=3.05]`.
 Its step and epoch counters start at zero in every process, even one resumed from a saved state:
 `TrainingLog` adds the steps done before.
