@@ -2,9 +2,10 @@
 
 `accelerate launch` starts the trainer as its child, and the trainer starts data-loader workers:
 signalling only the direct child (what Dagster's PipesSubprocessClient does on cancel,
-benchmarks/README.md) leaves those running on the GPU. Every command here starts a new session, so its pid is
-the group id of everything it spawns, and every way out of `run_command` (exit, failure,
-cancellation, an exception such as Dagster's interrupt) ends that group: SIGTERM, then SIGKILL.
+benchmarks/README.md) leaves those running on the GPU. Every command here starts a new session,
+so its pid is the group id of everything it spawns, and every way out of `run_command` (exit,
+failure, cancellation, an exception such as Dagster's interrupt) ends that group: SIGTERM, then
+SIGKILL.
 The command runs under parent_watch, which ends the group itself if this process dies first.
 """
 
