@@ -38,9 +38,9 @@ from _common import (
     use_steady_torch_threads,
 )
 
-from wan_lora_dagster.engines import diffusers_engine
 from wan_lora_dagster.engines.base import TrainRequest
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers import engine as diffusers_engine
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.pipeline.status import Expectations

@@ -183,13 +183,13 @@ class _EstimateLog(logging.Handler):
 
 
 def run_ours(config: Config, manifest, steps: int, models, idle_mib: int, out: Path) -> Result:
-    from wan_lora_dagster.engines.lora_training import train_lora
+    from wan_lora_dagster.engines.diffusers.lora_training import train_lora
 
     result = Result(config)
     settings = settings_for(config, steps)
     request = TrainRequest(manifest, settings, config.sections, out / "lora", "bench", dict(HEADER))
     estimates = _EstimateLog()
-    logging.getLogger("wan_lora_dagster.engines.acceleration").addHandler(estimates)
+    logging.getLogger("wan_lora_dagster.engines.diffusers.acceleration").addHandler(estimates)
     stamps: list[float] = []
     cuda = models.device.type == "cuda"
     if cuda:
@@ -320,7 +320,7 @@ def main() -> None:
     )
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("wan_lora_dagster.engines.acceleration").setLevel(logging.INFO)
+    logging.getLogger("wan_lora_dagster.engines.diffusers.acceleration").setLevel(logging.INFO)
     started = time.perf_counter()
     if options.musubi:
         os.environ["MUSUBI_TUNER_DIR"] = options.musubi

@@ -36,7 +36,7 @@ from _common import (
     use_steady_torch_threads,
 )
 
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.scaffold import init_project
 

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engines"
 import torch
 
 from wan_lora_dagster.engines.base import Progress, TrainRequest
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
-from wan_lora_dagster.engines.tiny import LATENT_CHANNELS, TEXT_DIM, ensure_tiny_model
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers.tiny import LATENT_CHANNELS, TEXT_DIM, ensure_tiny_model
 from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache, save_text_cache

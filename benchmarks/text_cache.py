@@ -1,6 +1,6 @@
 """Captions per second of the text cache on the tiny model: one caption a forward pass, padded to
 512 tokens (what `DiffusersEngine.encode_texts` did before batching, and what musubi-tuner and
-diffusers do) vs. `engines.text_encoding.encode_texts`, one caption a pass and in batches.
+diffusers do) vs. `engines.diffusers.text_encoding.encode_texts`, one caption a pass and in batches.
 
 Every side writes the same cache files (tests/engines/test_text_batches.py checks they match)
 for the same captions: 4 to 80 words of the tiny tokenizer's vocabulary, as clip captions run.
@@ -31,9 +31,9 @@ from _common import (
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from wan_lora_dagster.engines.base import TextJob
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
-from wan_lora_dagster.engines.text_encoding import TEXT_BATCH_SIZE, encode_texts
-from wan_lora_dagster.engines.tiny import VOCABULARY
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers.text_encoding import TEXT_BATCH_SIZE, encode_texts
+from wan_lora_dagster.engines.diffusers.tiny import VOCABULARY
 from wan_lora_dagster.engines.wan_models import TEXT_LENGTH, WanModels
 from wan_lora_dagster.formats.cache_files import text_cache_name
 from wan_lora_dagster.formats.musubi_cache import save_text_cache

@@ -60,7 +60,7 @@ class WanTask:
     num_blocks: int
     """Transformer blocks (`num_layers` in Wan's and musubi's wan/configs; each A14B expert)."""
     tiny_model: str
-    """The folder of the tiny model's variant for this task (engines.tiny builds each)."""
+    """The folder of the tiny model's variant for this task (engines.diffusers.tiny builds each)."""
     musubi_task: str | None
     """musubi-tuner's `--task` name (commit 30c658c); None: musubi-tuner does not train it."""
     musubi_dit: str | None = None

@@ -18,8 +18,8 @@ from wan_lora_dagster.engines.base import (
     TextJob,
     TrainRequest,
 )
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
-from wan_lora_dagster.engines.tiny import ensure_tiny_model
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers.tiny import ensure_tiny_model
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.media.video_writer import write_video
 from wan_lora_dagster.project import DatasetSection, TrainingSettings

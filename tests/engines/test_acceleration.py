@@ -8,13 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from wan_lora_dagster.engines.acceleration.compile import BACKEND_VARIABLE, compile_counts
-from wan_lora_dagster.engines.acceleration.memory_estimate import (
+from wan_lora_dagster.engines.diffusers.acceleration.compile import BACKEND_VARIABLE, compile_counts
+from wan_lora_dagster.engines.diffusers.acceleration.memory_estimate import (
     check_memory,
     estimate_peak,
     section_tokens,
 )
-from wan_lora_dagster.engines.lora_training import _training_adapter
+from wan_lora_dagster.engines.diffusers.lora_training import _training_adapter
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.project import DatasetSection
 

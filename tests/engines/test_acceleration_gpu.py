@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from wan_lora_dagster.engines.base import TrainRequest
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache, save_text_cache

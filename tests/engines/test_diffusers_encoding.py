@@ -4,8 +4,8 @@ import torch
 from PIL import Image
 
 from wan_lora_dagster.engines.base import LatentJob, Progress, TextJob
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
-from wan_lora_dagster.engines.encoding import normalised_latents
+from wan_lora_dagster.engines.diffusers.encoding import normalised_latents
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.errors import EngineError, UserError
 from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
 from wan_lora_dagster.formats.musubi_cache import load_latent_cache, load_text_cache

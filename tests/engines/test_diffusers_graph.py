@@ -17,7 +17,7 @@ from tests.engines.musubi.graph_scenario import (
     interrupt,
     musubi_demo_project,
 )
-from wan_lora_dagster.engines.training_log import LOSS_TAG
+from wan_lora_dagster.engines.diffusers.training_log import LOSS_TAG
 
 pytestmark = pytest.mark.slow
 EVENT_SECONDS = 2.0  # from a checkpoint's record to its event in Dagster, with time to spare

@@ -7,7 +7,7 @@ import torch
 from diffusers import WanImageToVideoPipeline
 from safetensors.torch import load_file
 
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.formats.musubi_cache import load_latent_cache
 
 CLIP_TOKENS, CLIP_DIM = 5, 16  # the tiny CLIP tower: 2x2 patches + class token, 16 wide

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
-from wan_lora_dagster.engines.lora_training import STATE_FOLDER
-from wan_lora_dagster.engines.training_log import LOSS_TAG, RANK_LOSS_TAG
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers.lora_training import STATE_FOLDER
+from wan_lora_dagster.engines.diffusers.training_log import LOSS_TAG, RANK_LOSS_TAG
 from wan_lora_dagster.errors import EngineCancelled
 from wan_lora_dagster.formats.cache_files import read_lora_header
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from wan_lora_dagster.engines.lora_training import STATE_FOLDER
+from wan_lora_dagster.engines.diffusers.lora_training import STATE_FOLDER
 from wan_lora_dagster.errors import EngineCancelled, EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header, update_lora_header
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest

@@ -10,8 +10,8 @@ from diffusers import WanImageToVideoPipeline
 from PIL import Image
 
 from wan_lora_dagster.engines.base import SampleRequest, StartImage
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
-from wan_lora_dagster.engines.latent_walk import slerp
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers.latent_walk import slerp
 from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.project import EvalSettings, WalkSettings
 

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from tests.engines.conftest import HEADER, SECTION, TRAINING
 from wan_lora_dagster.engines.base import TrainRequest
-from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
+from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.engines.experts import expert_requests
 from wan_lora_dagster.engines.flow_matching import sample_timesteps
 from wan_lora_dagster.formats.cache_files import read_lora_header

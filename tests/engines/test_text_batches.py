@@ -5,7 +5,7 @@ import torch
 from diffusers.pipelines.wan.pipeline_wan import prompt_clean
 
 from wan_lora_dagster.engines.base import TextJob
-from wan_lora_dagster.engines.text_encoding import encode_texts
+from wan_lora_dagster.engines.diffusers.text_encoding import encode_texts
 from wan_lora_dagster.engines.wan_models import TEXT_LENGTH
 from wan_lora_dagster.formats.musubi_cache import load_text_cache
 

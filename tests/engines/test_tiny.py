@@ -6,7 +6,7 @@ import torch
 from diffusers import WanPipeline
 from transformers import AutoTokenizer
 
-from wan_lora_dagster.engines.tiny import COMPLETE_MARKER, ensure_tiny_model
+from wan_lora_dagster.engines.diffusers.tiny import COMPLETE_MARKER, ensure_tiny_model
 
 COMPONENTS = ("transformer", "vae", "text_encoder")
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from wan_lora_dagster.engines.training_state import (
+from wan_lora_dagster.engines.diffusers.training_state import (
     LoopPosition,
     StateStore,
     TrainingComponents,

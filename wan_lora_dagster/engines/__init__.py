@@ -14,6 +14,6 @@ def create_engine(settings: TrainingSettings, out_dir: Path, device: str | None 
         from wan_lora_dagster.engines.musubi import MusubiEngine
 
         return MusubiEngine(settings, out_dir / "musubi")
-    from wan_lora_dagster.engines.diffusers_engine import DiffusersEngine
+    from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 
     return DiffusersEngine(settings, out_dir / "models", device=device)

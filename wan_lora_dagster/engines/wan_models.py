@@ -14,7 +14,7 @@ import torch
 from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
 from transformers import AutoImageProcessor, AutoTokenizer, CLIPVisionModel, UMT5EncoderModel
 
-from wan_lora_dagster.engines.acceleration.fp8 import store_linears_in_fp8
+from wan_lora_dagster.engines.fp8 import store_linears_in_fp8
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.tasks import Vae, vae_with_spatial_compression
 
@@ -55,7 +55,7 @@ def check_model_folder(folder: Path) -> None:
 
 def store_in_fp8(transformer: WanTransformer3DModel, compute_dtype: torch.dtype) -> None:
     """Keep the transformer blocks' linear weights in fp8 and compute in `compute_dtype`: about
-    half the memory of bf16 (the 14B fits where it would not otherwise). See acceleration.fp8:
+    half the memory of bf16 (the 14B fits where it would not otherwise). See engines.fp8:
     unlike diffusers' layerwise casting, this compiles with `[training] compile`."""
     store_linears_in_fp8(transformer.blocks, compute_dtype)
 

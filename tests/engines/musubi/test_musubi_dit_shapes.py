@@ -23,7 +23,7 @@ from accelerate import init_empty_weights
 from diffusers import WanTransformer3DModel
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
-from wan_lora_dagster.engines.single_file import ORIGINAL_PREFIX, transformer_config
+from wan_lora_dagster.engines.musubi.single_file import ORIGINAL_PREFIX, transformer_config
 
 MUSUBI_TUNER_DIR = os.environ.get("MUSUBI_TUNER_DIR")
 pytestmark = pytest.mark.skipif(

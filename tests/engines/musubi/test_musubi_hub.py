@@ -33,7 +33,7 @@ OFFLINE_FAILURE = [
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory):
-    from wan_lora_dagster.engines.tiny import build_tiny_tokenizer
+    from wan_lora_dagster.engines.diffusers.tiny import build_tiny_tokenizer
 
     folder = tmp_path_factory.mktemp("umt5-tokenizer")
     build_tiny_tokenizer().save_pretrained(folder)

@@ -15,7 +15,7 @@ from musubi_fixtures import make_fake_musubi, make_weights
 from tiny_dit import write_tiny_musubi_dit
 
 from wan_lora_dagster.cli import main
-from wan_lora_dagster.engines.tiny import LATENT_CHANNELS, TEXT_DIM
+from wan_lora_dagster.engines.diffusers.tiny import LATENT_CHANNELS, TEXT_DIM
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3

@@ -6,8 +6,8 @@ from diffusers import WanTransformer3DModel
 from safetensors.torch import save_file
 from tiny_dit import write_tiny_musubi_dit
 
-from wan_lora_dagster.engines.single_file import load_transformer, transformer_config
-from wan_lora_dagster.engines.tiny import ensure_tiny_model
+from wan_lora_dagster.engines.diffusers.tiny import ensure_tiny_model
+from wan_lora_dagster.engines.musubi.single_file import load_transformer, transformer_config
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.tasks import wan_task
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from wan_lora_dagster.engines.single_file import HEAD_DIM_FIELD
+from wan_lora_dagster.engines.musubi.single_file import HEAD_DIM_FIELD
 
 # diffusers name part -> original Wan name part, applied in this order to every key
 _TO_ORIGINAL = (

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from diffusers import WanTransformer3DModel
 
-from wan_lora_dagster.engines.single_file import load_transformer
+from wan_lora_dagster.engines.musubi.single_file import load_transformer
 from wan_lora_dagster.engines.validation import validation_loss
 from wan_lora_dagster.engines.wan_models import compute_dtype, pick_device
 from wan_lora_dagster.errors import EngineError

@@ -24,8 +24,12 @@ from wan_lora_dagster.engines.base import (
     TextJob,
     TrainRequest,
 )
-from wan_lora_dagster.engines.distributed import WorkerGroup
-from wan_lora_dagster.engines.encoding import encode_latent_job
+from wan_lora_dagster.engines.diffusers.distributed import WorkerGroup
+from wan_lora_dagster.engines.diffusers.encoding import encode_latent_job
+from wan_lora_dagster.engines.diffusers.lora_training import train_lora
+from wan_lora_dagster.engines.diffusers.sampling import sample_videos
+from wan_lora_dagster.engines.diffusers.text_encoding import encode_texts
+from wan_lora_dagster.engines.diffusers.tiny import ensure_tiny_model
 from wan_lora_dagster.engines.experts import (
     ExpertModels,
     expert_timesteps,
@@ -34,10 +38,6 @@ from wan_lora_dagster.engines.experts import (
 )
 from wan_lora_dagster.engines.flow_matching import VALIDATION_TIMESTEPS
 from wan_lora_dagster.engines.gpus import require_gpus, resolve_gpus
-from wan_lora_dagster.engines.lora_training import train_lora
-from wan_lora_dagster.engines.sampling import sample_videos
-from wan_lora_dagster.engines.text_encoding import encode_texts
-from wan_lora_dagster.engines.tiny import ensure_tiny_model
 from wan_lora_dagster.engines.validation import validation_loss
 from wan_lora_dagster.engines.wan_models import (
     WanModels,
@@ -125,7 +125,7 @@ class DiffusersEngine:
         on_checkpoint: Callable[[CheckpointInfo], None],
     ) -> list[CheckpointInfo]:
         """request.settings gives the recipe; the model and its precision are this engine's.
-        With `gpus` over 1, worker processes train (engines.distributed)."""
+        With `gpus` over 1, worker processes train (engines.diffusers.distributed)."""
         world_size = resolve_gpus(request.settings)
         if world_size > 1:
             return self._train_on_workers(request, world_size, progress, on_checkpoint)

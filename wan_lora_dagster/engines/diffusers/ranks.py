@@ -1,8 +1,8 @@
 """What the training loop needs to know about the processes that train together.
 
-One process: the loop as it always was. Data-parallel (engines.distributed): every rank steps
-through the same global batch order, taking every world_size-th batch, its gradients averaged by
-DistributedDataParallel; rank 0 alone reports, saves checkpoints and states.
+One process: the loop as it always was. Data-parallel (engines.diffusers.distributed): every rank
+steps through the same global batch order, taking every world_size-th batch, its gradients averaged
+by DistributedDataParallel; rank 0 alone reports, saves checkpoints and states.
 """
 
 from __future__ import annotations

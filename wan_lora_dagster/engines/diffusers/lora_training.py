@@ -18,11 +18,6 @@ from diffusers.training_utils import cast_training_params
 from peft import LoraConfig
 from peft.utils import get_peft_model_state_dict
 
-from wan_lora_dagster.engines.acceleration import (
-    build_optimizer,
-    prepare_for_training,
-    require_supported_combination,
-)
 from wan_lora_dagster.engines.base import (
     CheckpointInfo,
     Progress,
@@ -30,18 +25,14 @@ from wan_lora_dagster.engines.base import (
     TrainRequest,
     run_identity,
 )
-from wan_lora_dagster.engines.flow_matching import flow_matching_loss, sample_timesteps
-from wan_lora_dagster.engines.gpus import batch_metadata
-from wan_lora_dagster.engines.ranks import SINGLE_PROCESS, Ranks
-from wan_lora_dagster.engines.training_data import (
-    TrainingSample,
-    epoch_batches,
-    load_batches,
-    training_samples,
+from wan_lora_dagster.engines.diffusers.acceleration import (
+    build_optimizer,
+    prepare_for_training,
+    require_supported_combination,
 )
-from wan_lora_dagster.engines.training_log import NoLog, TensorBoardLog, open_log
-from wan_lora_dagster.engines.training_plan import SavePoint, TrainingPlan, plan_training
-from wan_lora_dagster.engines.training_state import (
+from wan_lora_dagster.engines.diffusers.ranks import SINGLE_PROCESS, Ranks
+from wan_lora_dagster.engines.diffusers.training_log import NoLog, TensorBoardLog, open_log
+from wan_lora_dagster.engines.diffusers.training_state import (
     LOSS_FIELD,
     LoopPosition,
     StateStore,
@@ -49,6 +40,15 @@ from wan_lora_dagster.engines.training_state import (
     kept_checkpoints,
     shuffler_state,
 )
+from wan_lora_dagster.engines.flow_matching import flow_matching_loss, sample_timesteps
+from wan_lora_dagster.engines.gpus import batch_metadata
+from wan_lora_dagster.engines.training_data import (
+    TrainingSample,
+    epoch_batches,
+    load_batches,
+    training_samples,
+)
+from wan_lora_dagster.engines.training_plan import SavePoint, TrainingPlan, plan_training
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineCancelled, EngineError
 from wan_lora_dagster.formats.lora import peft_to_musubi, save_lora

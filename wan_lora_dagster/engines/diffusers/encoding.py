@@ -1,5 +1,5 @@
 """Latent cache encoder: VAE latents of frame windows and stills, musubi format (captions:
-engines.text_encoding).
+engines.diffusers.text_encoding).
 
 Latents are stored normalised with the VAE's latents_mean/std, as musubi-tuner's caches are, so
 either engine trains from either engine's caches.

@@ -1,12 +1,12 @@
 """Data-parallel training of the diffusers engine: N worker processes of one machine, one per GPU.
 
-The workers (engines.distributed_worker, one per rank) run in a process group of their own, so a
-cancel reaches them all and a Ctrl-C in the terminal reaches only the parent, which decides.
-torch.distributed joins them (NCCL on CUDA, gloo on a CPU); rank 0 reports progress and
-checkpoints as JSON lines on its standard output, which this process turns back into the
-engine's callbacks. A cancel asks the workers to stop (SIGTERM: they agree on the step, rank 0
-saves the state) and kills what is left after a grace period; a worker that fails takes the
-others down with it.
+The workers (engines.diffusers.distributed_worker, one per rank) run in a process group of their
+own, so a cancel reaches them all and a Ctrl-C in the terminal reaches only the parent, which
+decides. torch.distributed joins them (NCCL on CUDA, gloo on a CPU); rank 0 reports progress and
+checkpoints as JSON lines on its standard output, which this process turns back into the engine's
+callbacks. A cancel asks the workers to stop (SIGTERM: they agree on the step, rank 0 saves the
+state) and kills what is left after a grace period; a worker that fails takes the others down with
+it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from wan_lora_dagster.errors import EngineCancelled, EngineError
 
 logger = logging.getLogger(__name__)
 
-WORKER_MODULE = "wan_lora_dagster.engines.distributed_worker"
+WORKER_MODULE = "wan_lora_dagster.engines.diffusers.distributed_worker"
 STOP_GRACE_SECONDS = 120.0  # rank 0 finishes its step and writes the state
 LOG_TAIL = 3000
 

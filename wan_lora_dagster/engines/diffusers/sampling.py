@@ -13,10 +13,10 @@ from diffusers import WanImageToVideoPipeline, WanPipeline
 from PIL import Image
 
 from wan_lora_dagster.engines.base import Progress, ProgressCallback, SampleRequest, SampleVideo
+from wan_lora_dagster.engines.diffusers.image_to_video import image_to_video_pipeline
+from wan_lora_dagster.engines.diffusers.latent_walk import walk_noise
 from wan_lora_dagster.engines.eval_plan import EvalJob, plain_jobs, walk_jobs
 from wan_lora_dagster.engines.experts import load_lora_into_pipeline
-from wan_lora_dagster.engines.image_to_video import image_to_video_pipeline
-from wan_lora_dagster.engines.latent_walk import walk_noise
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.media.video_writer import write_video

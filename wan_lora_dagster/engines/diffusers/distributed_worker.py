@@ -1,6 +1,6 @@
-"""One rank of a data-parallel training (see engines.distributed): `python -m` this module with
-the spec file; RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in the environment, as torchrun sets
-them. Exits 0 when trained, 130 when stopped by SIGTERM (after rank 0 saved the state)."""
+"""One rank of a data-parallel training (see engines.diffusers.distributed): `python -m` this module
+with the spec file; RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT in the environment, as torchrun
+sets them. Exits 0 when trained, 130 when stopped by SIGTERM (after rank 0 saved the state)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from wan_lora_dagster.engines.base import TrainRequest
-from wan_lora_dagster.engines.distributed import checkpoint_event
-from wan_lora_dagster.engines.lora_training import train_lora
+from wan_lora_dagster.engines.diffusers.distributed import checkpoint_event
+from wan_lora_dagster.engines.diffusers.lora_training import train_lora
 from wan_lora_dagster.engines.wan_models import WanModels, compute_dtype
 from wan_lora_dagster.errors import EngineCancelled
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
@@ -29,8 +29,8 @@ COLLECTIVE_TIMEOUT = timedelta(minutes=30)  # the longest a rank waits for anoth
 
 
 class ProcessGroupRanks:
-    """engines.ranks.Ranks over torch.distributed: DDP for the gradients, one all_gather a step
-    for every rank's loss and stop request."""
+    """engines.diffusers.ranks.Ranks over torch.distributed: DDP for the gradients, one all_gather a
+    step for every rank's loss and stop request."""
 
     def __init__(self, device: torch.device, stop: threading.Event):
         self.rank = dist.get_rank()

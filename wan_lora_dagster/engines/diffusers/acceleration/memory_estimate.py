@@ -28,7 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from wan_lora_dagster.engines.acceleration.optimizers import optimizer_state_bytes_per_parameter
+from wan_lora_dagster.engines.diffusers.acceleration.optimizers import (
+    optimizer_state_bytes_per_parameter,
+)
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.project import DatasetSection, TrainingSettings
 

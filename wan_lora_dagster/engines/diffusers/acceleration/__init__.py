@@ -14,11 +14,13 @@ from contextlib import ExitStack, contextmanager
 import torch
 from diffusers import WanTransformer3DModel
 
-from wan_lora_dagster.engines.acceleration.activation_offload import checkpoint_with_inputs_on_host
-from wan_lora_dagster.engines.acceleration.block_swap import swapped_blocks
-from wan_lora_dagster.engines.acceleration.compile import compiled_blocks
-from wan_lora_dagster.engines.acceleration.memory_estimate import check_memory
-from wan_lora_dagster.engines.acceleration.optimizers import (
+from wan_lora_dagster.engines.diffusers.acceleration.activation_offload import (
+    checkpoint_with_inputs_on_host,
+)
+from wan_lora_dagster.engines.diffusers.acceleration.block_swap import swapped_blocks
+from wan_lora_dagster.engines.diffusers.acceleration.compile import compiled_blocks
+from wan_lora_dagster.engines.diffusers.acceleration.memory_estimate import check_memory
+from wan_lora_dagster.engines.diffusers.acceleration.optimizers import (
     EIGHT_BIT_ADAMW,
     build_optimizer,
     require_known_optimizer,

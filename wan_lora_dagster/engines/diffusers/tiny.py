@@ -76,7 +76,7 @@ def ensure_tiny_model(directory: Path, task: str = DEFAULT_TASK) -> Path:
 
     The variant has the task's layout (tasks.WanTask): a Wan 2.1 image-to-video task's has a CLIP
     image encoder and first-frame conditioning, like Wan2.1-I2V-14B-480P-Diffusers; a text-to-video
-    one is like Wan2.1-T2V-1.3B-Diffusers; the Wan 2.2 tasks' are built by engines.tiny22.
+    one is like Wan2.1-T2V-1.3B-Diffusers; the Wan 2.2 tasks' are built by engines.diffusers.tiny22.
 
     Idempotent: a complete folder is returned as it is. The build is deterministic (fixed seeds,
     CPU float32), so two builds hold identical tensors, and it is atomic (built beside the
@@ -105,7 +105,9 @@ def ensure_tiny_model(directory: Path, task: str = DEFAULT_TASK) -> Path:
 def build_tiny_variant(task: WanTask):
     """The tiny pipeline of `task`'s layout, in memory."""
     if task.experts or task.vae != WAN21_VAE:  # Wan 2.2's layouts
-        from wan_lora_dagster.engines.tiny22 import build_tiny_wan22_pipeline  # imports tiny
+        from wan_lora_dagster.engines.diffusers.tiny22 import (
+            build_tiny_wan22_pipeline,
+        )  # imports tiny
 
         return build_tiny_wan22_pipeline(task)
     return build_tiny_pipeline(task.image_to_video)
@@ -278,8 +280,8 @@ def _move_into_place(partial: Path, directory: Path) -> None:
 
 _README = """# tiny Wan 2.1 model: random weights, for plumbing, not art
 
-Built offline by wan_lora_dagster.engines.tiny from fixed seeds. It has the Wan 2.1 architecture
-at a few thousand parameters per component, so the whole graph (caching, training, LoRA files,
-sampling) runs on a CPU in minutes. Its videos are noise-like patterns: they prove the plumbing
-and the training math, nothing about what a LoRA trained on a real model would look like.
+Built offline by wan_lora_dagster.engines.diffusers.tiny from fixed seeds. It has the Wan 2.1
+architecture at a few thousand parameters per component, so the whole graph (caching, training, LoRA
+files, sampling) runs on a CPU in minutes. Its videos are noise-like patterns: they prove the
+plumbing and the training math, nothing about what a LoRA trained on a real model would look like.
 """

@@ -1,4 +1,4 @@
-"""The tiny model's Wan 2.2 variants: random weights, for plumbing, not art (see engines.tiny).
+"""The tiny model's Wan 2.2 variants: random weights, for plumbing, not art (see tiny.py).
 
 - t2v-A14B / i2v-A14B: two experts of one shape, `transformer` (high noise) and `transformer_2`
   (low noise), switched at `boundary_ratio`, over the Wan 2.1 VAE and T5, as in
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from diffusers import AutoencoderKLWan, WanImageToVideoPipeline, WanPipeline
 
-from wan_lora_dagster.engines.tiny import (
+from wan_lora_dagster.engines.diffusers.tiny import (
     SEED,
     _build_transformer,
     build_tiny_components,
