@@ -47,7 +47,7 @@ def preview_paths(project: Project, clip_id: str) -> tuple[Path, Path]:
 
 def make_preview(catalog: Catalog, clip_id: str, settings: CutSettings) -> PreviewRecord:
     """Write the clip's poster and preview video (each through a hidden partial file renamed
-    when whole) and return their record. Raises MediaError when the clip is not made."""
+    when whole), and record them. Raises MediaError when the clip is not made."""
     made = catalog.records.read("clips", clip_id)
     if made is None:
         raise MediaError(f"clip {clip_id} is not made yet: its preview waits for it")
@@ -60,12 +60,13 @@ def make_preview(catalog: Catalog, clip_id: str, settings: CutSettings) -> Previ
         _write_preview_video(clip, video, settings)
     version = fingerprint("previews", PREVIEW_CODE_VERSION, clip_version)
     root = catalog.project.root
-    return PreviewRecord(
+    record = PreviewRecord(
         fingerprint=version,
         data_version=version,
         poster=str(poster.relative_to(root)),
         video=str(video.relative_to(root)),
     )
+    return catalog.records.write("previews", clip_id, record)
 
 
 def _write_poster(clip: Path, poster: Path) -> None:
