@@ -9,7 +9,7 @@ APT_INSTALL := { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=no
 	apt-get install -y -qq --no-install-recommends
 APT_DONE := >/dev/null; }
 
-.PHONY: demo test lint ui clean
+.PHONY: demo test test-fast lint ui clean
 
 $(INSTALLED): pyproject.toml
 	@command -v ffmpeg >/dev/null || $(APT_INSTALL) ffmpeg $(APT_DONE) || \
@@ -23,14 +23,19 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(BIN)/wan-lora demo demo
 
-test: $(INSTALLED)
+# The unit tier first: rules, plan, task table, parsers; no ffmpeg, no Dagster run (about a
+# minute on 2 cores). Then everything else.
+test-fast: $(INSTALLED)
+	$(BIN)/lint-imports --no-cache  # the layers (pyproject.toml): a back-import fails the make
+	$(BIN)/python -m pytest -q -m fast -p no:cacheprovider
+
+test: test-fast
 	@command -v chromium >/dev/null || $(APT_INSTALL) chromium fonts-liberation $(APT_DONE) || \
 		echo "chromium not installed: the browser tests will be skipped"
 	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v redis-server; } >/dev/null 2>&1 || \
 		$(APT_INSTALL) postgresql redis-server $(APT_DONE) || \
 		echo "PostgreSQL or Redis not installed: the team-deployment tests will be skipped"
-	$(BIN)/lint-imports --no-cache  # the layers (pyproject.toml): a back-import fails the make
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not fast" --durations=15
 
 lint: $(INSTALLED)
 	$(BIN)/ruff format --check . && $(BIN)/ruff check .

@@ -8,6 +8,8 @@ import pytest
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.project import load_recipe
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 DATASET = '[[datasets]]\nsource = "clips"\nresolution = [64, 48]\n'
 
 

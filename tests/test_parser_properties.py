@@ -20,6 +20,8 @@ from wan_lora_dagster.project import (
 )
 from wan_lora_dagster.scaffold import DEMO_RECIPE
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 FAST = settings(
     max_examples=200,
     deadline=None,

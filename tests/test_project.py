@@ -9,6 +9,8 @@ from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.project import find_project, load_recipe, open_project
 from wan_lora_dagster.scaffold import init_project
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 MINIMAL = """\
 [[datasets]]
 source = "clips"

@@ -7,6 +7,8 @@ from wan_lora_dagster.project import load_recipe
 from wan_lora_dagster.starter_recipes import SEED_PROJECTS
 from wan_lora_dagster.tasks import TASK_NAMES
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 
 def init(tmp_path, *flags: str):
     directory = tmp_path / "project"

@@ -20,6 +20,8 @@ from wan_lora_dagster.tasks import (
     wan_task,
 )
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 # name: (blocks, experts' boundary, image to video, CLIP, VAE, tiny variant, musubi's --task)
 FACTS = {
     "t2v-1.3B": (30, None, False, False, WAN21_VAE, "tiny", "t2v-1.3B"),

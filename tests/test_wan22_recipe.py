@@ -1,7 +1,11 @@
 """Wan 2.2 settings in wan_lora.toml: mistakes named with the file and the key."""
 
+import pytest
+
 from tests.test_project import MINIMAL, error_for, write
 from wan_lora_dagster.project import load_recipe
+
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 
 
 def test_experts_belong_to_the_two_expert_tasks(tmp_path):

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from wan_lora_dagster.engines.flow_matching import (
@@ -7,6 +8,8 @@ from wan_lora_dagster.engines.flow_matching import (
     sample_timesteps,
     shift_timesteps,
 )
+
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 
 
 def draw(method: str, shift: float = 3.0) -> torch.Tensor:

@@ -11,6 +11,8 @@ from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.pipeline.training import CheckpointPlan, checkpoint_key
 from wan_lora_dagster.project import DatasetSection, TrainingSettings
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 CLIPS = DatasetSection(name="clips", source="clips", resolution=(64, 64), batch_size=2)
 PHOTOS = DatasetSection(name="photos", source="stills", resolution=(64, 64), batch_size=4)
 

@@ -11,6 +11,8 @@ from wan_lora_dagster.formats.cache_files import (
     update_lora_header,
 )
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 
 def test_a_header_update_keeps_every_tensor_byte_for_byte(tmp_path):
     path = tmp_path / "lora.safetensors"

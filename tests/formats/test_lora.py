@@ -23,6 +23,8 @@ from wan_lora_dagster.formats.lora import (
     save_lora,
 )
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 RANK, ALPHA = 4, 2.0
 TINY = {
     "patch_size": (1, 2, 2),

@@ -26,6 +26,8 @@ from wan_lora_dagster.media.buckets import (
 )
 from wan_lora_dagster.project import DatasetSection
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 RESOLUTION = (384, 208)  # area 79872, int(sqrt) = 282, widths 128, 144, ..., 288
 
 

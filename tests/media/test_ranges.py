@@ -13,6 +13,8 @@ from wan_lora_dagster.media.ranges import (
 )
 from wan_lora_dagster.problems import Problems
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)

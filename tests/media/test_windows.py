@@ -32,6 +32,8 @@ from wan_lora_dagster.media.windows import (
 )
 from wan_lora_dagster.project import DatasetSection
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 
 def _section(**settings) -> DatasetSection:
     return DatasetSection(name="video_0", source="clips", resolution=(384, 208), **settings)

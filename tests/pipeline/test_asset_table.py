@@ -3,6 +3,8 @@ stage decision `wan-lora run` hands to each step."""
 
 from pathlib import Path
 
+import pytest
+
 from wan_lora_dagster.pipeline.asset_spec import Partitioning
 from wan_lora_dagster.pipeline.asset_table import (
     ASSETS,
@@ -14,6 +16,8 @@ from wan_lora_dagster.pipeline.asset_table import (
 )
 from wan_lora_dagster.pipeline.decisions import StageDecision, handed_over
 from wan_lora_dagster.project import Project
+
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 
 
 def test_every_asset_reads_only_assets_made_before_it():

@@ -22,6 +22,8 @@ from wan_lora_dagster.pipeline.training import (
 )
 from wan_lora_dagster.project import open_project
 
+pytestmark = pytest.mark.fast  # the unit tier: make test-fast
+
 RECIPE = """\
 [[datasets]]
 name = "small"
