@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -66,16 +67,62 @@ def writing_into(folder: Path) -> Iterator[None]:
 def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file so that a crash or a full disk leaves the old file or the new one,
     never half of one, and no temporary file."""
+    with writing_into(path.parent):  # making the folder or the temporary file can fail too
+        _write_text_atomic(path, text)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # a ".tmp" name: no watcher of "*.txt" or "*.json" ever sees the temporary file
     descriptor, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
     )
     try:
-        with writing_into(path.parent):
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.replace(temporary, path)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` for the block to write (a library's `save(name)`); renamed
+    over `path` when the block ends, removed if it fails, a full disk named as such.
+
+    The name keeps the suffix, so a writer that picks its format by the suffix still does, and
+    is `.<stem>.<pid>.partial<suffix>`: pipeline/leftovers.py finds one a killed process left.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    try:
+        with writing_into(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            yield temporary
+            temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def building(directory: Path, is_complete: Callable[[Path], bool]) -> Iterator[Path]:
+    """A partial folder beside `directory` for the block to fill; renamed into place when the
+    block ends, removed if it fails (a full disk named as such), so a folder that loads is never
+    half a folder. A complete build another process renamed first wins."""
+    directory = Path(directory)
+    partial = directory.with_name(f".{directory.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        with writing_into(directory.parent):
+            partial.mkdir(parents=True)
+            yield partial
+            if directory.exists() and not is_complete(directory):
+                shutil.rmtree(directory)
+            try:
+                partial.rename(directory)
+            except OSError:
+                if not is_complete(directory):
+                    raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)

@@ -19,6 +19,7 @@ from wan_lora_dagster.definitions import build_definitions
 from wan_lora_dagster.deployment.batch_runs import RunOutcome, run_at_once
 from wan_lora_dagster.deployment.jobs import execute_on_workers
 from wan_lora_dagster.engines.base import Progress
+from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.instance.claims import (
     CLAIMANT_TAG,
     PROCESS_TAG,
@@ -373,10 +374,18 @@ def failure_messages(result: dg.ExecuteInProcessResult, keys: list[str]) -> dict
 
 def _root_cause(error) -> str:
     """The innermost error's message: Dagster wraps an asset's own exception in a step error,
-    whose message says only which step it was."""
-    while error.cause is not None:
+    whose message says only which step it was. A UserError is as deep as it goes: it was raised
+    from a library's error (a full disk's Errno 28) to say it in the user's words, shown
+    without its class's name as the command shows it."""
+    user_errors = _names_of_subclasses(UserError)
+    while error.cause is not None and error.cls_name not in user_errors:
         error = error.cause
-    return error.message.strip()
+    message = error.message.strip()
+    return message.split(": ", 1)[-1] if error.cls_name in user_errors else message
+
+
+def _names_of_subclasses(cls: type) -> set[str]:
+    return {cls.__name__}.union(*(_names_of_subclasses(sub) for sub in cls.__subclasses__()))
 
 
 def _per_checkpoint(asset: str) -> bool:

@@ -13,17 +13,31 @@ import pytest
 # gives ENOSPC (Python ignores SIGXFSZ, so the write fails instead of killing the process).
 WRITE_BIG = textwrap.dedent(
     """
-    import sys, torch
+    import sys, numpy, torch
     from pathlib import Path
+    from wan_lora_dagster.disk_full import building
     from wan_lora_dagster.errors import UserError
     from wan_lora_dagster.formats.musubi_cache import write_safetensors
+    from wan_lora_dagster.media.video_writer import write_video
+    from wan_lora_dagster.pipeline.plots import loss_curve
     from wan_lora_dagster.pipeline.records import write_json_atomic
     folder = Path(sys.argv[1])
+
+    def build_folder():
+        with building(folder / "model", lambda built: False) as partial:
+            (partial / "weights.bin").write_bytes(bytes(4096))
+
     writers = {
         "safetensors": lambda: write_safetensors(
             folder / "big_wan.safetensors", {"x": torch.zeros(4096)}, {}
         ),
         "record": lambda: write_json_atomic(folder / "big.json", {"x": "y" * 4096}),
+        "video": lambda: write_video(
+            numpy.random.default_rng(0).integers(0, 255, (9, 48, 64, 3), dtype=numpy.uint8),
+            folder / "big.mp4",
+        ),
+        "picture": lambda: loss_curve([(1, 2.0), (2, 1.0)], folder / "big.png"),
+        "model folder": build_folder,
     }
     try:
         writers[sys.argv[2]]()
@@ -38,7 +52,7 @@ def _limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
 
 
-@pytest.mark.parametrize("writer", ["safetensors", "record"])
+@pytest.mark.parametrize("writer", ["safetensors", "record", "video", "picture", "model folder"])
 def test_a_write_past_the_file_size_limit_names_the_folder_and_leaves_nothing(tmp_path, writer):
     folder = tmp_path / "out" / "cache"
     folder.mkdir(parents=True)

@@ -28,6 +28,8 @@ from transformers import (
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+from wan_lora_dagster.disk_full import building
+
 TINY_CAPTIONER_VERSION = "1"
 COMPLETE_MARKER = "TINY_CAPTIONER_COMPLETE"  # written last: a folder without it is (re)built
 # Weights drawn with std GAIN / sqrt(fan_in). The models' own initialisations are so small that
@@ -98,13 +100,15 @@ def build_tiny_qwen2vl(directory: Path, seed: int = 0) -> Path:
 
 
 def _build_once(directory: Path, identity: str, save: Callable[[Path], None]) -> Path:
-    marker = directory / COMPLETE_MARKER
-    if marker.is_file() and marker.read_text(encoding="utf-8") == identity:
+    def is_built(folder: Path) -> bool:
+        marker = folder / COMPLETE_MARKER
+        return marker.is_file() and marker.read_text(encoding="utf-8") == identity
+
+    if is_built(directory):
         return directory
-    directory.mkdir(parents=True, exist_ok=True)
-    marker.unlink(missing_ok=True)
-    save(directory)
-    marker.write_text(identity, encoding="utf-8")
+    with building(directory, is_built) as partial:
+        save(partial)
+        (partial / COMPLETE_MARKER).write_text(identity, encoding="utf-8")
     return directory
 
 

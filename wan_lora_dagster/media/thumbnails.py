@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import av
@@ -10,6 +9,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 from PIL import Image
 
+from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.media.probe import display_size, probe_video, upright_scaled
 
 # A 64-colour palette keeps a strip at a few KB: Dagster stores it in metadata and the UI shows
@@ -64,13 +64,8 @@ class StripFrames:
             strip.paste(frame, (left, 0))
             left += frame.width
         out_png = Path(out_png)
-        out_png.parent.mkdir(parents=True, exist_ok=True)
-        partial = out_png.with_name(f".{out_png.stem}.{os.getpid()}.partial.png")
-        try:
+        with replacing(out_png) as partial:
             strip.quantize(colors=PALETTE_COLOURS).save(partial, format="PNG", optimize=True)
-            partial.replace(out_png)
-        finally:
-            partial.unlink(missing_ok=True)
         return out_png
 
 

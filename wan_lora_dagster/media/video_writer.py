@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import av
 import numpy as np
 
+from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.errors import MediaError
 
 DEFAULT_FPS = 16  # Wan 2.1 generates and trains at 16 fps
@@ -21,13 +21,8 @@ def write_video(frames: np.ndarray, path: Path, fps: int = DEFAULT_FPS, crf: int
     """
     frames = _even_sized(_checked(frames, path))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
-    try:
+    with replacing(path) as partial:
         _encode(frames, partial, fps, crf)
-        partial.replace(path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -224,22 +224,26 @@ def _text_rule(caption_asset: str):
     return rule
 
 
-def _latent_rule(source: str, media_version: Callable[[Expectations, str], str]):
-    """A latent cache is made from its item's media and the settings of `source`'s sections."""
+def _latent_rule(source: str, media_version: Callable[[Expectations, str], str | None]):
+    """A latent cache is made from its item's media and the settings of `source`'s sections;
+    None while the media is not made."""
 
-    def rule(snapshot: Expectations, item_id: str) -> str:
+    def rule(snapshot: Expectations, item_id: str) -> str | None:
+        version = media_version(snapshot, item_id)
+        if version is None:
+            return None
         recipe = snapshot.recipe
         encode = snapshot.memo(
             ("latent", source),
             lambda: latent_fingerprinter(recipe.sections_for(source), recipe.training),
         )
-        return encode(media_version(snapshot, item_id))
+        return encode(version)
 
     return rule
 
 
-def _clip_version(snapshot: Expectations, clip_id: str) -> str:
-    return snapshot.fingerprint("clips", clip_id)
+def _clip_version(snapshot: Expectations, clip_id: str) -> str | None:
+    return snapshot.fresh_data_version("clips", clip_id)  # the made clip's: its fingerprint
 
 
 def _still_version(snapshot: Expectations, still_id: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.engines.base import SampleVideo
 from wan_lora_dagster.media.frames import read_frames, read_image
 
@@ -46,8 +47,8 @@ def contact_sheet(videos: list[SampleVideo], path: Path) -> Path:
         if video.start_image and column == 0:
             place(_start_frame(video), 0, len(rows), "start image")
         place(_middle_frame(video), lead + column, len(rows), f"walk {video.walk_position:.2f}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, optimize=True)
+    with replacing(path) as partial:
+        sheet.save(partial, format="PNG", optimize=True)
     return path
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wan_lora_dagster.disk_full import writing_into
+from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.engines.base import Engine, SampleRequest, SampleVideo
 from wan_lora_dagster.errors import EngineError, UserError
 from wan_lora_dagster.formats.cache_files import update_lora_header
@@ -155,15 +155,9 @@ def _video_record(video: SampleVideo, root: Path) -> EvalVideo:
 
 def _export_file(source: Path, target: Path, key: str) -> None:
     """Copy a checkpoint's file into place whole, its header naming the checkpoint."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(".tmp")
-    try:
-        with writing_into(target.parent):
-            shutil.copyfile(source, temporary)
-            update_lora_header(temporary, {"wan_lora.checkpoint": key})
-            temporary.replace(target)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with replacing(target) as temporary:
+        shutil.copyfile(source, temporary)
+        update_lora_header(temporary, {"wan_lora.checkpoint": key})
 
 
 def choose_best(catalog: Catalog, keys: list[str]) -> str:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from wan_lora_dagster.disk_full import replacing
+
 WIDTH, HEIGHT, MARGIN = 360, 160, 24
 
 
@@ -31,6 +33,6 @@ def loss_curve(points: list[tuple[int, float]], path: Path) -> Path:
     draw.text(
         (MARGIN, HEIGHT - MARGIN + 6), f"steps 0..{points[-1][0] if points else 0}", fill="black"
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, optimize=True)
+    with replacing(path) as partial:
+        image.save(partial, format="PNG", optimize=True)
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.engines.base import StartImage
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
@@ -50,8 +51,8 @@ def _held_out_frames(catalog: Catalog, manifest: TrainingSetManifest) -> list[St
             images.append(StartImage(entry.item_id, media))
             continue
         path = folder / f"{entry.item_id}.png"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(read_frames(media, [0])[0]).save(path)
+        with replacing(path) as partial:
+            Image.fromarray(read_frames(media, [0])[0]).save(partial, format="PNG")
         images.append(StartImage(entry.item_id, path))
     return images
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from wan_lora_dagster.disk_full import replacing
+
 
 @dataclass(frozen=True)
 class CheckpointLoss:
@@ -55,6 +57,6 @@ def validation_loss_plot(
     axes.set_title("validation loss per checkpoint", fontsize=9)
     axes.legend(fontsize=7)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
+    with replacing(path) as partial:
+        figure.savefig(partial, format="png")
     return path

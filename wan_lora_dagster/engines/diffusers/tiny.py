@@ -11,8 +11,6 @@ patterns and say nothing about the quality of a real LoRA.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -31,6 +29,7 @@ from transformers import (
     UMT5EncoderModel,
 )
 
+from wan_lora_dagster.disk_full import building
 from wan_lora_dagster.tasks import DEFAULT_TASK, WAN21_VAE, WanTask, wan_task
 
 logger = logging.getLogger(__name__)
@@ -88,17 +87,11 @@ def ensure_tiny_model(directory: Path, task: str = DEFAULT_TASK) -> Path:
     logger.info(
         "building the tiny Wan model (random weights, for plumbing, not art) in %s", directory
     )
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    partial = directory.with_name(f".{directory.name}.{os.getpid()}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
+    with building(directory, _is_complete) as partial:
         pipeline = build_tiny_variant(wan_task(task))
         pipeline.save_pretrained(partial, safe_serialization=True)
         (partial / "README.md").write_text(_README, encoding="utf-8")
         (partial / COMPLETE_MARKER).write_text(TINY_MODEL_VERSION, encoding="utf-8")
-        _move_into_place(partial, directory)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     return directory
 
 
@@ -265,17 +258,6 @@ def _build_transformer(
 def _is_complete(directory: Path) -> bool:
     marker = directory / COMPLETE_MARKER
     return marker.is_file() and marker.read_text(encoding="utf-8") == TINY_MODEL_VERSION
-
-
-def _move_into_place(partial: Path, directory: Path) -> None:
-    """Rename the finished build over `directory`; a build another process finished first wins."""
-    if directory.exists() and not _is_complete(directory):
-        shutil.rmtree(directory)
-    try:
-        partial.rename(directory)
-    except OSError:
-        if not _is_complete(directory):
-            raise
 
 
 _README = """# tiny Wan 2.1 model: random weights, for plumbing, not art

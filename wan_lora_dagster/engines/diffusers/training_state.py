@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest
 from wan_lora_dagster.engines.training_plan import TrainingPlan
 from wan_lora_dagster.errors import EngineError
@@ -88,12 +89,17 @@ class StateStore:
             return final
         temporary = self.root / f".{final.name}.tmp"
         shutil.rmtree(temporary, ignore_errors=True)
-        temporary.mkdir(parents=True)
         tensors, values = _state_of(components)
-        save_file(tensors, temporary / TENSORS_FILE)
         values.update(format=STATE_FORMAT, identity=self.identity, position=asdict(position))
-        (temporary / VALUES_FILE).write_text(json.dumps(values), encoding="utf-8")
-        temporary.rename(final)
+        try:
+            with writing_into(self.root):
+                temporary.mkdir(parents=True)
+                save_file(tensors, temporary / TENSORS_FILE)
+                (temporary / VALUES_FILE).write_text(json.dumps(values), encoding="utf-8")
+                temporary.rename(final)
+        except BaseException:  # a full disk or a cancel: no half state waits for the next run
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
         logger.info("saved the training state at step %d in %s", position.step, final)
         for older in self._folders():
             if older != final:
