@@ -57,7 +57,7 @@ def add_stills(project: Path) -> None:
 
 def manifest_of(project: Path) -> dict:
     record = json.loads((project / "out/records/training_set/__all__.json").read_text())
-    return json.loads(Path(record["file"]).read_text())
+    return json.loads((project / record["file"]).read_text())
 
 
 def still_entries(project: Path) -> dict[str, dict]:

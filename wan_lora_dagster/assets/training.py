@@ -39,18 +39,19 @@ def training_set(context: dg.AssetExecutionContext, project: ProjectResource) ->
     except UserError as error:
         raise dg.Failure(str(error), metadata={UNPARTITIONED: str(error)}) from None
     path = manifest.save(domain.manifest_dir(catalog))
+    file = str(path.relative_to(catalog.project.root))  # as every record: the project may move
     catalog.records.write(
         "training_set",
         UNPARTITIONED,
         domain.TrainingSetRecord(
-            fingerprint=manifest.version, data_version=manifest.version, file=str(path)
+            fingerprint=manifest.version, data_version=manifest.version, file=file
         ),
     )
     return dg.Output(
         None,
         data_version=dg.DataVersion(manifest.version),
         metadata={
-            "manifest": dg.MetadataValue.path(str(path.relative_to(catalog.project.root))),
+            "manifest": dg.MetadataValue.path(file),
             "entries": len(manifest.entries),
             "held_out": len(manifest.held_out_entries()),
             "excluded": len(manifest.excluded),

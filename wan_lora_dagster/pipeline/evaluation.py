@@ -102,8 +102,13 @@ def evaluate_checkpoint(
     lora_path = project.root / checkpoint.file
     output_dir = project.out("eval", key)
     request = SampleRequest(lora_path, recipe.eval, output_dir, start_images(catalog, manifest))
-    videos = engine.sample(request, progress)
-    sheet = contact_sheet(videos, output_dir / "contact_sheet.png")
+    try:
+        videos = engine.sample(request, progress)
+        sheet = contact_sheet(videos, output_dir / "contact_sheet.png")
+    except BaseException:
+        if output_dir.is_dir() and not any(output_dir.iterdir()):
+            output_dir.rmdir()  # made for videos a full disk (or a cancel) kept out: no trace
+        raise
     loss_with, loss_without = validation_losses(engine, lora_path, manifest, recipe)
     record = EvalRecord(
         fingerprint=eval_fingerprint(checkpoint.data_version, project),
