@@ -33,3 +33,11 @@ def client(demo) -> TestClient:
     """The studio on this machine, as the page calls it: writes carry the studio's Origin."""
     app = create_app(open_project(demo), Access.for_bind("127.0.0.1", None))
     return TestClient(app, base_url=STUDIO, headers={"origin": STUDIO})
+
+
+@pytest.fixture(scope="session")
+def evaluated_demo(tmp_path_factory) -> Path:
+    """The demo project run through eval and best_lora (two checkpoints); tests copy it."""
+    project = create_demo_project(tmp_path_factory.mktemp("studio") / "evaluated")
+    assert main(["run", "--project", str(project)]) == 0
+    return project

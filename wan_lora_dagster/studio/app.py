@@ -1,4 +1,5 @@
-"""The studio's web app: the captions page, its JSON API, the clips and posters it shows."""
+"""The studio's web app: the captions, ranges and checkpoints pages, their JSON API, the clips,
+posters and eval videos they show."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from wan_lora_dagster.errors import MediaError, UserError
 from wan_lora_dagster.project import Project
 from wan_lora_dagster.studio.captions import STATES, CaptionIndex, Card, Conflict
+from wan_lora_dagster.studio.checkpoints import CheckpointsPage, RecipeConflict
 from wan_lora_dagster.studio.posters import poster
 from wan_lora_dagster.studio.ranges import RangeEdit, RangesConflict, RangesEditor
 from wan_lora_dagster.studio.security import Access, AccessGuard
@@ -30,6 +32,7 @@ def create_app(project: Project, access: Access, dagster_url: str = "") -> Starl
     index = CaptionIndex(project)
     updater = Updater(project, on_done=index.reload)
     ranges = RangesEditor(project)
+    checkpoints = CheckpointsPage(project)
     routes = [
         Route("/", lambda _request: RedirectResponse("/captions")),
         Route("/captions", lambda _request: FileResponse(STATIC / "captions.html")),
@@ -45,6 +48,11 @@ def create_app(project: Project, access: Access, dagster_url: str = "") -> Starl
         Route("/api/ranges/{film}", partial(_timeline, ranges)),
         Route("/api/ranges/{film}", partial(_edit_range, ranges, index), methods=["POST"]),
         Route("/films/{film}", partial(_film, ranges)),
+        Route("/checkpoints", lambda _request: FileResponse(STATIC / "checkpoints.html")),
+        Route("/api/checkpoints", lambda _request: JSONResponse(checkpoints.grid())),
+        Route("/api/checkpoints/pin", partial(_pin, checkpoints), methods=["POST"]),
+        Route("/api/checkpoints/{key}/lineage", partial(_lineage, checkpoints)),
+        Route("/eval/{key}/{index:int}/{field}", partial(_eval_file, checkpoints)),
         Route("/media/{item_id}", partial(_media, index)),
         Route("/posters/{item_id}", partial(_poster, index, project)),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
@@ -116,6 +124,26 @@ def _film(ranges: RangesEditor, request: Request) -> Response:
     return FileResponse(ranges.film_path(request.path_params["film"]))
 
 
+async def _pin(checkpoints: CheckpointsPage, request: Request) -> JSONResponse:
+    body = await request.json()
+    key = body.get("checkpoint")
+    return JSONResponse(checkpoints.pin(None if key is None else str(key), str(body["hash"])))
+
+
+def _lineage(checkpoints: CheckpointsPage, request: Request) -> JSONResponse:
+    return JSONResponse(checkpoints.lineage(request.path_params["key"]))
+
+
+def _eval_file(checkpoints: CheckpointsPage, request: Request) -> Response:
+    """An eval video or its I2V start image, as the eval record names it."""
+    params = request.path_params
+    field = {"video": "file", "start_image": "start_image"}.get(params["field"], "")
+    path = checkpoints.eval_file(params["key"], params["index"], field)
+    if not path.exists():
+        return JSONResponse({"error": f"{path} is gone: run an update"}, 404)
+    return FileResponse(path)
+
+
 def _start(updater: Updater, _request) -> JSONResponse:
     started = updater.start()
     return JSONResponse({"started": started, **updater.state()}, status_code=202)
@@ -156,6 +184,7 @@ async def _stale(_request: Request, error: Exception) -> JSONResponse:
 _HANDLERS = {
     Conflict: _conflict,
     RangesConflict: _stale,
+    RecipeConflict: _stale,
     UserError: _refused,
     MediaError: _refused,
 }

@@ -3,19 +3,7 @@
 // editor changed the file meanwhile, and the card then shows both texts.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const view = { offset: 0, total: 0, pageSize: 200, dagsterUrl: "", preview: null };
-
-async function api(path, body) {
-  const options = body === undefined ? {} : {
-    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
-  };
-  const response = await fetch(path, options);
-  const data = await response.json().catch(() => ({ error: response.statusText }));
-  return { status: response.status, data };
-}
-
-function say(text) { $("message").textContent = text || ""; }
 
 function filters() {
   return { state: $("filter-state").value, film: $("filter-film").value,

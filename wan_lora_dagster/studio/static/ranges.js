@@ -2,19 +2,8 @@
 // names the ranges file's content the page read; the server refuses it if the file changed.
 "use strict";
 
-const $ = (id) => document.getElementById(id);
 const view = { film: "", timeline: null, picked: null };
 
-async function api(path, body) {
-  const options = body === undefined ? {} : {
-    method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body),
-  };
-  const response = await fetch(path, options);
-  const data = await response.json().catch(() => ({ error: response.statusText }));
-  return { status: response.status, data };
-}
-
-function say(text) { $("message").textContent = text || ""; }
 const seconds = (value) => Math.round(value * 1000) / 1000;
 
 async function start() {
