@@ -1,0 +1,67 @@
+"""The checkpoints page in Debian's Chromium on the demo project run through eval: the grid
+plays, the loss plot marks the chosen checkpoint, and "use this one" pins it in wan_lora.toml."""
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_pages_in_chromium import (
+    PAGE_TIMEOUT_MS,
+    SHOWS_A_FRAME,
+    START_SECONDS,
+    _free_port,
+    _screenshot,
+    browser,  # noqa: F401 (a fixture)
+    expect,
+)
+
+from wan_lora_dagster.project import open_project
+from wan_lora_dagster.studio.server import start_studio
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, evaluated_demo) -> Path:
+    target = tmp_path_factory.mktemp("studio_checkpoints") / "demo"
+    shutil.copytree(evaluated_demo, target, symlinks=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def studio(project) -> Iterator[str]:
+    url, server = start_studio(open_project(project), "127.0.0.1", _free_port(), "")
+    deadline = time.monotonic() + START_SECONDS
+    while not server.started:  # uvicorn's own flag: set once it accepts connections
+        assert time.monotonic() < deadline, "the studio did not start"
+        time.sleep(0.05)
+    yield url.replace("/captions", "/checkpoints")
+    server.should_exit = True
+
+
+def test_use_this_one_pins_the_checkpoint_in_the_recipe(browser, studio, project):  # noqa: F811
+    recipe = project / "wan_lora.toml"
+    before = recipe.read_text()
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(studio)
+    rows = page.locator("#eval-grid tr[id]")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#eval-grid video")).to_have_count(4)  # 2 checkpoints x 2 strengths
+    expect(page.locator("#plot circle")).to_have_count(2)
+    expect(page.locator("#eval-grid tr.chosen")).to_have_count(1)
+    page.locator("#play-all").click()
+    expect(page.locator("#play-all")).to_have_text("Pause all")
+    for video in page.locator("#eval-grid video").all():
+        video.evaluate(SHOWS_A_FRAME)
+    first = rows.first
+    key = first.get_attribute("id").removeprefix("row-")
+    first.get_by_role("button", name="use this one").click()
+    expect(page.locator("#choice")).to_have_text(f"best_lora exports pinned: {key}")
+    expect(first).to_have_class("chosen")
+    assert recipe.read_text() == before.rstrip("\n") + f'\npin = "{key}"\n'
+    first.get_by_role("button", name="captions that trained it").click()
+    expect(page.locator("#lineage li").first).to_contain_text("demostyle")
+    _screenshot(page, project, "studio_checkpoints.png")
+    context.close()
