@@ -44,18 +44,17 @@ class CheckpointsPage:
         records = catalog.records
         rows = []
         for key in keys:
-            evaluation = records.read("eval_videos", key) or {}
+            evaluation = records.read("eval_videos", key)
+            checkpoint = records.read("lora_checkpoints", key)
+            videos = evaluation.to_json()["videos"] if evaluation else []
             rows.append(
                 {
                     "checkpoint": key,
-                    "step": (records.read("lora_checkpoints", key) or {}).get("step"),
-                    "evaluated": bool(evaluation),
-                    "validation_loss": evaluation.get("validation_loss"),
-                    "validation_loss_base": evaluation.get("validation_loss_base"),
-                    "videos": [
-                        {**video, "index": index}
-                        for index, video in enumerate(evaluation.get("videos", []))
-                    ],
+                    "step": checkpoint.step if checkpoint else None,
+                    "evaluated": evaluation is not None,
+                    "validation_loss": evaluation and evaluation.validation_loss,
+                    "validation_loss_base": evaluation and evaluation.validation_loss_base,
+                    "videos": [{**video, "index": index} for index, video in enumerate(videos)],
                 }
             )
         settings = catalog.project.recipe.eval
@@ -80,10 +79,12 @@ class CheckpointsPage:
         files the records name are served."""
         catalog, keys = self._run()
         _known(key, keys)
-        videos = (catalog.records.read("eval_videos", key) or {}).get("videos", [])
-        if not 0 <= index < len(videos) or field not in videos[index]:
+        evaluation = catalog.records.read("eval_videos", key)
+        videos = evaluation.videos if evaluation else []
+        file = getattr(videos[index], field, None) if 0 <= index < len(videos) else None
+        if not file:
             raise UserError(f"checkpoint {key} has no eval video {index} with a {field}")
-        return catalog.project.root / videos[index][field]
+        return catalog.project.root / file
 
     def pin(self, key: str | None, seen_hash: str) -> dict:
         """Pin checkpoint `key` (None: unpin, the lowest loss is exported again)."""
