@@ -13,6 +13,8 @@ from wan_lora_dagster.project import open_project
 from wan_lora_dagster.studio.app import create_app
 from wan_lora_dagster.studio.security import Access
 
+pytestmark = pytest.mark.slow  # runs the demo through eval first: minutes on a loaded machine
+
 
 @pytest.fixture
 def evaluated(evaluated_demo, tmp_path):

@@ -16,9 +16,12 @@ from test_pages_in_chromium import (
     browser,  # noqa: F401 (a fixture)
     expect,
 )
+from test_pages_in_chromium import pytestmark as needs_chromium
 
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.studio.server import start_studio
+
+pytestmark = [needs_chromium, pytest.mark.slow]  # runs the demo through eval first
 
 
 @pytest.fixture(scope="module")
