@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from wan_lora_dagster.pipeline.status_report import asset_status, exit_status, text_view
 from wan_lora_dagster.problems import Problems
-from wan_lora_dagster.status_report import asset_status, exit_status, text_view
 
 
 def test_every_item_not_fresh_is_named_by_state():

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from wan_lora_dagster import progress, status_report
+from wan_lora_dagster import progress
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.problems import ProblemsError
 from wan_lora_dagster.project import CONFIG_NAME, find_project, open_project
@@ -211,6 +211,8 @@ def _print_problems(problems, to_stderr: bool = False) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from wan_lora_dagster.pipeline import status_report
+
     runner = _runner(args.project)
     summary = runner.status()
     problems = _problems(runner)

@@ -41,8 +41,8 @@ from wan_lora_dagster.pipeline.decisions import StageDecision, handed_over
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.pipeline.status_at_scale import check_items_on_cores, no_cycle_collection
+from wan_lora_dagster.pipeline.status_report import asset_status
 from wan_lora_dagster.project import Project
-from wan_lora_dagster.status_report import asset_status
 
 INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "EngineCancelled"}
 # The run log keeps every event and stack trace for the UI; the terminal shows progress bars and
