@@ -144,7 +144,7 @@ def lora_checkpoints(
             if isinstance(landed, CheckpointInfo):
                 key = domain.checkpoint_key(plan, landed.epoch, landed.step)
                 if key in fresh or (retraining and key not in wanted):
-                    continue  # kept from an interrupted launch, which recorded it
+                    continue  # recorded by an interrupted launch, or sound (a retraining)
                 if retraining:
                     landed = _adopt(context, catalog, landed)
                 recorded = _record_checkpoint(context, catalog, plan, manifest, landed, losses)
