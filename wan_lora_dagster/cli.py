@@ -86,6 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(handler=_train)
 
+    retrain = commands.add_parser(
+        "retrain", help="train a damaged or deleted checkpoint again (the damaged file is kept)"
+    )
+    _project_argument(retrain)
+    retrain.add_argument(
+        "checkpoint", nargs="+", help="checkpoint partition keys, as the error or status names them"
+    )
+    retrain.set_defaults(handler=_retrain)
+
     ui = commands.add_parser(
         "ui", help="the Dagster web UI on this project's instance, and the studio beside it"
     )
@@ -202,21 +211,17 @@ def _print_problems(problems, to_stderr: bool = False) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from wan_lora_dagster.pipeline import status_report
+
     runner = _runner(args.project)
     summary = runner.status()
     problems = _problems(runner)
     if args.json:
         print(json.dumps(summary, indent=1))
-        _print_problems(problems, to_stderr=True)
-        return 0
-    print(f"{'asset':18} {'fresh':>6} {'unsynced':>8} {'missing':>7} {'failed':>6}")
-    for asset, counts in summary.items():
-        print(
-            f"{asset:18} {counts['fresh']:6d} {counts['unsynced']:8d} "
-            f"{counts['missing']:7d} {counts['failed']:6d}"
-        )
-    _print_problems(problems)
-    return 0
+    else:
+        print(status_report.text_view(summary))
+    _print_problems(problems, to_stderr=args.json)
+    return status_report.exit_status(summary, problems)
 
 
 def _lineage(args: argparse.Namespace) -> int:
@@ -253,6 +258,37 @@ def _train(args: argparse.Namespace) -> int:
     from wan_lora_dagster.pipeline.dry_run import dry_run
 
     print(dry_run(load_catalog(open_project(args.project))))
+    return 0
+
+
+def _retrain(args: argparse.Namespace) -> int:
+    from wan_lora_dagster.pipeline import retraining
+    from wan_lora_dagster.pipeline.catalog import load_catalog
+    from wan_lora_dagster.pipeline.status import Expectations
+
+    keys = list(dict.fromkeys(args.checkpoint))
+    catalog = load_catalog(open_project(args.project))
+    retraining.require_retrainable(catalog, Expectations(catalog).plan, keys)
+    root, told = catalog.project.root, retraining.kept_aside(catalog)
+    for key in keys:
+        for kept in retraining.set_aside_damaged(catalog, key):
+            print(f"{key}: the damaged file is kept as {kept.relative_to(root)}")
+    told |= retraining.kept_aside(catalog)
+    runner = _runner(args.project)
+    with _progress_bars():
+        summary = runner.retrain(keys)
+    for kept in sorted(retraining.kept_aside(catalog) - told):  # unrecorded, found in the way
+        print(f"a file in the way of the retrained checkpoint is kept as {kept.relative_to(root)}")
+    if summary.interrupted:
+        print(f"cancelled: `wan-lora retrain {' '.join(keys)}` goes on from there", file=sys.stderr)
+        return INTERRUPTED_EXIT
+    for key in summary.materialized:
+        print(f"{key}: trained again: {runner.snapshot.record('lora_checkpoints', key).file}")
+    for key in summary.failed + summary.blocked:
+        print(f"{key}: not retrained: {summary.errors.get(key, 'see `wan-lora status`')}")
+    if summary.failed or summary.blocked:
+        return 1
+    print(f"`wan-lora run --project {args.project}` brings the rest up to date")
     return 0
 
 

@@ -14,6 +14,7 @@ import dagster as dg
 
 from wan_lora_dagster import progress
 from wan_lora_dagster.assets.partitioned import DECISION_TAG, batch_versions, batches_of
+from wan_lora_dagster.assets.training import RETRAIN_TAG
 from wan_lora_dagster.automation import add_checkpoint_partitions, sync_partitions
 from wan_lora_dagster.definitions import build_definitions
 from wan_lora_dagster.deployment.batch_runs import RunOutcome, run_at_once
@@ -22,6 +23,7 @@ from wan_lora_dagster.engines.base import Progress
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.instance.claims import (
     CLAIMANT_TAG,
+    KILLED_TAG,
     PROCESS_TAG,
     Claims,
     Holder,
@@ -39,6 +41,7 @@ from wan_lora_dagster.pipeline.decisions import StageDecision, handed_over
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.pipeline.status_at_scale import check_items_on_cores, no_cycle_collection
+from wan_lora_dagster.pipeline.status_report import asset_status
 from wan_lora_dagster.project import Project
 
 INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "EngineCancelled"}
@@ -80,6 +83,7 @@ class ProjectRunner:
         self.defs = build_definitions(project.root)
         self.graph = self.defs.resolve_asset_graph()
         self.team = team_settings(self.instance)  # None: steps run in this process
+        self.retraining: list[str] = []  # the checkpoints `retrain` trains again
         # The project's state as last read. Reading it costs a second or more at 30,000 clips
         # (every record, caption and made file): a stage that launched nothing changed nothing,
         # so the next stage plans on the same snapshot.
@@ -144,6 +148,16 @@ class ProjectRunner:
                 break
         return summaries
 
+    def retrain(self, keys: list[str]) -> StageSummary:
+        """Train these damaged or lost checkpoints again (pipeline/retraining.py says how)."""
+        release_dead_runs(self.instance)
+        self.snapshot = Expectations(self.sync())
+        self.retraining = keys
+        try:
+            return self._run_stage("lora_checkpoints")
+        finally:
+            self.retraining = []
+
     def _run_stage(self, asset: str) -> StageSummary:
         """The stage's stale partitions, claimed first: what another run is making is waited
         for, and what it made is counted as such, not made again."""
@@ -197,9 +211,13 @@ class ProjectRunner:
         if _per_checkpoint(asset):
             add_checkpoint_partitions(self.instance, keys)
         decision = expectations.decide(asset, keys)
+        if self.retraining:  # those only: the others' run goes on with `wan-lora run`
+            decision = decision.of(self.retraining)
         summary = StageSummary(skipped_fresh=len(decision.fresh), blocked=decision.blocked)
-        # one training run saves every checkpoint of the plan, and resumes where it stopped
-        launch = keys if asset == "lora_checkpoints" and decision.make else decision.make
+        # one training run saves every checkpoint of the plan, and resumes where it stopped; a
+        # retraining's run makes (and marks made) its checkpoints only
+        whole_run = asset == "lora_checkpoints" and decision.make and not self.retraining
+        launch = keys if whole_run else decision.make
         batches = self._batches(asset, expectations.catalog, keys)
         return StagePlan(expectations, decision, summary, batches, batches.containing(launch))
 
@@ -280,6 +298,8 @@ class ProjectRunner:
     ) -> dg.ExecuteInProcessResult:
         """One run of the stage; `stage_tags`: its claim, and the decision handed to its step."""
         tags = {"wan_lora/launched_by": "wan-lora run", PROCESS_TAG: this_process(), **stage_tags}
+        if self.retraining:
+            tags[RETRAIN_TAG] = ",".join(self.retraining)
         if keys != [UNPARTITIONED]:
             tags["dagster/asset_partition_range_start"] = keys[0]
             tags["dagster/asset_partition_range_end"] = keys[-1]
@@ -294,43 +314,51 @@ class ProjectRunner:
             run_config=QUIET_CONSOLE,
         )
 
-    def status(self) -> dict[str, dict[str, int]]:
-        """Per asset: fresh, unsynced, missing and failed counts of clips, stills, checkpoints."""
-        release_dead_runs(self.instance)  # a killed command's run counts as failed, not running
+    def status(self) -> dict[str, dict]:
+        """Per asset: fresh, unsynced, missing and failed counts of clips, stills, checkpoints,
+        and the names of those not fresh (status_report.py)."""
+        release_dead_runs(self.instance)  # a killed command's run counts as ended, not running
         with no_cycle_collection():
             catalog = load_catalog(self.project)
             expectations = self.snapshot = Expectations(catalog)
             check_items_on_cores(expectations)
-            return {asset: self._counts(asset, catalog, expectations) for asset in STAGES}
+            return {
+                asset: asset_status(self._states(asset, catalog, expectations)) for asset in STAGES
+            }
 
-    def _counts(self, asset: str, catalog: Catalog, expectations: Expectations) -> dict[str, int]:
-        counts = {"fresh": 0, "unsynced": 0, "missing": 0, "failed": 0}
-        keys = expectations.partitions(asset)
-        states = {key: expectations.state(asset, key) for key in keys}
+    def _states(self, asset: str, catalog: Catalog, expectations: Expectations) -> dict[str, str]:
+        states = {key: expectations.state(asset, key) for key in expectations.partitions(asset)}
         if any(state != "fresh" for state in states.values()):  # else no query of the log
-            batches = self._batches(asset, catalog, keys)
+            batches = self._batches(asset, catalog, list(states))
             failed = set(batches.items(self._failed_partitions(asset)))
-            for key in failed.intersection(keys):
+            for key in failed.intersection(states):
                 if states[key] != "fresh":
                     states[key] = "failed"
-        for state in states.values():
-            counts[state] += 1
-        return counts
+        return states
 
     def _failed_partitions(self, asset: str) -> set[str]:
-        """Partitions whose latest attempt, in a run now finished, made nothing."""
+        """Partitions whose latest attempt, in a run that ended in an error, made nothing (a run
+        interrupted or killed failed nothing: what it did not make is not made yet)."""
         storage = self.instance.event_log_storage
         attempts = (
             storage.get_latest_asset_partition_materialization_attempts_without_materializations(
                 dg.AssetKey(asset)
             )
         )
-        failed = set()
-        for key, (run_id, _storage_id) in attempts.items():
-            run = self.instance.get_run_by_id(run_id)
-            if run and run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
-                failed.add(key)
-        return failed
+        ended_in_error: dict[str, bool] = {}
+        for run_id, _storage_id in attempts.values():
+            if run_id not in ended_in_error:
+                ended_in_error[run_id] = self._ended_in_error(run_id)
+        return {key for key, (run_id, _) in attempts.items() if ended_in_error[run_id]}
+
+    def _ended_in_error(self, run_id: str) -> bool:
+        run = self.instance.get_run_by_id(run_id)
+        if run is None or run.status != dg.DagsterRunStatus.FAILURE or run.tags.get(KILLED_TAG):
+            return False
+        failures = self.instance.all_logs(
+            run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+        )
+        return not _interrupted([entry.dagster_event for entry in failures])
 
 
 def _print_wait(asset: str):
@@ -349,10 +377,19 @@ def _print_wait(asset: str):
 def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
     """Whether a step failed because the run was interrupted or its engine work cancelled, or
     the run stopped before its steps (a batch revoked before a worker took it)."""
-    errors = [event.step_failure_data.error for event in result.get_step_failure_events()]
-    for event in result.filter_events(lambda event: event.is_run_failure):
-        errors.append(event.job_failure_data.error)
-    for error in errors:
+    return _interrupted(result.get_step_failure_events() + result.filter_events(_is_run_failure))
+
+
+def _is_run_failure(event: dg.DagsterEvent) -> bool:
+    return event.is_run_failure
+
+
+def _interrupted(failures: list[dg.DagsterEvent]) -> bool:
+    """Whether one of these step or run failures was an interrupt or a cancel."""
+    for event in failures:
+        error = (
+            event.step_failure_data.error if event.is_step_failure else event.job_failure_data.error
+        )
         while error is not None:
             if error.cls_name in INTERRUPTS:
                 return True

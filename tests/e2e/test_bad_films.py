@@ -103,7 +103,8 @@ def test_one_run_makes_the_good_films_clips_and_names_every_problem(mixed_films)
 def test_status_inside_the_project_shows_a_film_without_ranges_as_a_warning(mixed_films):
     status = wan_lora(mixed_films / "films", "status")  # no --project: found from a subfolder
 
-    assert status.returncode == 0, status.stderr
+    assert status.returncode == 1, status.stderr  # the three bad films are problems
+    assert "3 problems" in status.stdout
     lonely, ranges = mixed_films / "films" / "lonely.mp4", mixed_films / "ranges"
     assert status.stdout.endswith(
         f"1 warning:\n  {lonely} has no ranges file: create {ranges / 'lonely.txt'}\n"

@@ -31,7 +31,11 @@ def test_a_truncated_latent_cache_is_found_by_status_and_remade_by_run(demo_copy
         "unsynced": 1,
         "missing": 0,
         "failed": 0,
+        "partitions": {"unsynced": ["drift"], "missing": [], "failed": []},
     }
+    status, text = wan_lora(capsys, "status", "--project", demo_copy)
+    assert status == 0
+    assert "latent_cache unsynced: drift" in text.splitlines()
     status, summary = run_json(capsys, demo_copy, "--select", "latent_cache,training_set")
     assert status == 0
     assert summary["latent_cache"]["materialized"] == ["drift"]

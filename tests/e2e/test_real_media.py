@@ -60,4 +60,10 @@ def test_a_rerun_keeps_what_was_made_and_status_counts_the_failure(real_project,
     assert summary["clips"]["failed"] == ["damaged"]
     assert good.stat().st_mtime_ns == made_at
     _, out = wan_lora(capsys, "status", "--project", real_project, "--json")
-    assert json.loads(out)["clips"] == {"fresh": 5, "unsynced": 0, "missing": 0, "failed": 1}
+    assert json.loads(out)["clips"] == {
+        "fresh": 5,
+        "unsynced": 0,
+        "missing": 0,
+        "failed": 1,
+        "partitions": {"unsynced": [], "missing": [], "failed": ["damaged"]},
+    }

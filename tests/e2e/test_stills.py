@@ -135,7 +135,13 @@ def test_status_and_lineage_cover_the_stills(mixed, capsys):
     project, summary = mixed
     counts = cli_json(capsys, "status", "--project", project)
     for asset in STILL_ASSETS:
-        assert counts[asset] == {"fresh": 3, "unsynced": 0, "missing": 0, "failed": 0}, asset
+        assert counts[asset] == {
+            "fresh": 3,
+            "unsynced": 0,
+            "missing": 0,
+            "failed": 0,
+            "partitions": {"unsynced": [], "missing": [], "failed": []},
+        }, asset
     checkpoint = made(summary)["lora_checkpoints"][-1]
     lineage = cli_json(capsys, "lineage", "--project", project, checkpoint)
     rows = {row["clip"]: row for row in lineage["clips"] if row["kind"] == "still"}

@@ -16,12 +16,15 @@ from wan_lora_dagster.engines.background import deliveries
 from wan_lora_dagster.engines.base import CheckpointInfo
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.instance.claims import one_maker
+from wan_lora_dagster.pipeline import retraining as retrain
 from wan_lora_dagster.pipeline import training as domain
 from wan_lora_dagster.pipeline.plots import loss_curve
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import EngineResource, ProjectResource
+
+RETRAIN_TAG = "wan_lora/retrain"  # comma-separated checkpoint keys
 
 
 @dg.asset(
@@ -116,7 +119,8 @@ def lora_checkpoints(
             "These checkpoints are not the current training run's: materialize training_set and "
             "dataset_report first (`wan-lora run` does it in order)."
         )
-    if changed := domain.changed_checkpoints(catalog, context.partition_keys):
+    retraining = retrain_keys(context)  # these only, trained in a folder of their own
+    if not retraining and (changed := retrain.changed_checkpoints(catalog, context.partition_keys)):
         raise dg.Failure(" ".join(changed.values()), metadata=changed, allow_retries=False)
     fresh = step_decision(
         context, catalog, "lora_checkpoints", context.partition_keys, expectations
@@ -126,24 +130,49 @@ def lora_checkpoints(
     losses: list[tuple[int, float]] = []
     throttle = ProgressThrottle("lora_checkpoints", context.log.info)
     request = domain.train_request(catalog, manifest, plan)
-    domain.set_aside_unrecorded(catalog, plan)
+    wanted = [key for key in retraining if key not in fresh]
+    if retraining:
+        request = retrain.retrain_request(request, plan)
+        context.log.info(f"retraining {', '.join(wanted)} in {request.output_dir}")
+    else:
+        domain.set_aside_unrecorded(catalog, plan)
     with engine.session(catalog.project) as trainer:
         training = deliveries(
             lambda deliver: trainer.train(request, deliver, deliver), trainer.cancel
         )
         for landed in training:
             if isinstance(landed, CheckpointInfo):
-                if domain.checkpoint_key(plan, landed.epoch, landed.step) in fresh:
-                    continue  # kept from an interrupted launch, which recorded it
+                key = domain.checkpoint_key(plan, landed.epoch, landed.step)
+                if key in fresh or (retraining and key not in wanted):
+                    continue  # recorded by an interrupted launch, or sound (a retraining)
+                if retraining:
+                    landed = _adopt(context, catalog, landed)
                 recorded = _record_checkpoint(context, catalog, plan, manifest, landed, losses)
                 outcome.records.update(recorded)
                 yield from partition_events(context, recorded, metadata)
+                if retraining and set(wanted) <= outcome.records.keys():
+                    training.close()  # what follows the wanted checkpoints is made already
+                    break
             else:
                 throttle(landed)
                 if landed.loss is not None:
                     losses.append((landed.done, landed.loss))
+    if retraining:
+        retrain.drop_scratch(request)
     # Dagster's range-wide Output goes first, so each checkpoint's own event stays the latest.
     yield from emit(context, outcome, catalog.records, metadata)
+
+
+def retrain_keys(context: dg.AssetExecutionContext) -> list[str]:
+    """The checkpoints `wan-lora retrain` asked for (none: an ordinary training run)."""
+    return [key for key in context.run.tags.get(RETRAIN_TAG, "").split(",") if key]
+
+
+def _adopt(context, catalog, landed: CheckpointInfo) -> CheckpointInfo:
+    placed, moved = retrain.adopt(catalog, landed)
+    for path in moved:
+        context.log.warning(f"{placed.path.name} was in the way: moved to {path}")
+    return placed
 
 
 def _record_checkpoint(context, catalog, plan, manifest, info: CheckpointInfo, losses):
@@ -152,6 +181,12 @@ def _record_checkpoint(context, catalog, plan, manifest, info: CheckpointInfo, l
     if key is None:
         context.log.warning(f"{info.path.name}: not a planned checkpoint, kept but not recorded")
         return {}
+    if broken := retrain.incomplete_files(catalog, info):
+        raise dg.Failure(
+            f"checkpoint {key}: {', '.join(broken)} is not whole (cut short by a crash or a "
+            f"full disk); it is not recorded. {retrain.way_back(key)}",
+            allow_retries=False,
+        )
     record = domain.checkpoint_record(catalog, plan, key, manifest, info)
     loss_curve(losses, _loss_curve_path(catalog, key))
     context.log.info(f"checkpoint {key}: {info.path.name}, loss {info.loss}")

@@ -108,6 +108,19 @@ def read_lora_header(path: Path) -> dict[str, str]:
     return read_safetensors_metadata(path)
 
 
+def safetensors_complete(path: Path) -> bool:
+    """Whether all the bytes the header promises are there, and no more (a file being written,
+    or cut by a full disk or a crash, is shorter)."""
+    try:
+        header, data_start = _read_header(Path(path))
+        size = os.stat(path).st_size
+        tensors = (value for key, value in header.items() if key != "__metadata__")
+        data_end = max((tensor["data_offsets"][1] for tensor in tensors), default=0)
+    except (CacheFileError, OSError, KeyError, TypeError, IndexError):
+        return False
+    return size == data_start + data_end
+
+
 def update_lora_header(path: Path, fields: dict[str, str]) -> None:
     """Add or replace metadata fields, keeping the tensors' bytes and the other fields; atomic:
     a reader sees the old file or the whole new one."""

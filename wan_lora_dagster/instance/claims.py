@@ -46,6 +46,7 @@ CLAIMS_KEY = "wan_lora/claims"
 ADVISORY_LOCK_ID = 0x57414E4C  # "WANL": the claims mutex among PostgreSQL's advisory locks
 PROCESS_TAG = "wan_lora/process"  # host:pid:start of the process that runs a `wan-lora run` run
 CLAIMANT_TAG = "wan_lora/claimant"  # the claim a `wan-lora run` holds for the run it launched
+KILLED_TAG = "wan_lora/killed"  # its process was gone before it ended: it failed nothing
 POLL_SECONDS = 0.5
 UNFINISHED = (
     dg.DagsterRunStatus.NOT_STARTED,
@@ -214,6 +215,7 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     for run in instance.get_runs(dg.RunsFilter(statuses=list(UNFINISHED))):
         process = run.tags.get(PROCESS_TAG)
         if process and process_gone(process):
+            instance.add_run_tags(run.run_id, {KILLED_TAG: "true"})  # ended, not in error
             instance.report_run_failed(run, f"its process ({process}) is gone: killed")
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
             released.append(run.run_id)

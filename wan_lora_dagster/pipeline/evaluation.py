@@ -18,11 +18,9 @@ from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioni
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.contact_sheet import contact_sheet
 from wan_lora_dagster.pipeline.records import Record, record_of
+from wan_lora_dagster.pipeline.retraining import changed_checkpoints
 from wan_lora_dagster.pipeline.start_images import listed_images_version, start_images
-from wan_lora_dagster.pipeline.training import (
-    CheckpointRecord,
-    changed_checkpoints,
-)
+from wan_lora_dagster.pipeline.training import CheckpointRecord
 from wan_lora_dagster.pipeline.validation_plot import CheckpointLoss, validation_loss_plot
 from wan_lora_dagster.project import Project, Recipe, fingerprint
 

@@ -35,7 +35,6 @@ from wan_lora_dagster.pipeline.caches import (
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.dataset import CaptionRecord
 from wan_lora_dagster.pipeline.items import ITEM_KINDS, KIND_BY_NAME, ItemKind, MediaShape
-from wan_lora_dagster.pipeline.made_files import damage, damage_message
 from wan_lora_dagster.pipeline.records import Record, record_of
 from wan_lora_dagster.project import STILL_SUFFIXES, DatasetSection, Recipe, fingerprint
 from wan_lora_dagster.tasks import wan_task
@@ -351,24 +350,6 @@ def checkpoint_record(
 def recorded_files(record: CheckpointRecord) -> list[str]:
     """Every LoRA file a checkpoint record holds: one, or one per Wan 2.2 expert."""
     return list((record.expert_files or {}).values()) or [record.file]
-
-
-def changed_checkpoints(catalog: Catalog, keys: list[str]) -> dict[str, str]:
-    """Key -> what changed, for each recorded checkpoint whose file is no longer as trained.
-
-    Training never rewrites a checkpoint, so one changed by hand (or by a failing disk) is named
-    instead of trained over, and never exported.
-    """
-    changed = {}
-    for key in keys:
-        record = catalog.records.read("lora_checkpoints", key)
-        if record and (problems := damage(catalog.project.root, record)):
-            changed[key] = (
-                f"checkpoint {key} was changed after training ({damage_message(problems)}). "
-                f"Restore {record.file}, or train it again: delete "
-                f"out/records/lora_checkpoints/{key}.json and run `wan-lora run`."
-            )
-    return changed
 
 
 def set_aside_unrecorded(catalog: Catalog, plan: CheckpointPlan) -> list[Path]:

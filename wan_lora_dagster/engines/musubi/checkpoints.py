@@ -30,7 +30,11 @@ from wan_lora_dagster.engines.musubi.resume import (
 )
 from wan_lora_dagster.engines.training_plan import plan_run
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.formats.cache_files import read_lora_header, update_lora_header
+from wan_lora_dagster.formats.cache_files import (
+    read_lora_header,
+    safetensors_complete,
+    update_lora_header,
+)
 
 _HEADER_LIMIT = 100 * 1024 * 1024
 
@@ -42,18 +46,6 @@ def read_safetensors_header(path: Path) -> tuple[int, dict]:
         if length > _HEADER_LIMIT:
             raise ValueError(f"header of {length} bytes")
         return length, json.loads(handle.read(length))
-
-
-def safetensors_complete(path: Path) -> bool:
-    """Whether all the bytes the header promises are there (a file being written is shorter)."""
-    try:
-        length, header = read_safetensors_header(path)
-        size = path.stat().st_size
-    except (OSError, ValueError, struct.error):
-        return False
-    tensors = (value for key, value in header.items() if key != "__metadata__")
-    data_end = max((tensor["data_offsets"][1] for tensor in tensors), default=0)
-    return size == 8 + length + data_end
 
 
 class CheckpointLander:
