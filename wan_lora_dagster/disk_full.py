@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.file_modes import create_temporary
 
 # EFBIG: a file-size limit (ulimit -f) reads the same to a user: this file cannot grow here
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -67,10 +67,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write a text file so that a crash or a full disk leaves the old file or the new one,
     never half of one, and no temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a ".tmp" name: no watcher of "*.txt" or "*.json" ever sees the temporary file
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    descriptor, temporary = create_temporary(path)
     try:
         with writing_into(path.parent):
             with os.fdopen(descriptor, "w", encoding="utf-8") as handle:

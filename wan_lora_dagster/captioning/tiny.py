@@ -28,6 +28,8 @@ from transformers import (
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+from wan_lora_dagster.file_modes import with_umask_mode
+
 TINY_CAPTIONER_VERSION = "1"
 COMPLETE_MARKER = "TINY_CAPTIONER_COMPLETE"  # written last: a folder without it is (re)built
 # Weights drawn with std GAIN / sqrt(fan_in). The models' own initialisations are so small that
@@ -104,6 +106,7 @@ def _build_once(directory: Path, identity: str, save: Callable[[Path], None]) ->
     directory.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
     save(directory)
+    with_umask_mode(directory)
     marker.write_text(identity, encoding="utf-8")
     return directory
 

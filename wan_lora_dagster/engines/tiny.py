@@ -31,6 +31,7 @@ from transformers import (
     UMT5EncoderModel,
 )
 
+from wan_lora_dagster.file_modes import with_umask_mode
 from wan_lora_dagster.tasks import DEFAULT_TASK, WAN21_VAE, WanTask, wan_task
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def ensure_tiny_model(directory: Path, task: str = DEFAULT_TASK) -> Path:
         pipeline.save_pretrained(partial, safe_serialization=True)
         (partial / "README.md").write_text(_README, encoding="utf-8")
         (partial / COMPLETE_MARKER).write_text(TINY_MODEL_VERSION, encoding="utf-8")
+        with_umask_mode(partial)
         _move_into_place(partial, directory)
     finally:
         shutil.rmtree(partial, ignore_errors=True)

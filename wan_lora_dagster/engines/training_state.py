@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest
 from wan_lora_dagster.engines.training_plan import TrainingPlan
 from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.file_modes import with_umask_mode
 from wan_lora_dagster.formats.cache_files import read_lora_header
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class StateStore:
         save_file(tensors, temporary / TENSORS_FILE)
         values.update(format=STATE_FORMAT, identity=self.identity, position=asdict(position))
         (temporary / VALUES_FILE).write_text(json.dumps(values), encoding="utf-8")
+        with_umask_mode(temporary)
         temporary.rename(final)
         logger.info("saved the training state at step %d in %s", position.step, final)
         for older in self._folders():
