@@ -6,10 +6,18 @@ worker`) that ends with the command that started it, however that one is stopped
 to init, holding the port. Here the command runs under parent_watch in its own process group: a
 SIGTERM, SIGINT or SIGHUP is passed on to it and the group is ended once it exits (or after a
 grace), and if `wan-lora ui` is SIGKILLed the watch ends the group itself.
+
+The grace is short. On a stop `dagster dev` asks its webserver and daemon to stop and waits up
+to 60 s for each: the daemon's threads finish what they are at first, which took 30 s and more,
+holding the port all that while. What they are at is kept in the instance's database either way
+(a run cut short is found by run monitoring), so what is left after SHUTDOWN_GRACE_SECONDS is
+killed: asking it again would only start the same slow shutdown again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -19,7 +27,7 @@ from wan_lora_dagster.engines.musubi.process import end_process_group
 from wan_lora_dagster.parent_watch import watched
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-SHUTDOWN_GRACE_SECONDS = 30.0
+SHUTDOWN_GRACE_SECONDS = 3.0
 POLL_SECONDS = 0.2
 
 
@@ -37,7 +45,10 @@ def supervise(argv: Sequence[str], env: Mapping[str, str] | None = None) -> int:
     try:
         code = _wait(process, stopping)
     finally:
-        end_process_group(process)  # what dagster dev left: code servers, a slow webserver
+        if stopping:
+            with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+                os.killpg(process.pid, signal.SIGKILL)
+        end_process_group(process)  # what dagster dev left: code servers; waits until all gone
         for number, handler in previous.items():
             signal.signal(number, handler)
     return 128 + stopping[0] if stopping else code
