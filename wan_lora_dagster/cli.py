@@ -333,6 +333,8 @@ class _progress_bars:
         return self
 
     def _update(self, asset: str, report) -> None:
+        if report.resumed is not None:  # a line of its own, above the bar
+            tqdm.write(f"{asset}: {report.resumed}", file=sys.stderr)
         label = f"{asset}: {report.stage}" if report.stage != asset else asset
         if self.bar is None or label != self.label or report.total != self.bar.total:
             self._close()
