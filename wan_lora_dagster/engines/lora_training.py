@@ -113,7 +113,7 @@ def train_lora(
             store.restore(folder, loop.components)
             if ranks.is_main:
                 resumed = Resumed(position.step, position.epoch, folder)
-                progress(Progress("train", position.step, plan[-1].step, resumed=resumed))
+                progress(Progress("train", position.step, plan.total_steps, resumed=resumed))
         log = open_log(request.log_dir, position.step, models.device, ranks.is_main)
         try:
             saved = loop.run(samples, batch_sizes, position, kept, progress, on_checkpoint, log)

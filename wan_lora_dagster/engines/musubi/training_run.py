@@ -21,9 +21,9 @@ from wan_lora_dagster.engines.musubi.resume import (
     Journal,
     SegmentOptions,
     choose_resume_step,
-    epoch_of,
     plan_segment,
 )
+from wan_lora_dagster.engines.training_plan import epoch_of
 from wan_lora_dagster.errors import EngineError
 
 logger = logging.getLogger(__name__)
