@@ -34,7 +34,7 @@ def made(summary: dict) -> dict[str, list[str]]:
 def built_demo(tmp_path_factory) -> Path:
     """The demo project run once from films to best_lora; tests copy it before changing it.
 
-    It runs as a team member on shared storage runs it, under umask 002 (test_file_modes.py
+    It runs as a team member on shared storage runs it, under umask 002 (test_group_modes.py
     checks that every file it made is group-writable)."""
     project = create_demo_project(tmp_path_factory.mktemp("demo") / "demo")
     previous = os.umask(TEAM_UMASK)
