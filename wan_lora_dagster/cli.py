@@ -296,7 +296,7 @@ def _ui(args: argparse.Namespace) -> int:
     from wan_lora_dagster.definitions import PROJECT_ENV
     from wan_lora_dagster.instance.project_instance import open_instance
     from wan_lora_dagster.studio.server import start_studio
-    from wan_lora_dagster.supervise import supervise
+    from wan_lora_dagster.supervise import UI_GRACE_SECONDS, supervise
 
     project = open_project(args.project)
     open_instance(project)  # writes .dagster/dagster.yaml on first use
@@ -315,7 +315,7 @@ def _ui(args: argparse.Namespace) -> int:
     studio_url, _server = start_studio(project, args.host, args.studio_port, dagster_url)
     print(f"Dagster UI for {project.root}: {dagster_url}  (Ctrl-C stops both)")
     print(f"Studio (captions, clips) for {project.root}: {studio_url}", flush=True)
-    return supervise(command)
+    return supervise(command, grace_seconds=UI_GRACE_SECONDS, kill_after_grace=True)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -369,6 +369,8 @@ class _progress_bars:
         return self
 
     def _update(self, asset: str, report) -> None:
+        if report.resumed is not None:  # a line of its own, above the bar
+            tqdm.write(f"{asset}: {report.resumed}", file=sys.stderr)
         label = f"{asset}: {report.stage}" if report.stage != asset else asset
         if self.bar is None or label != self.label or report.total != self.bar.total:
             self._close()

@@ -25,18 +25,41 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 # observation's event data only inside `report_runless_asset_event`, which stores one at a time.
 from dagster._core.events import AssetObservationData
 
+# Dagster's local compute logs, kept by instance/compute_logs.py but copied to the terminal its
+# own way (no helper process that Ctrl-C reaches): the manager, its log keys' types and the
+# helpers of its capture are exported nowhere public.
+from dagster._core.execution.compute_logs import redirect_to_file
+
 # dagster-celery's executor takes a RetryMode; only its `celery_executor` definition (which we
 # cannot pick per instance) builds one from config.
 from dagster._core.execution.retries import RetryMode
 
+# A project's instance opened with that manager where its dagster.yaml names none
+# (instance/project_instance.py): `DagsterInstance.from_config` takes no overrides.
+from dagster._core.instance.ref import InstanceRef
+
+# (compute logs, as above)
+from dagster._core.storage.compute_log_manager import CapturedLogContext, ComputeIOType
+
 # The storages' classes, to tell a project's SQLite instance from a shared PostgreSQL one: no
 # public API names an instance's storage kind.
 from dagster._core.storage.event_log import SqliteEventLogStorage
+
+# (compute logs, as above)
+from dagster._core.storage.local_compute_log_manager import (
+    IO_TYPE_EXTENSION,
+    LocalComputeLogManager,
+)
+
+# (the storages' classes, as above)
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
 
 # A run launcher configured in dagster.yaml is built with this (its `inst_data`), which Dagster
 # exports nowhere public.
 from dagster._serdes import ConfigurableClassData
+
+# (compute logs, as above)
+from dagster._utils import ensure_file, touch_file
 
 # How Dagster's run worker turns a Ctrl-C into an orderly stop of its run; a process that
 # executes a run (deployment/batch_runs.py) must do the same, and no public API does it.
@@ -44,15 +67,23 @@ from dagster._utils.interrupts import capture_interrupts, check_captured_interru
 
 __all__ = [
     "IMPLICIT_ASSET_JOB_NAME",
+    "IO_TYPE_EXTENSION",
     "AssetObservationData",
+    "CapturedLogContext",
+    "ComputeIOType",
     "ConfigurableClassData",
+    "InstanceRef",
+    "LocalComputeLogManager",
     "ReconstructableRepository",
     "RetryMode",
     "SqliteEventLogStorage",
     "SqliteRunStorage",
     "capture_interrupts",
     "check_captured_interrupt",
+    "ensure_file",
+    "redirect_to_file",
     "store_events_at_once",
+    "touch_file",
 ]
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.file_modes import create_temporary
 
 # EFBIG: a file-size limit (ulimit -f) reads the same to a user: this file cannot grow here
 FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -73,10 +73,7 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def _write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # a ".tmp" name: no watcher of "*.txt" or "*.json" ever sees the temporary file
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
+    descriptor, temporary = create_temporary(path)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -1,7 +1,8 @@
 """Keeping the libraries' chatter out of the terminal of `wan-lora run` and `wan-lora demo`.
 
 transformers, diffusers and huggingface_hub draw their own progress bars (loading weights,
-writing shards, loading pipeline components) and print notices through handlers of their own.
+writing shards, loading pipeline components) and print notices through handlers of their own;
+bitsandbytes logs warnings that, with no handler, Python's last-resort handler prints.
 In our commands the terminal shows our bars and summaries: their bars are switched off, and
 their log records go on through Python logging only, which Dagster records in the run log
 (`managed_python_loggers` in the project's dagster.yaml) where the UI shows them.
@@ -12,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 
-CHATTY_LOGGERS = ("transformers", "diffusers", "huggingface_hub")
+# bitsandbytes warns on import, on every run, on a CPU with AVX512-BF16 that lacks the optional
+# `kernels` package ("Failed to load CPU gemm_4bit_forward"): nothing for our user to act on.
+CHATTY_LOGGERS = ("transformers", "diffusers", "huggingface_hub", "bitsandbytes")
 
 
 def quiet_libraries() -> None:

@@ -30,6 +30,8 @@ def notify(asset: str, progress: Progress) -> None:
 
 
 def describe(progress: Progress) -> str:
+    if progress.resumed is not None:
+        return f"{progress.stage}: {progress.resumed}"
     parts = [f"{progress.stage}: {progress.done}/{progress.total}"]
     if progress.epoch is not None:
         parts.append(f"epoch {progress.epoch}")
@@ -57,6 +59,7 @@ class ProgressThrottle:
         finished = progress.done >= progress.total
         if (
             finished
+            or progress.resumed is not None
             or now - self._last_time >= self.seconds
             or fraction - self._last_fraction >= 0.1
         ):

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -6,6 +7,8 @@ import pytest
 
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.scaffold import create_demo_project
+
+TEAM_UMASK = 0o002
 
 
 def wan_lora(capsys, *args: str) -> tuple[int, str]:
@@ -29,9 +32,16 @@ def made(summary: dict) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="session")
 def built_demo(tmp_path_factory) -> Path:
-    """The demo project run once from films to best_lora; tests copy it before changing it."""
+    """The demo project run once from films to best_lora; tests copy it before changing it.
+
+    It runs as a team member on shared storage runs it, under umask 002 (test_group_modes.py
+    checks that every file it made is group-writable)."""
     project = create_demo_project(tmp_path_factory.mktemp("demo") / "demo")
-    assert main(["run", "--project", str(project)]) == 0
+    previous = os.umask(TEAM_UMASK)
+    try:
+        assert main(["run", "--project", str(project)]) == 0
+    finally:
+        os.umask(previous)
     return project
 
 

@@ -1,11 +1,16 @@
 """What a user's terminal shows during `wan-lora run`: our progress bars and our summary, with
 the warnings that matter once each at its end, and none of the libraries' own chatter."""
 
+import os
+import signal
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_bad_films import wan_lora
+from tests.e2e.test_bad_films import WAN_LORA, wan_lora
+from tests.processes import default_signals
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.scaffold import init_project
 
@@ -57,3 +62,39 @@ def test_a_run_shows_our_bars_and_each_warning_once_at_the_end(small_project):
         "it teaches the cut: end the range before it or start after it"
     )
     assert len(warnings) == 4, "each warning once, and last"
+
+
+def test_ctrl_c_during_a_run_prints_no_traceback(tmp_path):
+    """Ctrl-C sends SIGINT to the terminal's whole foreground process group: wan-lora and every
+    process of it there (Dagster's helpers that copy a step's output were, and each printed a
+    KeyboardInterrupt traceback)."""
+    project = init_project(tmp_path / "many")
+    make_synthetic_film(project / "films" / "long.mp4", duration=20, size=(64, 48), num_scenes=1)
+    (project / "ranges" / "long.txt").write_text("".join(f"{i} +0.5\n" for i in range(19)))
+    run = subprocess.Popen(
+        [str(WAN_LORA), "run", "--project", str(project), "--select", "clips"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # a group of its own, as a shell gives a command it starts
+        preexec_fn=default_signals,
+    )
+    output, cutting = bytearray(), threading.Event()
+
+    def read() -> None:
+        while chunk := os.read(run.stdout.fileno(), 4096):
+            output.extend(chunk)
+            if b"clips: " in output:
+                cutting.set()
+        cutting.set()  # ended before: the assertions below say so
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert cutting.wait(600), "no progress of clips"
+    os.killpg(run.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    run.wait(timeout=600)
+    reader.join(timeout=600)
+    text = output.decode(errors="replace")
+
+    assert run.returncode == 130, text
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    assert "`wan-lora run --project" in text, "says how to go on"

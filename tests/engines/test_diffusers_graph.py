@@ -92,6 +92,13 @@ def test_the_next_run_resumes_to_the_end_keeping_the_recorded_checkpoint(
 ):
     assert resumed["code"] == 0, resumed["output"]
     check_resumed(project, cancelled["files"], resumed["events"], EPOCHS)
+    (state,) = cancelled["states"]
+    step = int(state.rsplit("step", 1)[1])
+    (first,) = cancelled["events"].values()
+    epoch = -(-step // first["step"])  # the first checkpoint's step is an epoch's steps
+    folder = project / "out" / "checkpoints" / "state" / state
+    said = f"lora_checkpoints: resumed after step {step} (epoch {epoch}) from {folder}"
+    assert said in resumed["output"], resumed["output"]
     assert not list((project / "out" / "checkpoints" / "state").iterdir())
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from wan_lora_dagster.engines.base import Resumed
 from wan_lora_dagster.engines.diffusers.lora_training import STATE_FOLDER
 from wan_lora_dagster.errors import EngineCancelled, EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header, update_lora_header
@@ -65,7 +66,10 @@ def test_a_cancelled_run_resumes_to_the_uninterrupted_lora(engine, training_run,
 
     returned = engine.train(request, progress.append, announced.append)
 
-    assert [report.done for report in progress] == list(range(38, 61)), "steps went on from 37"
+    state = tmp_path / STATE_FOLDER / "stripes-step00000037"
+    assert progress[0].resumed == Resumed(step=37, epoch=7, state=state), "says it resumed"
+    assert str(progress[0].resumed) == f"resumed after step 37 (epoch 7) from {state}"
+    assert [report.done for report in progress[1:]] == list(range(38, 61)), "went on from 37"
     assert returned == announced  # the kept checkpoint is announced again, then the new one
     assert [c.path.name for c in returned] == [c.path.name for c in training_run.returned]
     assert lora_files(tmp_path) == lora_files(training_run.request.output_dir)

@@ -28,6 +28,7 @@ from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.formats import musubi_cache
 from wan_lora_dagster.formats.cache_files import (
     ARCHITECTURE,
+    LONGEST_ITEM_ID_BYTES,
     CacheFileError,
     LatentCacheName,
     latent_cache_name,
@@ -90,10 +91,18 @@ def test_names_parse_back():
         parse_latent_cache_name("clip00_wan_te.safetensors")
 
 
-@pytest.mark.parametrize("item_id", ["", "a/b", ".hidden"])
+@pytest.mark.parametrize(
+    "item_id", ["", "a/b", ".hidden", "tab\there", "x" * (LONGEST_ITEM_ID_BYTES + 1)]
+)
 def test_names_refuse_ids_that_cannot_be_a_cache_file(item_id):
     with pytest.raises(ValueError, match="cannot name a cache file"):
         text_cache_name(item_id)
+
+
+def test_names_take_any_other_name_linux_allows():
+    odd = "back\\slash [1] *?% 'q' \"d\" ünï 日本 -x:y"
+    assert text_cache_name(odd) == f"{odd}_wan_te.safetensors"
+    assert parse_latent_cache_name(latent_cache_name(odd, 64, 48, 0, 9)).item_id == odd
 
 
 def test_window_needs_both_start_and_length():

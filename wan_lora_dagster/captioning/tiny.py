@@ -29,6 +29,7 @@ from transformers.models.blip.image_processing_pil_blip import BlipImageProcesso
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
 from wan_lora_dagster.disk_full import building
+from wan_lora_dagster.file_modes import with_umask_mode
 
 TINY_CAPTIONER_VERSION = "1"
 COMPLETE_MARKER = "TINY_CAPTIONER_COMPLETE"  # written last: a folder without it is (re)built
@@ -108,6 +109,7 @@ def _build_once(directory: Path, identity: str, save: Callable[[Path], None]) ->
         return directory
     with building(directory, is_built) as partial:
         save(partial)
+        with_umask_mode(partial)
         (partial / COMPLETE_MARKER).write_text(identity, encoding="utf-8")
     return directory
 

@@ -16,8 +16,21 @@ from wan_lora_dagster.project import DatasetSection, EvalSettings, TrainingSetti
 
 
 @dataclass(frozen=True)
+class Resumed:
+    """Where an interrupted training run goes on: after `step`, in `epoch`, from a saved state."""
+
+    step: int
+    epoch: int
+    state: Path
+
+    def __str__(self) -> str:
+        return f"resumed after step {self.step} (epoch {self.epoch}) from {self.state}"
+
+
+@dataclass(frozen=True)
 class Progress:
-    """One progress report: `done` of `total` units, with a rate and, in training, the loss."""
+    """One progress report: `done` of `total` units, with a rate and, in training, the loss.
+    A resumed training's first report says where it resumed from."""
 
     stage: str
     done: int
@@ -25,6 +38,7 @@ class Progress:
     seconds_per_unit: float | None = None
     loss: float | None = None
     epoch: int | None = None
+    resumed: Resumed | None = None
 
 
 ProgressCallback = Callable[[Progress], None]

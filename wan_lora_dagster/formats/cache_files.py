@@ -16,12 +16,13 @@ import os
 import re
 import shutil
 import struct
-import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.file_modes import create_temporary
 from wan_lora_dagster.tasks import VAES, WAN21_VAE
 
 ARCHITECTURE = WAN21_VAE.architecture
@@ -29,6 +30,11 @@ ARCHITECTURE = WAN21_VAE.architecture
 LATENT_ARCHITECTURES = tuple(vae.architecture for vae in VAES)
 """Latents of the Wan 2.2 VAE (TI2V-5B: 48 channels, 16x spatial) are not the Wan 2.1 VAE's: their
 names and headers say so, so neither is ever read as the other (musubi has no such model)."""
+NAME_MAX_BYTES = 255  # a file name's limit on Linux's file systems (ext4, xfs, btrfs, tmpfs)
+# The longest name an item's id is part of: a video window's latent cache of the VAE with the
+# longest name, as an atomic write's temporary file (".<name>.<8 hex digits>.tmp") names it.
+_LONGEST_SUFFIX = f"_00000-000_0000x0000_{max(LATENT_ARCHITECTURES, key=len)}.safetensors"
+LONGEST_ITEM_ID_BYTES = NAME_MAX_BYTES - len(f".{_LONGEST_SUFFIX}.12345678.tmp")
 _HEADER_LENGTH = struct.Struct("<Q")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 _LATENT_NAME = re.compile(
@@ -132,7 +138,7 @@ def update_lora_header(path: Path, fields: dict[str, str]) -> None:
     header["__metadata__"] = {**(header.get("__metadata__") or {}), **fields}
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # tensors stay 8-byte aligned, as safetensors writes
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = create_temporary(path)
     try:
         with writing_into(path.parent):
             with os.fdopen(handle, "wb") as target, open(path, "rb") as source:
@@ -161,7 +167,33 @@ def _read_header(path: Path) -> tuple[dict, int]:
     return header, _HEADER_LENGTH.size + length
 
 
+def item_id_problem(item_id: str) -> str | None:
+    """Why `item_id` cannot name its item's files (clip, caption, caches, records), or None.
+
+    Every other name Linux allows works, a backslash, quotes, spaces and `[*?%` among them.
+    """
+    if not item_id:
+        return "is empty"
+    if item_id.startswith("."):
+        return "starts with '.', which hides its cache files from musubi-tuner"
+    if "/" in item_id:
+        return "has a '/', which would put its files in another folder"
+    try:
+        length = len(item_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "has bytes that are not UTF-8 text"
+    control = next((char for char in item_id if unicodedata.category(char) == "Cc"), None)
+    if control is not None:
+        # A line per item (`status`, the problems, musubi's prompt files) would break apart.
+        return f"has the control character {control!r}"
+    if length > LONGEST_ITEM_ID_BYTES:
+        return (
+            f"is {length} bytes long; its cache files' names would pass the {NAME_MAX_BYTES} "
+            f"bytes a file name may have: at most {LONGEST_ITEM_ID_BYTES} bytes"
+        )
+    return None
+
+
 def _check_item_id(item_id: str) -> None:
-    # A leading dot would hide the file from musubi's glob; a separator would leave the directory.
-    if not item_id or "/" in item_id or "\\" in item_id or item_id.startswith("."):
-        raise ValueError(f"item id {item_id!r} cannot name a cache file")
+    if (problem := item_id_problem(item_id)) is not None:
+        raise ValueError(f"item id {item_id!r} cannot name a cache file: it {problem}")

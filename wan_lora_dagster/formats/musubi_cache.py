@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from wan_lora_dagster.disk_full import writing_into
+from wan_lora_dagster.file_modes import create_temporary, with_umask_mode
 from wan_lora_dagster.formats.cache_files import (
     ARCHITECTURE,
     CacheFileError,
@@ -176,11 +176,12 @@ def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     contiguous = {key: tensor.detach().cpu().contiguous() for key, tensor in tensors.items()}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = create_temporary(path)
     os.close(handle)
     try:
         with writing_into(path.parent):
             save_file(contiguous, temporary, metadata=metadata)
+            with_umask_mode(temporary)
             os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -9,10 +9,14 @@ import fcntl
 import os
 import shutil
 from importlib import resources
+from pathlib import Path
 
 import dagster as dg
+import yaml
 
+from wan_lora_dagster.dagster_internals import InstanceRef
 from wan_lora_dagster.engines.devices import gpu_count
+from wan_lora_dagster.instance.compute_logs import compute_logs_config
 from wan_lora_dagster.instance.team import team_settings
 from wan_lora_dagster.project import Project
 
@@ -35,10 +39,20 @@ def open_instance(project: Project) -> dg.DagsterInstance:
         if not config.exists():
             template = resources.files("wan_lora_dagster") / "templates" / "dagster.yaml"
             shutil.copyfile(str(template), config)
-        instance = dg.DagsterInstance.from_config(str(home))
+        instance = dg.DagsterInstance.from_ref(
+            InstanceRef.from_dir(str(home), overrides=_our_compute_logs(config, home))
+        )
         if team_settings(instance) is None:
             count_gpus_in_pool(instance)
         return instance
+
+
+def _our_compute_logs(config: Path, home: Path) -> dict:
+    """Our compute log manager (compute_logs.py: Ctrl-C without tracebacks), unless the
+    dagster.yaml names one (a team's, on shared storage); instances made before it get it too."""
+    if "compute_logs" in (yaml.safe_load(config.read_text()) or {}):
+        return {}
+    return {"compute_logs": compute_logs_config(home)}
 
 
 def count_gpus_in_pool(instance: dg.DagsterInstance) -> None:

@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wan_lora_dagster.formats.cache_files import item_id_problem
 from wan_lora_dagster.media.ranges import ClipRange
 from wan_lora_dagster.pipeline.batches import Batches, batch_items
 from wan_lora_dagster.pipeline.file_hashes import FileHashCache
@@ -90,7 +91,7 @@ def load_catalog(project: Project) -> Catalog:
     # Images in stills/ are training items only where a section trains on stills: without one
     # they would be captioned (or, with no captioner, fail) for nothing.
     stills = project.stills() if recipe and recipe.sections_for("stills") else {}
-    stills = _without_clip_ids(stills, ranges, problems)
+    stills = _without_clip_ids(_nameable_stills(stills, problems), ranges, problems)
     if recipe is None:
         problems.raise_errors()
     hashes = FileHashCache(project.out(".state", "file_hashes.json"))
@@ -122,3 +123,14 @@ def _without_clip_ids(
                 "rename the image or give the range another name",
             )
     return {still_id: path for still_id, path in stills.items() if still_id not in clips}
+
+
+def _nameable_stills(stills: dict[str, Path], problems: Problems) -> dict[str, Path]:
+    """A still's id is its stem: one that cannot name its files is an error naming the image."""
+    kept = {}
+    for still_id, path in stills.items():
+        if (problem := item_id_problem(still_id)) is None:
+            kept[still_id] = path
+        else:
+            problems.error(path, None, f"cannot be a still: its name {problem}. Rename the image")
+    return kept

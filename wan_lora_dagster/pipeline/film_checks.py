@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from wan_lora_dagster.errors import MediaError
+from wan_lora_dagster.formats.cache_files import item_id_problem
 from wan_lora_dagster.media.probe import VideoInfo, probe_video
 from wan_lora_dagster.media.ranges import (
     ClipRange,
@@ -21,6 +22,7 @@ from wan_lora_dagster.problems import Problems
 from wan_lora_dagster.project import FILM_SUFFIXES, Project
 
 NO_VIDEO_STREAM = "has no video stream"
+MAX_LISTED_NAMES = 5  # ranges of one file named for an id that cannot name a file; the rest counted
 
 
 def cuttable_ranges(
@@ -29,7 +31,7 @@ def cuttable_ranges(
     """(film stem -> the film as probed, the ranges to cut, sorted by film and start); the rest
     in `problems`."""
     films, ambiguous = _film_files(project, problems)
-    ranges = load_project_ranges(films, project.ranges_dir, problems)
+    ranges = nameable(load_project_ranges(films, project.ranges_dir, problems), films, problems)
     by_film: dict[str, list[ClipRange]] = defaultdict(list)
     for clip_range in ranges:
         if clip_range.film_stem not in ambiguous:
@@ -41,6 +43,37 @@ def cuttable_ranges(
             cuttable[stem] = info
             kept += ranges_within(film_ranges, info.duration, films[stem], problems)
     return cuttable, kept
+
+
+def nameable(
+    ranges: list[ClipRange], films: dict[str, Path], problems: Problems
+) -> list[ClipRange]:
+    """The ranges whose clip id can name the clip's files; each other one is an error at its
+    line (up to MAX_LISTED_NAMES a ranges file, then one line counting the rest): a film whose
+    name cannot be one would otherwise fail its clips in every stage after `clips`."""
+    kept, refused = [], defaultdict(list)
+    for clip_range in ranges:
+        problem = item_id_problem(clip_range.clip_id)
+        if problem is None:
+            kept.append(clip_range)
+        else:
+            refused[clip_range.ranges_file].append((clip_range, problem))
+    for ranges_file, bad in refused.items():
+        film = films[bad[0][0].film_stem]
+        for clip_range, problem in bad[:MAX_LISTED_NAMES]:
+            problems.error(
+                ranges_file,
+                clip_range.line,
+                f"clip id {clip_range.clip_id!r} of {film} cannot name a file: it {problem}. "
+                "Rename the film and this file, or name the range (a third field)",
+            )
+        if len(bad) > MAX_LISTED_NAMES:
+            problems.error(
+                ranges_file,
+                None,
+                f"has {len(bad) - MAX_LISTED_NAMES} more ranges whose clip ids cannot name a file",
+            )
+    return kept
 
 
 def _film_files(project: Project, problems: Problems) -> tuple[dict[str, Path], set[str]]:

@@ -19,7 +19,7 @@ from musubi_fixtures import (
     write_safetensors,
 )
 
-from wan_lora_dagster.engines.base import LatentJob, SampleRequest
+from wan_lora_dagster.engines.base import LatentJob, Resumed, SampleRequest
 from wan_lora_dagster.engines.eval_plan import sample_video_name
 from wan_lora_dagster.engines.musubi import EngineCancelled, format_commands
 from wan_lora_dagster.engines.musubi.resume import Journal
@@ -169,8 +169,8 @@ def test_a_cancelled_run_resumes_where_its_state_was_saved(
 
     with pytest.raises(EngineCancelled):
         engine.train(request, ignore, cancel_on_first)
-    second = []
-    make_engine().train(request, ignore, second.append)
+    second, reports = [], []
+    make_engine().train(request, reports.append, second.append)
 
     landed = first + second
     assert sorted((c.epoch, c.step) for c in landed) == [
@@ -187,6 +187,9 @@ def test_a_cancelled_run_resumes_where_its_state_was_saved(
     assert resumed_from >= max(c.epoch for c in first)
     assert value_of(resumed, "--max_train_epochs") == str(4 - resumed_from)
     assert read_lora_header(landed[-1].path)["ss_steps"] == "28"
+    step = resumed_from * STEPS_PER_EPOCH
+    assert reports[0].resumed == Resumed(step, resumed_from, Path(value_of(resumed, "--resume")))
+    assert all(report.resumed is None for report in reports[1:]), "said once"
 
 
 def test_step_saves_are_numbered_by_run_step(make_engine, manifest, tmp_path):

@@ -22,6 +22,7 @@ from wan_lora_dagster.engines.base import (
     CheckpointInfo,
     Progress,
     ProgressCallback,
+    Resumed,
     TrainRequest,
     run_identity,
 )
@@ -110,9 +111,9 @@ def train_lora(
         if resumed:
             position, folder = resumed
             store.restore(folder, loop.components)
-            logger.info(
-                "resuming %s at step %d from %s", request.output_name, position.step, folder
-            )
+            if ranks.is_main:
+                resumed = Resumed(position.step, position.epoch, folder)
+                progress(Progress("train", position.step, plan.total_steps, resumed=resumed))
         log = open_log(request.log_dir, position.step, models.device, ranks.is_main)
         try:
             saved = loop.run(samples, batch_sizes, position, kept, progress, on_checkpoint, log)

@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from wan_lora_dagster.disk_full import building
+from wan_lora_dagster.file_modes import with_umask_mode
 from wan_lora_dagster.tasks import DEFAULT_TASK, WAN21_VAE, WanTask, wan_task
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def ensure_tiny_model(directory: Path, task: str = DEFAULT_TASK) -> Path:
         pipeline.save_pretrained(partial, safe_serialization=True)
         (partial / "README.md").write_text(_README, encoding="utf-8")
         (partial / COMPLETE_MARKER).write_text(TINY_MODEL_VERSION, encoding="utf-8")
+        with_umask_mode(partial)
     return directory
 
 

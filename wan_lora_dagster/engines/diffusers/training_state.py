@@ -24,6 +24,7 @@ from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest
 from wan_lora_dagster.engines.training_plan import TrainingPlan
 from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.file_modes import with_umask_mode
 from wan_lora_dagster.formats.cache_files import read_lora_header
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ class StateStore:
                 temporary.mkdir(parents=True)
                 save_file(tensors, temporary / TENSORS_FILE)
                 (temporary / VALUES_FILE).write_text(json.dumps(values), encoding="utf-8")
+                with_umask_mode(temporary)
                 temporary.rename(final)
         except BaseException:  # a full disk or a cancel: no half state waits for the next run
             shutil.rmtree(temporary, ignore_errors=True)

@@ -195,6 +195,10 @@ class MusubiEngine:
         run_dir = self._run_dir(request)
         config = self._training_config(request, run_dir)
         launch = next_launch(request, run_dir, on_checkpoint)
+        if launch.resumed is not None:
+            progress(
+                Progress("train", launch.start_step, launch.start_step, resumed=launch.resumed)
+            )
         command = self._training_command(request, config, launch.folder, launch.options)
         log = TrainingLog(launch.start_step)
         lander = CheckpointLander(request, launch.journal, log, on_checkpoint)

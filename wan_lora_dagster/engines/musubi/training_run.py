@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest, run_identity
+from wan_lora_dagster.engines.base import CheckpointInfo, Resumed, TrainRequest, run_identity
 from wan_lora_dagster.engines.musubi.checkpoints import CheckpointLander
 from wan_lora_dagster.engines.musubi.progress import TrainingLog
 from wan_lora_dagster.engines.musubi.resume import (
@@ -23,6 +23,7 @@ from wan_lora_dagster.engines.musubi.resume import (
     choose_resume_step,
     plan_segment,
 )
+from wan_lora_dagster.engines.training_plan import epoch_of
 from wan_lora_dagster.errors import EngineError
 
 logger = logging.getLogger(__name__)
@@ -42,6 +43,16 @@ class Launch:
     @property
     def folder(self) -> Path:
         return self.journal.segment_dir(len(self.journal.segment_starts) - 1)
+
+    @property
+    def resumed(self) -> Resumed | None:
+        """Where this launch goes on from, when it resumes an interrupted run."""
+        state = self.options.resume_state
+        if state is None:
+            return None
+        return Resumed(
+            self.start_step, epoch_of(self.start_step, self.journal.steps_per_epoch), state
+        )
 
 
 def next_launch(
