@@ -40,6 +40,20 @@ class Progress:
     epoch: int | None = None
     resumed: Resumed | None = None
 
+    def to_json(self) -> dict:
+        """The report as a training worker process sends it to its parent (JSON values)."""
+        data = dict(self.__dict__)
+        if self.resumed is not None:
+            data["resumed"] = {**self.resumed.__dict__, "state": str(self.resumed.state)}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> Progress:
+        resumed = data.get("resumed")
+        if resumed is not None:
+            resumed = Resumed(resumed["step"], resumed["epoch"], Path(resumed["state"]))
+        return cls(**{**data, "resumed": resumed})
+
 
 ProgressCallback = Callable[[Progress], None]
 

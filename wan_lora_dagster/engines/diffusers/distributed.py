@@ -134,7 +134,7 @@ class WorkerGroup:
         for line in self.processes[0].stdout:
             event = json.loads(line)
             if "progress" in event:
-                progress(Progress(**event["progress"]))
+                progress(Progress.from_json(event["progress"]))
             elif "checkpoint" in event:
                 on_checkpoint(_checkpoint(event["checkpoint"]))
             elif "returned" in event:

@@ -106,7 +106,7 @@ def main(spec_file: str) -> int:
             returned = train_lora(
                 models,
                 request,
-                lambda progress: report("progress", progress.__dict__),
+                lambda progress: report("progress", progress.to_json()),
                 lambda checkpoint: report("checkpoint", checkpoint_event(checkpoint)),
                 ranks,
             )
