@@ -11,7 +11,7 @@ from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.pipeline.asset_spec import Partitioning
 from wan_lora_dagster.pipeline.asset_table import STAGES, partitioned
 from wan_lora_dagster.pipeline.catalog import load_catalog
-from wan_lora_dagster.pipeline.training import build_manifest
+from wan_lora_dagster.pipeline.training_set import build_manifest
 from wan_lora_dagster.project import open_project
 
 

@@ -15,11 +15,8 @@ from wan_lora_dagster.pipeline.evaluation import BestRecord, EvalRecord, EvalVid
 from wan_lora_dagster.pipeline.preview import PreviewRecord
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.pipeline.status import FRESH, MISSING, UNSYNCED, Expectations
-from wan_lora_dagster.pipeline.training import (
-    CheckpointRecord,
-    DatasetReportRecord,
-    TrainingSetRecord,
-)
+from wan_lora_dagster.pipeline.training import CheckpointRecord
+from wan_lora_dagster.pipeline.training_set import DatasetReportRecord, TrainingSetRecord
 from wan_lora_dagster.project import open_project
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast

@@ -18,6 +18,7 @@ from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.instance.claims import one_maker
 from wan_lora_dagster.pipeline import retraining as retrain
 from wan_lora_dagster.pipeline import training as domain
+from wan_lora_dagster.pipeline import training_set as fan_in
 from wan_lora_dagster.pipeline.plots import loss_curve
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.pipeline.status import Expectations
@@ -41,12 +42,12 @@ def training_set(context: dg.AssetExecutionContext, project: ProjectResource) ->
         manifest = Expectations(catalog).require_manifest()
     except UserError as error:
         raise dg.Failure(str(error), metadata={UNPARTITIONED: str(error)}) from None
-    path = manifest.save(domain.manifest_dir(catalog))
+    path = manifest.save(fan_in.manifest_dir(catalog))
     file = str(path.relative_to(catalog.project.root))  # as every record: the project may move
     catalog.records.write(
         "training_set",
         UNPARTITIONED,
-        domain.TrainingSetRecord(
+        fan_in.TrainingSetRecord(
             fingerprint=manifest.version, data_version=manifest.version, file=file
         ),
     )
@@ -72,10 +73,10 @@ def training_set(context: dg.AssetExecutionContext, project: ProjectResource) ->
 def dataset_report(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:
     catalog = project.catalog()
     expectations = Expectations(catalog)
-    manifest = domain.load_manifest(catalog, catalog.records.read("training_set").data_version)
-    report = domain.dataset_report(catalog, manifest, catalog.project.recipe)
+    manifest = fan_in.load_manifest(catalog, catalog.records.read("training_set").data_version)
+    report = fan_in.dataset_report(catalog, manifest, catalog.project.recipe)
     version = expectations.fingerprint("dataset_report")
-    record = domain.DatasetReportRecord(fingerprint=version, data_version=version, **report)
+    record = fan_in.DatasetReportRecord(fingerprint=version, data_version=version, **report)
     catalog.records.write("dataset_report", UNPARTITIONED, record)
     rows = [
         dg.TableRecord(
@@ -200,7 +201,7 @@ def _loss_curve_path(catalog, key: str):
 def _checkpoint_metadata(catalog, manifest, plan):
     """The metadata of a checkpoint's event: its lineage (manifest, captions) and training."""
     settings = dg.MetadataValue.json(json.loads(catalog.project.recipe.training.model_dump_json()))
-    manifest_file = domain.manifest_dir(catalog).relative_to(catalog.project.root)
+    manifest_file = fan_in.manifest_dir(catalog).relative_to(catalog.project.root)
     logs = domain.log_dir(catalog, plan).relative_to(catalog.project.root)
     batch = domain.checkpoint_header(manifest, catalog.project.recipe, plan)
     table = caption_table(

@@ -24,7 +24,8 @@ from wan_lora_dagster.pipeline.observations import (
 )
 from wan_lora_dagster.pipeline.preview import PREVIEWS
 from wan_lora_dagster.pipeline.stills import STILL_CAPTIONS
-from wan_lora_dagster.pipeline.training import DATASET_REPORT, LORA_CHECKPOINTS, TRAINING_SET
+from wan_lora_dagster.pipeline.training import LORA_CHECKPOINTS
+from wan_lora_dagster.pipeline.training_set import DATASET_REPORT, TRAINING_SET
 
 ASSETS: tuple[AssetSpec, ...] = (
     FILMS,

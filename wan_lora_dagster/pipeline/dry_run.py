@@ -9,7 +9,7 @@ from __future__ import annotations
 from wan_lora_dagster.engines import create_engine
 from wan_lora_dagster.engines.base import LatentJob, TextJob
 from wan_lora_dagster.errors import UserError
-from wan_lora_dagster.pipeline import caches, training
+from wan_lora_dagster.pipeline import caches, training, training_set
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.items import ITEM_KINDS, ItemKind
 from wan_lora_dagster.pipeline.status import Expectations
@@ -79,4 +79,4 @@ def _training_set(catalog: Catalog, expectations: Expectations):
             f"{len(missing)} clip(s) or still(s) have no caption yet ({', '.join(missing[:5])}): "
             f"run `wan-lora run --project {catalog.project.root} --select {selection}` first."
         )
-    return training.build_manifest(catalog, catalog.project.recipe, planned=True)
+    return training_set.build_manifest(catalog, catalog.project.recipe, planned=True)

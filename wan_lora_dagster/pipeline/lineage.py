@@ -13,7 +13,7 @@ from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.items import ITEM_KINDS
-from wan_lora_dagster.pipeline.training import load_manifest
+from wan_lora_dagster.pipeline.training_set import load_manifest
 
 HEADER_TRAINING_SET = "wan_lora.training_set"
 

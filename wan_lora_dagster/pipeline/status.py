@@ -15,7 +15,7 @@ from typing import Any
 
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.pipeline import training
+from wan_lora_dagster.pipeline import training, training_set
 from wan_lora_dagster.pipeline.asset_spec import Partitioning
 from wan_lora_dagster.pipeline.asset_table import SPECS, STAGES, upstream
 from wan_lora_dagster.pipeline.catalog import Catalog
@@ -116,7 +116,7 @@ class Expectations:
         if not all(self.is_fresh(a, key) for a in MANIFEST_INPUTS for key in self.partitions(a)):
             return None, None
         try:
-            return training.build_manifest(self.catalog, self.recipe, read=self.record), None
+            return training_set.build_manifest(self.catalog, self.recipe, read=self.record), None
         except UserError as error:
             return None, error
 
