@@ -126,7 +126,7 @@ class RecordStore:
             data = json.loads(read_bytes(f"{self._root}/{asset}/{partition}.json"))
         except (FileNotFoundError, IsADirectoryError):
             return None
-        return RECORD_TYPES[asset].from_json(data)
+        return record_type(asset).from_json(data)
 
     def write(self, asset: str, partition: str, record: R) -> R:
         """Write the record with the size, mtime and hash of each file it made under out/;
@@ -141,3 +141,12 @@ class RecordStore:
 
     def read_many(self, asset: str, partitions: list[str]) -> dict[str, Record | None]:
         return {partition: self.read(asset, partition) for partition in partitions}
+
+
+def record_type(asset: str) -> type[Record]:
+    """The asset's record type. Each registers as its module loads; a command that has not
+    loaded the module yet (`wan-lora lineage` reads checkpoints without the training code)
+    loads the whole asset table, which imports every module that makes an asset."""
+    if asset not in RECORD_TYPES:
+        import wan_lora_dagster.pipeline.asset_table  # noqa: F401
+    return RECORD_TYPES[asset]
