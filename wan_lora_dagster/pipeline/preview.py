@@ -7,12 +7,11 @@ made from the clip alone, so they are remade exactly when the clip is.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wan_lora_dagster.disk_full import writing_into
+from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.errors import MediaError
 from wan_lora_dagster.media.cut import CutSettings, run_ffmpeg
 from wan_lora_dagster.media.frames import sample_frames
@@ -54,11 +53,9 @@ def make_preview(catalog: Catalog, clip_id: str, settings: CutSettings) -> Previ
     clip = catalog.project.root / made.path
     clip_version = made.data_version
     poster, video = preview_paths(catalog.project, clip_id)
-    poster.parent.mkdir(parents=True, exist_ok=True)
-    with writing_into(poster.parent):
-        _write_poster(clip, poster)
-        _write_preview_video(clip, video, settings)
-    version = fingerprint("previews", PREVIEW_CODE_VERSION, clip_version)
+    _write_poster(clip, poster)
+    _write_preview_video(clip, video, settings)
+    version = preview_fingerprint(clip_version)
     root = catalog.project.root
     record = PreviewRecord(
         fingerprint=version,
@@ -73,39 +70,29 @@ def _write_poster(clip: Path, poster: Path) -> None:
     frames = sample_frames(clip, 3)  # first, middle, last: the middle one is the poster
     image = frames[len(frames) // 2]
     image.thumbnail((POSTER_WIDTH, POSTER_WIDTH))
-    partial = _partial(poster)
-    try:
+    with replacing(poster) as partial:
         image.save(partial, format="PNG")
-        partial.replace(poster)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def _write_preview_video(clip: Path, video: Path, settings: CutSettings) -> None:
-    partial = _partial(video)
-    command = [
-        *(settings.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"),
-        *("-threads", "1", "-i", str(clip), "-an", "-vf", f"scale=-2:{PREVIEW_HEIGHT}"),
-        *("-c:v", "libx264", "-threads", "1", "-preset", "fast", "-crf", "28"),
-        *("-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(partial)),
-    ]
-    try:
+    with replacing(video) as partial:
+        command = [
+            *(settings.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"),
+            *("-threads", "1", "-i", str(clip), "-an", "-vf", f"scale=-2:{PREVIEW_HEIGHT}"),
+            *("-c:v", "libx264", "-threads", "1", "-preset", "fast", "-crf", "28"),
+            *("-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(partial)),
+        ]
         run_ffmpeg(command, f"cannot make the preview of {clip}")
-        partial.replace(video)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+def preview_fingerprint(clip_version: str) -> str:
+    return fingerprint("previews", PREVIEW_CODE_VERSION, clip_version)
 
 
 def _preview_rule(snapshot: Expectations, clip_id: str) -> str | None:
     """A preview is made from its clip alone, once the clip is fresh."""
     clip_version = snapshot.fresh_data_version("clips", clip_id)
-    if clip_version is None:
-        return None
-    return fingerprint("previews", PREVIEW_CODE_VERSION, clip_version)
+    return None if clip_version is None else preview_fingerprint(clip_version)
 
 
 PREVIEWS = AssetSpec(
