@@ -20,7 +20,6 @@ from wan_lora_dagster.definitions import build_definitions
 from wan_lora_dagster.deployment.batch_runs import RunOutcome, run_at_once
 from wan_lora_dagster.deployment.jobs import execute_on_workers
 from wan_lora_dagster.engines.base import Progress
-from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.instance.claims import (
     CLAIMANT_TAG,
     KILLED_TAG,
@@ -42,9 +41,10 @@ from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.pipeline.status_at_scale import check_items_on_cores, no_cycle_collection
 from wan_lora_dagster.pipeline.status_report import asset_status
+from wan_lora_dagster.pipeline.training import LORA_CHECKPOINTS
 from wan_lora_dagster.project import Project
+from wan_lora_dagster.run_outcomes import failure_messages, interrupted_by, was_interrupted
 
-INTERRUPTS = {"DagsterExecutionInterruptedError", "KeyboardInterrupt", "EngineCancelled"}
 # The run log keeps every event and stack trace for the UI; the terminal shows progress bars and
 # the summary, which names each failed partition's error.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -154,7 +154,7 @@ class ProjectRunner:
         self.snapshot = Expectations(self.sync())
         self.retraining = keys
         try:
-            return self._run_stage("lora_checkpoints")
+            return self._run_stage(LORA_CHECKPOINTS.name)
         finally:
             self.retraining = []
 
@@ -216,7 +216,7 @@ class ProjectRunner:
         summary = StageSummary(skipped_fresh=len(decision.fresh), blocked=decision.blocked)
         # one training run saves every checkpoint of the plan, and resumes where it stopped; a
         # retraining's run makes (and marks made) its checkpoints only
-        whole_run = asset == "lora_checkpoints" and decision.make and not self.retraining
+        whole_run = SPECS[asset].made_in_one_run and decision.make and not self.retraining
         launch = keys if whole_run else decision.make
         batches = self._batches(asset, expectations.catalog, keys)
         return StagePlan(expectations, decision, summary, batches, batches.containing(launch))
@@ -358,7 +358,7 @@ class ProjectRunner:
         failures = self.instance.all_logs(
             run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
         )
-        return not _interrupted([entry.dagster_event for entry in failures])
+        return not interrupted_by([entry.dagster_event for entry in failures])
 
 
 def _print_wait(asset: str):
@@ -372,57 +372,6 @@ def _print_wait(asset: str):
         )
 
     return say
-
-
-def was_interrupted(result: dg.ExecuteInProcessResult) -> bool:
-    """Whether a step failed because the run was interrupted or its engine work cancelled, or
-    the run stopped before its steps (a batch revoked before a worker took it)."""
-    return _interrupted(result.get_step_failure_events() + result.filter_events(_is_run_failure))
-
-
-def _is_run_failure(event: dg.DagsterEvent) -> bool:
-    return event.is_run_failure
-
-
-def _interrupted(failures: list[dg.DagsterEvent]) -> bool:
-    """Whether one of these step or run failures was an interrupt or a cancel."""
-    for event in failures:
-        error = (
-            event.step_failure_data.error if event.is_step_failure else event.job_failure_data.error
-        )
-        while error is not None:
-            if error.cls_name in INTERRUPTS:
-                return True
-            error = error.cause or error.context
-    return False
-
-
-def failure_messages(result: dg.ExecuteInProcessResult, keys: list[str]) -> dict[str, str]:
-    """Partition -> error, from the run's failed steps (a whole-step error applies to all keys)."""
-    messages: dict[str, str] = {}
-    for event in result.get_step_failure_events():
-        failure = event.step_failure_data
-        metadata = failure.user_failure_data.metadata if failure.user_failure_data else {}
-        for key in keys:
-            value = metadata.get(key)
-            messages[key] = value.value if value is not None else _root_cause(failure.error)
-    return messages
-
-
-def _root_cause(error) -> str:
-    """The innermost error's message: Dagster wraps an asset's own exception in a step error,
-    whose message says only which step it was. A UserError is as deep as it goes: it was raised
-    from a library's error (a full disk's Errno 28) to say it in the user's words, shown
-    without its class's name as the command shows it."""
-    user_errors = _names_of_subclasses(UserError)
-    while error.cause is not None and error.cls_name not in user_errors:
-        error = error.cause
-    message = error.message.strip()
-    return message.split(": ", 1)[-1] if error.cls_name in user_errors else message
-
-
-def _names_of_subclasses(cls: type) -> set[str]:
-    return {cls.__name__}.union(*(_names_of_subclasses(sub) for sub in cls.__subclasses__()))
 
 
 def _per_checkpoint(asset: str) -> bool:

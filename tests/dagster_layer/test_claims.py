@@ -16,7 +16,7 @@ from tests.deployment.servers import postgres_bin, postgres_server
 from tests.processes import default_signals
 from wan_lora_dagster.instance.claims import PROCESS_TAG, Claims, one_maker, release_dead_runs
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
-from wan_lora_dagster.runner import failure_messages
+from wan_lora_dagster.run_outcomes import failure_messages
 
 pytestmark = pytest.mark.slow
 REPOSITORY = Path(__file__).resolve().parents[2]

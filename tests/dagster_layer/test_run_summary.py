@@ -5,7 +5,7 @@ import sys
 
 import dagster as dg
 
-from wan_lora_dagster.runner import failure_messages, was_interrupted
+from wan_lora_dagster.run_outcomes import failure_messages, was_interrupted
 from wan_lora_dagster.scaffold import init_project
 
 

@@ -49,6 +49,9 @@ class AssetSpec:
     # Made again as soon as its inputs change (the UI's automation); False for the long GPU
     # stages, which the retrain schedule or the user starts.
     follows_inputs: bool = True
+    # Every partition is made by one resumable run (training saves all its checkpoints), so a
+    # stale partition launches the run of them all; False: each stale partition on its own.
+    made_in_one_run: bool = False
     description: str = ""
 
     def __post_init__(self):

@@ -219,4 +219,5 @@ LORA_CHECKPOINTS = AssetSpec(
     _checkpoint_rule,
     pool=GPU_POOL,
     follows_inputs=False,
+    made_in_one_run=True,
 )
