@@ -10,6 +10,7 @@ import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
@@ -293,6 +294,7 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    from wan_lora_dagster.assets.declared import STUDIO_ENV
     from wan_lora_dagster.definitions import PROJECT_ENV
     from wan_lora_dagster.instance.project_instance import open_instance
     from wan_lora_dagster.studio.server import start_studio
@@ -313,6 +315,7 @@ def _ui(args: argparse.Namespace) -> int:
     ]
     dagster_url = f"http://{args.host}:{args.port}"
     studio_url, _server = start_studio(project, args.host, args.studio_port, dagster_url)
+    os.environ[STUDIO_ENV] = urlsplit(studio_url)._replace(path="", query="").geturl()
     print(f"Dagster UI for {project.root}: {dagster_url}  (Ctrl-C stops both)")
     print(f"Studio (captions, clips) for {project.root}: {studio_url}", flush=True)
     return supervise(command, grace_seconds=UI_GRACE_SECONDS, kill_after_grace=True)

@@ -48,6 +48,22 @@ ASSETS: tuple[AssetSpec, ...] = (
     BEST_LORA,
 )
 SPECS = {spec.name: spec for spec in ASSETS}
+# The studio's page (`wan-lora ui` serves it) where a person works on each asset by hand:
+# Dagster's page of the asset links it
+STUDIO_PAGES = {
+    "captions": (
+        "caption_files",
+        "stills",
+        "still_caption_txt",
+        "clips",
+        "previews",
+        "captions",
+        "still_captions",
+    ),
+    "ranges": ("films", "clip_ranges"),
+    "checkpoints": ("lora_checkpoints", "eval_videos", "best_lora"),
+}
+STUDIO_PAGE = {asset: page for page, assets in STUDIO_PAGES.items() for asset in assets}
 SOURCES = tuple(spec for spec in ASSETS if spec.is_source)
 STAGES = tuple(spec.name for spec in ASSETS if not spec.is_source)  # `wan-lora run`'s order
 
@@ -69,6 +85,11 @@ def upstream(name: str) -> set[str]:
     return found
 
 
+def _check_studio_pages() -> None:
+    if unknown := set(STUDIO_PAGE) - set(SPECS):
+        raise ValueError(f"STUDIO_PAGES names assets not in the table: {sorted(unknown)}")
+
+
 def _check_order() -> None:
     """Each asset reads only assets listed before it, so the table's order is the run's."""
     seen: set[str] = set()
@@ -79,3 +100,4 @@ def _check_order() -> None:
 
 
 _check_order()
+_check_studio_pages()
