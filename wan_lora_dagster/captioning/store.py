@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -152,6 +153,31 @@ class CaptionStore:
         record = _Record(text, settings_fingerprint, replacing)
         content = json.dumps(record._asdict(), ensure_ascii=False) + "\n"
         write_text_atomic(self._record_path(clip_id), content)
+
+
+class LazyCaptionStates(Mapping[str, CaptionState]):
+    """Each item's state read when first asked, then kept: a studio page shows 60 captions of
+    30,000, and reads only those. `forget` has an item read again at its next ask."""
+
+    def __init__(self, store: CaptionStore, item_ids: list[str]):
+        self._store, self._ids, self._known = store, item_ids, set(item_ids)
+        self._read: dict[str, CaptionState] = {}
+
+    def __getitem__(self, item_id: str) -> CaptionState:
+        if item_id not in self._read:
+            if item_id not in self._known:
+                raise KeyError(item_id)
+            self._read[item_id] = self._store.state(item_id)
+        return self._read[item_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def forget(self, item_id: str) -> None:
+        self._read.pop(item_id, None)
 
 
 class _Record(NamedTuple):

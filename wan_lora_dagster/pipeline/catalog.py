@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from wan_lora_dagster.captioning.store import CaptionState, CaptionStore, LazyCaptionStates
 from wan_lora_dagster.formats.cache_files import item_id_problem
 from wan_lora_dagster.media.ranges import ClipRange
 from wan_lora_dagster.pipeline.batches import Batches, batch_items
@@ -15,9 +16,6 @@ from wan_lora_dagster.pipeline.film_checks import cuttable_ranges
 from wan_lora_dagster.pipeline.records import RecordStore
 from wan_lora_dagster.problems import Problems
 from wan_lora_dagster.project import Project, fingerprint, read_recipe
-
-if TYPE_CHECKING:
-    from wan_lora_dagster.captioning.store import CaptionState, CaptionStore
 
 
 @dataclass(frozen=True)
@@ -30,6 +28,8 @@ class Catalog:
     still_hashes: dict[str, str]
     problems: Problems = field(default_factory=Problems)  # what cannot be made, and why
     film_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # (width, height)
+    # read each caption when it is asked for (the studio shows a page of them), not all at once
+    lazy_captions: bool = False
     _caption_states: dict = field(default_factory=dict, repr=False, compare=False)
 
     @cached_property
@@ -68,12 +68,16 @@ class Catalog:
     def records(self) -> RecordStore:
         return RecordStore(self.project.out("records"))
 
-    def caption_states(self, store: CaptionStore, item_ids: list[str]) -> dict[str, CaptionState]:
+    def caption_states(
+        self, store: CaptionStore, item_ids: list[str]
+    ) -> Mapping[str, CaptionState]:
         """Each item's caption as `store` finds it, read once per catalog: a run's sync and its
         plan ask for the same captions (30,000 files, and as many captioner records)."""
         key = (store.captions_dir, store.records_dir, tuple(item_ids))
         if key not in self._caption_states:
-            self._caption_states[key] = store.states(item_ids)
+            self._caption_states[key] = (
+                LazyCaptionStates(store, item_ids) if self.lazy_captions else store.states(item_ids)
+            )
         return self._caption_states[key]
 
 

@@ -16,14 +16,15 @@ from starlette.staticfiles import StaticFiles
 
 from wan_lora_dagster.errors import MediaError, UserError
 from wan_lora_dagster.project import Project
-from wan_lora_dagster.studio.captions import STATES, CaptionIndex, Card, Conflict
+from wan_lora_dagster.studio.caption_cards import Card
+from wan_lora_dagster.studio.captions import STATES, CaptionIndex, Conflict
 from wan_lora_dagster.studio.checkpoints import CheckpointsPage, RecipeConflict
 from wan_lora_dagster.studio.posters import poster
 from wan_lora_dagster.studio.ranges import RangeEdit, RangesConflict, RangesEditor
 from wan_lora_dagster.studio.security import Access, AccessGuard
 from wan_lora_dagster.studio.updates import Updater
 
-PAGE_SIZE = 200  # cards per page: the first screen of 30,000 clips comes at once
+PAGE_SIZE = 60  # cards per page: a screenful and more, each card's caption read when shown
 STATIC = files("wan_lora_dagster.studio") / "static"
 
 
@@ -79,10 +80,9 @@ def _info(index: CaptionIndex, project: Project, dagster_url: str, _request) -> 
 def _cards(index: CaptionIndex, request: Request) -> JSONResponse:
     query = request.query_params
     filters = {name: query.get(name, "") for name in ("state", "film", "section", "text")}
-    cards = index.cards(**filters)
     offset = max(0, int(query.get("offset", 0)))
-    page = cards[offset : offset + PAGE_SIZE]
-    return JSONResponse({"total": len(cards), "offset": offset, "cards": [_json(c) for c in page]})
+    total, page = index.page(offset, PAGE_SIZE, **filters)
+    return JSONResponse({"total": total, "offset": offset, "cards": [_json(c) for c in page]})
 
 
 async def _save(index: CaptionIndex, request: Request) -> JSONResponse:

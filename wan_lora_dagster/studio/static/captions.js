@@ -3,7 +3,7 @@
 // editor changed the file meanwhile, and the card then shows both texts.
 "use strict";
 
-const view = { offset: 0, total: 0, pageSize: 200, dagsterUrl: "", preview: null };
+const view = { offset: 0, total: 0, pageSize: 60, dagsterUrl: "", preview: null };
 
 function filters() {
   return { state: $("filter-state").value, film: $("filter-film").value,
