@@ -2,7 +2,6 @@
 plays, the loss plot marks the chosen checkpoint, and "use this one" pins it in wan_lora.toml."""
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,16 +9,12 @@ import pytest
 from test_pages_in_chromium import (
     PAGE_TIMEOUT_MS,
     SHOWS_A_FRAME,
-    START_SECONDS,
-    _free_port,
     _screenshot,
     browser,  # noqa: F401 (a fixture)
     expect,
+    serving,
 )
 from test_pages_in_chromium import pytestmark as needs_chromium
-
-from wan_lora_dagster.project import open_project
-from wan_lora_dagster.studio.server import start_studio
 
 pytestmark = [needs_chromium, pytest.mark.slow]  # runs the demo through eval first
 
@@ -33,13 +28,8 @@ def project(tmp_path_factory, evaluated_demo) -> Path:
 
 @pytest.fixture(scope="module")
 def studio(project) -> Iterator[str]:
-    url, server = start_studio(open_project(project), "127.0.0.1", _free_port(), "")
-    deadline = time.monotonic() + START_SECONDS
-    while not server.started:  # uvicorn's own flag: set once it accepts connections
-        assert time.monotonic() < deadline, "the studio did not start"
-        time.sleep(0.05)
-    yield url.replace("/captions", "/checkpoints")
-    server.should_exit = True
+    with serving(project) as url:
+        yield url.replace("/captions", "/checkpoints")
 
 
 def test_use_this_one_pins_the_checkpoint_in_the_recipe(browser, studio, project):  # noqa: F811

@@ -8,6 +8,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,14 +51,22 @@ def project(tmp_path_factory, captioned_demo) -> Path:
 
 @pytest.fixture(scope="module")
 def studio(project) -> Iterator[str]:
-    dagster = "http://127.0.0.1:3000"  # linked from each card (no Dagster needed here)
+    with serving(project, dagster="http://127.0.0.1:3000") as url:  # linked from each card
+        yield url
+
+
+@contextmanager
+def serving(project: Path, dagster: str = "") -> Iterator[str]:
+    """The studio of `project` on a free port of this machine: its captions page's address."""
     url, server = start_studio(open_project(project), "127.0.0.1", _free_port(), dagster)
     deadline = time.monotonic() + START_SECONDS
     while not server.started:  # uvicorn's own flag: set once it accepts connections
         assert time.monotonic() < deadline, "the studio did not start"
         time.sleep(0.05)
-    yield url
-    server.should_exit = True
+    try:
+        yield url
+    finally:
+        server.should_exit = True
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,98 @@
+"""What a person does in the studio's pages (Debian's Chromium) reaches what the graph makes:
+a range added on the timeline is cut into its clip by the page's next update, and the checkpoint
+pinned with "use this one" is the LoRA `best_lora` exports. On copies of the demo run through
+eval, so that an update makes only what the edit changed."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from test_pages_in_chromium import (
+    PAGE_TIMEOUT_MS,
+    browser,  # noqa: F401 (a fixture)
+    expect,
+    serving,
+)
+from test_pages_in_chromium import pytestmark as needs_chromium
+
+from wan_lora_dagster.cli import main
+from wan_lora_dagster.media.cut import expected_frame_count
+from wan_lora_dagster.media.probe import probe_video
+from wan_lora_dagster.pipeline.records import RecordStore
+
+pytestmark = [needs_chromium, pytest.mark.slow]  # runs the demo through eval first
+UPDATE_MS = 600_000  # a bound for a stuck update, not a timing: it takes seconds
+CLIP_FPS = 16
+
+
+@pytest.fixture
+def project(tmp_path, evaluated_demo) -> Path:
+    target = tmp_path / "demo"
+    shutil.copytree(evaluated_demo, target, symlinks=True)
+    return target
+
+
+@pytest.fixture
+def new_page(browser):  # noqa: F811
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(PAGE_TIMEOUT_MS)
+    yield context.new_page()
+    context.close()
+
+
+def test_a_range_added_on_the_timeline_is_cut_into_its_clip_by_the_next_update(
+    new_page, project
+):
+    ranges_file = project / "ranges" / "shapes.txt"
+    before = ranges_file.read_text().split("\n")
+    with serving(project) as studio:
+        new_page.goto(studio.replace("/captions", "/ranges"))
+        expect(new_page.locator("#timeline .range")).to_have_count(5)
+        new_page.locator("#start").fill("22")
+        new_page.locator("#end").fill("23.5")
+        new_page.locator("#add").click()
+        expect(new_page.locator("#timeline .range")).to_have_count(6)
+        after = ranges_file.read_text().split("\n")
+        assert [line for line in after if line not in before] == ["22 23.5"]
+
+        new_page.goto(studio)
+        expect(new_page.locator(".card")).to_have_count(6)
+        new_page.locator("#update").click()
+        state = new_page.locator("#update-state")
+        expect(state).to_contain_text("updated:", timeout=UPDATE_MS)
+        expect(state).to_contain_text("clips 1")  # the new range's, and no other
+
+    clip = project / "out" / "clips" / "shapes_22000-23500.mp4"
+    made = probe_video(clip, count_frames=True)
+    assert made.num_frames == expected_frame_count(1.5, CLIP_FPS)
+    assert made.duration == pytest.approx(1.5, abs=1 / CLIP_FPS)
+
+
+def test_the_checkpoint_pinned_in_the_page_is_the_lora_best_lora_exports(new_page, project):
+    records = RecordStore(project / "out" / "records")
+    chosen_before = records.read("best_lora").checkpoint
+    with serving(project) as studio:
+        new_page.goto(studio.replace("/captions", "/checkpoints"))
+        rows = new_page.locator("#eval-grid tr[id]")
+        expect(rows).to_have_count(2)
+        other = new_page.locator("#eval-grid tr[id]:not(.chosen)")
+        key = other.get_attribute("id").removeprefix("row-")
+        assert key != chosen_before
+        other.get_by_role("button", name="use this one").click()
+        expect(new_page.locator("#choice")).to_have_text(f"best_lora exports pinned: {key}")
+
+    assert main(["run", "--project", str(project)]) == 0
+    best = records.read("best_lora")
+    assert best.checkpoint == key
+    pinned = project / records.read("lora_checkpoints", key).file
+    exported = project / best.file
+    assert _tensors_equal(load_file(exported), load_file(pinned))
+    with safe_open(exported, "pt") as lora:
+        assert lora.metadata()["wan_lora.checkpoint"] == key
+
+
+def _tensors_equal(left: dict[str, torch.Tensor], right: dict[str, torch.Tensor]) -> bool:
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
