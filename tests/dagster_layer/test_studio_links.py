@@ -3,9 +3,15 @@ the Dagster process it started (the definitions read it as they load: a fresh pr
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 
+import pytest
+from test_ui_stop import START_SECONDS, STOP_SECONDS, _answers, _free_port, _serving
+
+from tests.processes import default_signals
 from wan_lora_dagster.assets.declared import STUDIO_ENV
 from wan_lora_dagster.scaffold import init_project
 
@@ -49,3 +55,43 @@ def test_the_captions_ranges_and_checkpoints_assets_link_their_studio_page(tmp_p
 def test_without_a_studio_no_asset_links_one(tmp_path):
     links = links_as_dagster_loads_them(init_project(tmp_path / "project"), None)
     assert set(links.values()) == {None}
+
+
+@pytest.mark.slow  # starts `wan-lora ui`: Dagster's webserver and daemon
+def test_the_dagster_ui_that_wan_lora_ui_starts_links_its_studio(tmp_path):
+    project = init_project(tmp_path / "project")
+    port, studio_port = _free_port(), _free_port()
+    command = [sys.executable, "-m", "wan_lora_dagster.cli", "ui", "--project", str(project)]
+    command += ["--port", str(port), "--studio-port", str(studio_port)]
+    ui = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=default_signals,
+    )
+    try:
+        assert _serving(ui, port).wait(START_SECONDS), "the UI did not say it serves"
+        _answers(port)
+        query = json.dumps({"query": ASSET_URLS}).encode()
+        asked = urllib.request.Request(
+            f"http://127.0.0.1:{port}/graphql", query, {"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(asked, timeout=120) as answer:
+            nodes = json.load(answer)["data"]["assetNodes"]
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        ui.wait(timeout=STOP_SECONDS)
+    links = {
+        entry["url"]
+        for node in nodes
+        for entry in node["metadataEntries"]
+        if entry["label"] == "studio"
+    }
+    assert links == {f"http://127.0.0.1:{studio_port}/captions"}
+
+
+# the captions asset's metadata as Dagster's UI asks for it
+ASSET_URLS = """{ assetNodes(assetKeys: [{path: ["captions"]}]) {
+  metadataEntries { label ... on UrlMetadataEntry { url } } } }"""

@@ -43,9 +43,7 @@ def new_page(browser):  # noqa: F811
     context.close()
 
 
-def test_a_range_added_on_the_timeline_is_cut_into_its_clip_by_the_next_update(
-    new_page, project
-):
+def test_a_range_added_on_the_timeline_is_cut_into_its_clip_by_the_next_update(new_page, project):
     ranges_file = project / "ranges" / "shapes.txt"
     before = ranges_file.read_text().split("\n")
     with serving(project) as studio:
