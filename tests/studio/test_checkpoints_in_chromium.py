@@ -56,5 +56,7 @@ def test_use_this_one_pins_the_checkpoint_in_the_recipe(browser, studio, project
     assert recipe.read_text() == before.rstrip("\n") + f'\npin = "{key}"\n'
     first.get_by_role("button", name="captions that trained it").click()
     expect(page.locator("#lineage li").first).to_contain_text("demostyle")
+    page.set_viewport_size({"width": 1400, "height": 1100})  # the plot, grid and lineage at once
+    page.evaluate("window.scrollTo(0, 0)")
     _screenshot(page, project, "studio_checkpoints.png")
     context.close()
