@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import struct
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +35,9 @@ NAME_MAX_BYTES = 255  # a file name's limit on Linux's file systems (ext4, xfs, 
 _LONGEST_SUFFIX = f"_00000-000_0000x0000_{max(LATENT_ARCHITECTURES, key=len)}.safetensors"
 LONGEST_ITEM_ID_BYTES = NAME_MAX_BYTES - len(f".{_LONGEST_SUFFIX}.12345678.tmp")
 _HEADER_LENGTH = struct.Struct("<Q")
+# Unicode's control characters (category Cc): one regex search, not a lookup per character of
+# 30,000 clip ids
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 _LATENT_NAME = re.compile(
     r"^(?P<item_id>.+?)(?:_(?P<start_frame>\d{5,})-(?P<num_frames>\d{3,}))?"
@@ -182,10 +184,9 @@ def item_id_problem(item_id: str) -> str | None:
         length = len(item_id.encode("utf-8"))
     except UnicodeEncodeError:
         return "has bytes that are not UTF-8 text"
-    control = next((char for char in item_id if unicodedata.category(char) == "Cc"), None)
-    if control is not None:
+    if control := _CONTROL.search(item_id):
         # A line per item (`status`, the problems, musubi's prompt files) would break apart.
-        return f"has the control character {control!r}"
+        return f"has the control character {control.group()!r}"
     if length > LONGEST_ITEM_ID_BYTES:
         return (
             f"is {length} bytes long; its cache files' names would pass the {NAME_MAX_BYTES} "

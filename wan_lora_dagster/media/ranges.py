@@ -102,10 +102,10 @@ def parse_ranges_file(path: Path) -> tuple[list[ClipRange], list[str]]:
 def read_ranges_file(path: Path, problems: Problems) -> list[ClipRange]:
     """The good ranges of one file, in file order; each bad line (and each overlap, a warning)
     goes to `problems`, and a clip id used again keeps its first line."""
-    ranges = []
+    ranges, stem = [], path.stem  # the film's: each line's clip id starts with it
     for number, text in enumerate(_read_lines(path, problems), start=1):
         try:
-            clip_range = _parse_line(text, path, number)
+            clip_range = _parse_line(text, path, stem, number)
         except ValueError as error:
             problems.error(path, number, str(error))
             continue
@@ -175,7 +175,7 @@ def _read_lines(path: Path, problems: Problems) -> list[str]:
     return [] if text is None else text.split("\n")
 
 
-def _parse_line(text: str, path: Path, number: int) -> ClipRange | None:
+def _parse_line(text: str, path: Path, stem: str, number: int) -> ClipRange | None:
     """A line's range, or None for a blank or comment line; ValueError says what is wrong."""
     fields_text, _, note_text = text.partition("#")
     fields = fields_text.split()
@@ -192,8 +192,8 @@ def _parse_line(text: str, path: Path, number: int) -> ClipRange | None:
             "starting with a letter or digit)"
         )
     return ClipRange(
-        clip_id=name or f"{path.stem}_{round(start * 1000)}-{round(end * 1000)}",
-        film_stem=path.stem,
+        clip_id=name or f"{stem}_{round(start * 1000)}-{round(end * 1000)}",
+        film_stem=stem,
         start=start,
         end=end,
         name=name,
