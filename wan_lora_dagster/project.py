@@ -126,6 +126,9 @@ class TrainingSettings(_Section):
     fp8_base: bool = False
     fp8_scaled: bool = False
     fp8_t5: bool = False
+    fp8_compute: bool = Field(
+        False, description="diffusers: the frozen base linears compute in fp8 (GPUs of 8.9+)"
+    )
     blocks_to_swap: int = Field(0, ge=0)
     gradient_checkpointing: bool = True
     gradient_checkpointing_cpu_offload: bool = False
@@ -164,10 +167,13 @@ class TrainingSettings(_Section):
         """What a trained LoRA depends on besides its training set (not the schedule)."""
         # Wan 2.2 settings left unset stay out, so a Wan 2.1 project's checkpoints stay current.
         unset = {name for name in _WAN22_SETTINGS if getattr(self, name) is None}
+        unset |= {name for name, off in _ADDED_OFF.items() if getattr(self, name) == off}
         return fingerprint(self.model_dump(exclude={"schedule", *unset}))
 
 
 _WAN22_SETTINGS = ("experts", "timestep_boundary", "dit_high_noise")
+# settings added later, left out while off so that earlier checkpoints stay current
+_ADDED_OFF = {"fp8_compute": False}
 
 
 class WalkSettings(_Section):

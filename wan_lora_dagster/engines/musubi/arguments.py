@@ -48,6 +48,11 @@ def check_settings(settings: TrainingSettings) -> None:
     if settings.fp8_scaled and not settings.fp8_base:
         # trainer_base.py: assert not args.fp8_scaled or args.fp8_base
         problems.append("fp8_scaled = true needs fp8_base = true (scaling applies to fp8 weights)")
+    if settings.fp8_compute:
+        problems.append(
+            "fp8_compute = true is a diffusers-engine option (musubi-tuner's training computes in "
+            "bf16): set engine = 'diffusers', or fp8_compute = false"
+        )
     task = wan_task(settings.task)
     most = task.num_blocks - BLOCKS_KEPT_ON_GPU
     if settings.blocks_to_swap > most:

@@ -1,6 +1,7 @@
 """Speed and memory options of the diffusers engine, applied around one training run.
 
-`[training]` compile, fp8_base (applied when the model loads: engines.wan_models), blocks_to_swap,
+`[training]` compile, fp8_base (applied when the model loads: engines.wan_models), fp8_compute,
+blocks_to_swap,
 gradient_checkpointing_cpu_offload, optimizer = "adamw8bit", and the memory check before the first
 step. Each works with the others; a combination that cannot work is refused before any work.
 """
@@ -19,6 +20,10 @@ from wan_lora_dagster.engines.diffusers.acceleration.activation_offload import (
 )
 from wan_lora_dagster.engines.diffusers.acceleration.block_swap import swapped_blocks
 from wan_lora_dagster.engines.diffusers.acceleration.compile import compiled_blocks
+from wan_lora_dagster.engines.diffusers.acceleration.fp8_compute import (
+    fp8_compute_linears,
+    require_fp8_compute_settings,
+)
 from wan_lora_dagster.engines.diffusers.acceleration.memory_estimate import check_memory
 from wan_lora_dagster.engines.diffusers.acceleration.optimizers import (
     EIGHT_BIT_ADAMW,
@@ -34,6 +39,7 @@ __all__ = ["build_optimizer", "prepare_for_training", "require_supported_combina
 def require_supported_combination(settings: TrainingSettings) -> None:
     """Refuse, before any work, the options that cannot work together, saying what would."""
     require_known_optimizer(settings.optimizer)
+    require_fp8_compute_settings(settings)
     if settings.blocks_to_swap and not settings.gradient_checkpointing:
         raise EngineError(
             f"wan_lora.toml: [training] blocks_to_swap = {settings.blocks_to_swap} needs "
@@ -71,8 +77,11 @@ def prepare_for_training(
             f"wan_lora.toml: [training] blocks_to_swap = {settings.blocks_to_swap}, but this "
             f"model has {len(blocks)} transformer blocks: swap at most {len(blocks) - 1}."
         )
-    check_memory(transformer, trained, settings, sections, device)
     with ExitStack() as undo:
+        # first: the memory check and block swapping see (and move) the fp8 weights
+        if settings.fp8_compute:
+            undo.enter_context(fp8_compute_linears(blocks, device))
+        check_memory(transformer, trained, settings, sections, device)
         if settings.gradient_checkpointing_cpu_offload:
             transformer.enable_gradient_checkpointing(checkpoint_with_inputs_on_host)
         if settings.blocks_to_swap:
