@@ -1,6 +1,6 @@
 """The diffusers engine's speed and memory options on a GPU at the real t2v-1.3B shapes: a few
-steps with each option and with all of them, each checkpoint loaded by diffusers'
-`load_lora_weights`.
+steps with each option and with all of them (fp8_compute alone and with the others, on a card of
+compute capability 8.9 or newer), each checkpoint loaded by diffusers' `load_lora_weights`.
 
 Opt-in (`-m gpu`): needs CUDA. The model folder is the tiny model's with its transformer replaced
 by a random-weight one of the 1.3B's shapes (2.8 GB, built once per session; training reads only
@@ -44,6 +44,14 @@ OPTIONS = {
         "blocks_to_swap": 10,
         "gradient_checkpointing_cpu_offload": True,
         "optimizer": "adamw8bit",
+    },
+    "fp8_compute": {"fp8_compute": True},
+    "fp8_compute_everything": {
+        "fp8_compute": True,
+        "compile": True,
+        "fp8_base": True,
+        "blocks_to_swap": 10,
+        "gradient_checkpointing_cpu_offload": True,
     },
 }
 
@@ -94,7 +102,21 @@ def real_shape_caches(tmp_path_factory) -> TrainingSetManifest:
     return TrainingSetManifest(tuple(entries), root=root)
 
 
-@pytest.mark.parametrize("options", OPTIONS.values(), ids=OPTIONS.keys())
+FP8_TENSOR_CORES = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
+NEEDS_FP8_TENSOR_CORES = pytest.mark.skipif(
+    not FP8_TENSOR_CORES, reason="fp8_compute needs compute capability 8.9 or newer"
+)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param(
+            options, id=name, marks=NEEDS_FP8_TENSOR_CORES if options.get("fp8_compute") else ()
+        )
+        for name, options in OPTIONS.items()
+    ],
+)
 def test_options_train_at_real_shapes_and_the_lora_loads_in_diffusers(
     real_shape_model, real_shape_caches, tmp_path, options
 ):

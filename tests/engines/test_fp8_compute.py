@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from tests.engines.fake_cuda import FakeCudaCapability
 from wan_lora_dagster.engines.diffusers.acceleration import fp8_compute
 from wan_lora_dagster.engines.diffusers.acceleration.compile import BACKEND_VARIABLE, compile_counts
-from wan_lora_dagster.engines.diffusers.acceleration.fp8_compute import GpuCapability
 from wan_lora_dagster.engines.diffusers.acceleration.fp8_matmul import (
     FP8,
     dequantize_weight,
@@ -42,16 +42,6 @@ needs_scaled_mm = pytest.mark.skipif(
     not _scaled_mm_runs_here(),
     reason="this torch build has no CPU torch._scaled_mm: the fp8 matmuls run on a GPU only",
 )
-
-
-class FakeCudaCapability:
-    """Plays a CUDA card of the given compute capability for whatever device is asked about."""
-
-    def __init__(self, version: tuple[int, int], name: str = "Fake GPU"):
-        self.capability = GpuCapability(name, version)
-
-    def __call__(self, device: torch.device) -> GpuCapability:
-        return self.capability
 
 
 @pytest.fixture
