@@ -280,15 +280,54 @@ def main() -> None:
     out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="fp8-gpu-"))
     report = [f"GPU: {torch.cuda.get_device_name() if cuda else 'none (CPU, --small)'}; "
               f"torch {torch.__version__}"]  # fmt: skip
+    if cuda:
+        report.append(linear_timing())
+        print(report[-1], flush=True)
     with tempfile.TemporaryDirectory(prefix="fp8-gpu-") as scratch:
         if "speed" in options.only:
             run_speed(options, device, Path(scratch), report)
+            (out / "fp8_gpu.md").write_text("\n".join(report) + "\n")  # kept if (b) is cut short
         if "numerics" in options.only:
             torch._dynamo.reset()  # the 14B's graphs count against the recompile limit otherwise
             run_numerics(options, device, Path(scratch), report)
     report.append(f"wall {time.perf_counter() - started:.0f} s")
     (out / "fp8_gpu.md").write_text("\n".join(report) + "\n")
     print("\n" + "\n".join(report))
+
+
+def linear_timing(tokens: int = 3744, dim: int = 5120, ffn: int = 13824) -> str:
+    """The 14B's first feed-forward linear at 384x208x45's tokens, forward + input gradient,
+    compiled: bf16 F.linear vs the fp8 path, CUDA-event timed (what the step can gain at most)."""
+    from wan_lora_dagster.engines.diffusers.acceleration.fp8_matmul import (
+        fp8_linear,
+        quantize_weight,
+    )
+
+    weight = torch.randn(ffn, dim, device="cuda", dtype=torch.bfloat16) * dim**-0.5
+    values, scales = quantize_weight(weight)
+    x = torch.randn(tokens, dim, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    grad = torch.randn(tokens, ffn, device="cuda", dtype=torch.bfloat16)
+    timings = {}
+    for name, linear in (
+        ("bf16", lambda inputs: torch.nn.functional.linear(inputs, weight)),
+        ("fp8", lambda inputs: fp8_linear(inputs, values, scales)),
+    ):
+        step = torch.compile(linear)
+        for _ in range(3):
+            step(x).backward(grad)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(20):
+            step(x).backward(grad)
+        end.record()
+        torch.cuda.synchronize()
+        timings[name] = start.elapsed_time(end) / 20
+    flops = 2 * 2 * tokens * dim * ffn
+    return (
+        f"one {tokens}x{dim} @ {dim}x{ffn} linear, forward + input gradient, compiled: "
+        + ", ".join(f"{k} {v:.3f} ms ({flops / v / 1e9:.0f} TFLOP/s)" for k, v in timings.items())
+        + f": fp8 / bf16 {timings['fp8'] / timings['bf16']:.2f}"
+    )
 
 
 def _play_a_hopper_on_the_cpu() -> None:
