@@ -80,7 +80,7 @@ def train_lora(
     several ranks each step trains world_size batches of the one-GPU order.
     """
     settings = request.settings
-    _require_supported_options(settings)
+    _require_supported_options(settings, models.device)
     _warn_about_ignored(settings)
     plan = plan_training(
         request.manifest, settings, request.sections, ranks.world_size, request.output_name
@@ -335,10 +335,10 @@ def _training_adapter(
         transformer.requires_grad_(False)
 
 
-def _require_supported_options(settings: TrainingSettings) -> None:
+def _require_supported_options(settings: TrainingSettings, device: torch.device) -> None:
     """Refuse musubi-only optimizer and scheduler names, and options that cannot work together,
     before any work, saying what works."""
-    require_supported_combination(settings)
+    require_supported_combination(settings, device)
     schedulers = [kind.value for kind in SchedulerType]
     if settings.lr_scheduler not in schedulers:
         raise EngineError(

@@ -22,7 +22,7 @@ from wan_lora_dagster.engines.diffusers.acceleration.block_swap import swapped_b
 from wan_lora_dagster.engines.diffusers.acceleration.compile import compiled_blocks
 from wan_lora_dagster.engines.diffusers.acceleration.fp8_compute import (
     fp8_compute_linears,
-    require_fp8_compute_settings,
+    require_fp8_compute,
 )
 from wan_lora_dagster.engines.diffusers.acceleration.memory_estimate import check_memory
 from wan_lora_dagster.engines.diffusers.acceleration.optimizers import (
@@ -36,10 +36,12 @@ from wan_lora_dagster.project import DatasetSection, TrainingSettings
 __all__ = ["build_optimizer", "prepare_for_training", "require_supported_combination"]
 
 
-def require_supported_combination(settings: TrainingSettings) -> None:
-    """Refuse, before any work, the options that cannot work together, saying what would."""
+def require_supported_combination(settings: TrainingSettings, device: torch.device) -> None:
+    """Refuse, before any work (the model not yet loaded), the options that cannot work together
+    or on `device`, saying what would."""
     require_known_optimizer(settings.optimizer)
-    require_fp8_compute_settings(settings)
+    if settings.fp8_compute:
+        require_fp8_compute(settings, device)
     if settings.blocks_to_swap and not settings.gradient_checkpointing:
         raise EngineError(
             f"wan_lora.toml: [training] blocks_to_swap = {settings.blocks_to_swap} needs "

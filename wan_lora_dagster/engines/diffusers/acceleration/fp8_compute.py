@@ -59,9 +59,11 @@ def cuda_capability(device: torch.device) -> GpuCapability | None:
 device_capability = cuda_capability
 
 
-def require_fp8_compute_settings(settings: TrainingSettings) -> None:
-    """The settings-only refusals, checked before any work."""
-    if settings.fp8_compute and settings.mixed_precision != "bf16":
+def require_fp8_compute(settings: TrainingSettings, device: torch.device) -> None:
+    """Refuse what fp8_compute cannot work with: a device without fp8 tensor cores, and results
+    in anything but bf16."""
+    require_fp8_tensor_cores(device)
+    if settings.mixed_precision != "bf16":
         raise EngineError(
             f"wan_lora.toml: [training] fp8_compute = true with mixed_precision = "
             f"'{settings.mixed_precision}': the fp8 matmuls write bf16 results (rowwise-scaled "
@@ -105,7 +107,7 @@ class Fp8ComputeLinear(nn.Linear):
 class _Converted:
     module: nn.Linear
     original_class: type
-    bf16_weight: torch.Tensor | None  # None: the weight was fp8 already (fp8_base)
+    own_weight: torch.Tensor | None  # in CPU memory meanwhile; None: fp8 already (fp8_base)
 
 
 def _convertible(module: nn.Module) -> bool:
@@ -137,8 +139,8 @@ def _to_fp8_compute(module: nn.Linear) -> _Converted:
 
 def _restore(converted: _Converted) -> None:
     module = converted.module
-    if converted.bf16_weight is not None:
-        module.weight.data = converted.bf16_weight.to(module.weight.device)
+    if converted.own_weight is not None:
+        module.weight.data = converted.own_weight.to(module.weight.device)
     del module.weight_scale
     module.__class__ = converted.original_class
     if converted.original_class is nn.Linear:
@@ -149,25 +151,25 @@ def _restore(converted: _Converted) -> None:
 def fp8_compute_linears(blocks: nn.ModuleList, device: torch.device) -> Iterator[int]:
     """The blocks' frozen base linears computing in fp8 while inside (yields how many);
     their own weights and classes again afterwards."""
-    require_fp8_tensor_cores(device)
-    converted = [
-        _to_fp8_compute(module) for module in list(blocks.modules()) if _convertible(module)
-    ]
-    if device.type == "cuda":
-        torch.cuda.empty_cache()  # the bf16 weights' memory, now in CPU memory, back to the card
-    kept = [
-        m for m in blocks.modules()
-        if type(m) in (nn.Linear, Fp8StoredLinear) and not m.weight.requires_grad
-    ]  # fmt: skip
-    logger.info(
-        "fp8_compute: %d base linears compute in fp8 (%d of them on fp8_base's own weights); "
-        "%d keep their dtype (sizes not multiples of %d)",
-        len(converted),
-        sum(1 for c in converted if c.bf16_weight is None),
-        len(kept),
-        GEMM_ALIGNMENT,
-    )
+    converted: list[_Converted] = []
     try:
+        for module in list(blocks.modules()):
+            if _convertible(module):
+                converted.append(_to_fp8_compute(module))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the weights now in CPU memory: their memory to the card
+        kept = [
+            m for m in blocks.modules()
+            if type(m) in (nn.Linear, Fp8StoredLinear) and not m.weight.requires_grad
+        ]  # fmt: skip
+        logger.info(
+            "fp8_compute: %d base linears compute in fp8 (%d of them on fp8_base's own weights); "
+            "%d keep their dtype (sizes not multiples of %d)",
+            len(converted),
+            sum(1 for c in converted if c.own_weight is None),
+            len(kept),
+            GEMM_ALIGNMENT,
+        )
         yield len(converted)
     finally:
         for item in converted:
