@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from wan_lora_dagster.engines.base import TrainRequest
+from wan_lora_dagster.engines.diffusers.acceleration.fp8_compute import FP8_TENSOR_CORES
 from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
@@ -102,9 +103,9 @@ def real_shape_caches(tmp_path_factory) -> TrainingSetManifest:
     return TrainingSetManifest(tuple(entries), root=root)
 
 
-FP8_TENSOR_CORES = torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
 NEEDS_FP8_TENSOR_CORES = pytest.mark.skipif(
-    not FP8_TENSOR_CORES, reason="fp8_compute needs compute capability 8.9 or newer"
+    not torch.cuda.is_available() or torch.cuda.get_device_capability() < FP8_TENSOR_CORES,
+    reason="fp8_compute needs compute capability 8.9 or newer",
 )
 
 
