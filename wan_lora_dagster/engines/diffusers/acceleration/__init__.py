@@ -1,9 +1,9 @@
 """Speed and memory options of the diffusers engine, applied around one training run.
 
 `[training]` compile, fp8_base (applied when the model loads: engines.wan_models), fp8_compute,
-blocks_to_swap,
-gradient_checkpointing_cpu_offload, optimizer = "adamw8bit", and the memory check before the first
-step. Each works with the others; a combination that cannot work is refused before any work.
+blocks_to_swap, gradient_checkpointing_cpu_offload, optimizer = "adamw8bit", and the memory check
+before the first step. Each works with the others; a combination that cannot work is refused
+before any work.
 """
 
 from __future__ import annotations
