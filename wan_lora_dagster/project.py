@@ -121,8 +121,22 @@ class TrainingSettings(_Section):
     lr_warmup_steps: int = Field(0, ge=0)
     max_train_epochs: int = Field(16, ge=1)
     max_train_steps: int | None = Field(None, ge=1)
-    timestep_sampling: Literal["shift", "sigma", "uniform", "sigmoid"] = "shift"
+    timestep_sampling: Literal[
+        "shift", "sigma", "uniform", "sigmoid",
+        "logit_normal", "logsnr", "flux_shift", "qinglong_flux", "qinglong_qwen",
+    ] = "shift"  # fmt: skip
     discrete_flow_shift: float = Field(3.0, gt=0)
+    logit_mean: float = Field(0.0, description="logit_normal, logsnr, qinglong_*: the mean")
+    logit_std: float = Field(1.0, gt=0, description="logit_normal, logsnr, qinglong_*: the std")
+    min_timestep: int | None = Field(None, ge=0, le=999, description="train on t*1000 >= this")
+    max_timestep: int | None = Field(None, ge=1, le=1000, description="train on t*1000 <= this")
+    caption_dropout_rate: float = Field(
+        0.0, ge=0, le=1, description="share of samples trained on the empty caption"
+    )
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="keep an EMA of the trained weights with this decay"
+    )
+    ema_device: Literal["gpu", "cpu"] = Field("gpu", description="where the EMA copy lives")
     fp8_base: bool = False
     fp8_scaled: bool = False
     fp8_t5: bool = False
@@ -163,6 +177,13 @@ class TrainingSettings(_Section):
             raise ValueError('experts: list "high", "low" or both, each once')
         return self
 
+    @model_validator(mode="after")
+    def _timestep_range(self) -> TrainingSettings:
+        low, high = self.min_timestep or 0, self.max_timestep or 1000
+        if low >= high:
+            raise ValueError(f"min_timestep ({low}) must be below max_timestep ({high})")
+        return self
+
     def settings_fingerprint(self) -> str:
         """What a trained LoRA depends on besides its training set (not the schedule)."""
         # Wan 2.2 settings left unset stay out, so a Wan 2.1 project's checkpoints stay current.
@@ -173,7 +194,16 @@ class TrainingSettings(_Section):
 
 _WAN22_SETTINGS = ("experts", "timestep_boundary", "dit_high_noise")
 # settings added later, left out while off so that earlier checkpoints stay current
-_ADDED_OFF = {"fp8_compute": False}
+_ADDED_OFF = {
+    "fp8_compute": False,
+    "logit_mean": 0.0,
+    "logit_std": 1.0,
+    "min_timestep": None,
+    "max_timestep": None,
+    "caption_dropout_rate": 0.0,
+    "ema_decay": None,
+    "ema_device": "gpu",
+}
 
 
 class WalkSettings(_Section):
@@ -200,6 +230,7 @@ class EvalSettings(_Section):
         (), description="I2V start images (project-relative) besides the held-out first frames"
     )
     walk: WalkSettings | None = None
+    use_ema: bool = Field(False, description="eval videos and validation on the EMA weights")
 
     @field_validator("prompts", "strengths", "seeds")
     @classmethod
@@ -243,6 +274,11 @@ class Recipe(_Section):
             raise ValueError(
                 f"[eval] images are start images of an image-to-video LoRA; task "
                 f"{self.training.task!r} takes none"
+            )
+        if self.eval.use_ema and self.training.ema_decay is None:
+            raise ValueError(
+                "[eval] use_ema evaluates the EMA weights, and [training] keeps none: set "
+                "[training] ema_decay (0.999, say), or remove use_ema"
             )
         if self.eval.walk and self.training.engine == "musubi":
             raise ValueError(

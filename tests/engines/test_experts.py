@@ -12,13 +12,14 @@ from tests.engines.conftest import HEADER, SECTION, TRAINING
 from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.engines.experts import expert_requests
-from wan_lora_dagster.engines.flow_matching import sample_timesteps
+from wan_lora_dagster.engines.timesteps import TimestepRange, TimestepSampling
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.expert_lora import lora_experts
 
 
 def draw(within=(0.0, 1.0)) -> torch.Tensor:
-    return sample_timesteps("shift", 2000, 3.0, torch.Generator().manual_seed(0), within)
+    sampling = TimestepSampling("shift", 3.0, within=TimestepRange(*within))
+    return sampling.sample(2000, torch.Generator().manual_seed(0))
 
 
 def test_an_experts_timesteps_keep_the_distributions_shape_inside_its_range():

@@ -5,33 +5,9 @@ from wan_lora_dagster.engines.flow_matching import (
     FlowMatchingBatch,
     flow_matching_loss,
     pad_text_embeddings,
-    sample_timesteps,
-    shift_timesteps,
 )
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
-
-
-def draw(method: str, shift: float = 3.0) -> torch.Tensor:
-    return sample_timesteps(method, 4000, shift, torch.Generator().manual_seed(0))
-
-
-def test_every_sampling_method_draws_inside_zero_one():
-    for method in ("uniform", "sigmoid", "shift", "sigma"):
-        t = draw(method)
-        assert t.shape == (4000,) and t.min() > 0 and t.max() <= 1, method
-
-
-def test_shift_spends_more_steps_at_high_noise_like_musubi():
-    assert draw("shift").median() > draw("sigmoid").median() + 0.1
-    torch.testing.assert_close(shift_timesteps(torch.tensor([0.0, 0.5, 1.0]), 3.0),
-                               torch.tensor([0.0, 0.75, 1.0]))  # fmt: skip
-
-
-def test_sigma_draws_from_the_shifted_thousand_step_schedule():
-    grid = shift_timesteps(1 - torch.arange(1000) / 1000, 3.0)
-    t = draw("sigma")
-    assert torch.isin(t, grid).all()
 
 
 def test_text_is_zero_padded_to_512_tokens():

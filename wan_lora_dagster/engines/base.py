@@ -103,6 +103,8 @@ class TrainRequest:
     """Wan 2.2 A14B: the expert this request trains (tasks.HIGH_NOISE or LOW_NOISE)."""
     timestep_range: tuple[float, float] = (0.0, 1.0)
     """The part of t in [0, 1] trained on: an expert's (engines.experts)."""
+    empty_caption: TextJob | None = None
+    """The empty caption's text cache, made once, that caption dropout trains on."""
 
 
 def run_identity(request: TrainRequest) -> str:

@@ -1,7 +1,7 @@
 """Rectified-flow training math for Wan 2.1, as kohya-ss/musubi-tuner does it.
 
 With clean latents x0, noise n and t in [0, 1]: the model sees (1 - t) * x0 + t * n at timestep
-t * 1000 and learns the velocity n - x0 under a mean squared error.
+t * 1000 and learns the velocity n - x0 under a mean squared error. Which t: engines/timesteps.py.
 """
 
 from __future__ import annotations
@@ -17,63 +17,6 @@ from wan_lora_dagster.engines.wan_models import TEXT_LENGTH
 
 NUM_TRAIN_TIMESTEPS = 1000
 VALIDATION_TIMESTEPS = (0.1, 0.3, 0.5, 0.7, 0.9)
-
-
-def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
-    """The SD3 / Wan time shift: shift > 1 spends more of training at high noise."""
-    return t * shift / (1 + (shift - 1) * t)
-
-
-def sample_timesteps(
-    method: str,
-    batch_size: int,
-    shift: float,
-    generator: torch.Generator,
-    within: tuple[float, float] = (0.0, 1.0),
-) -> torch.Tensor:
-    """t in (0, 1) of shape (batch_size,), drawn like musubi-tuner's `--timestep_sampling`.
-
-    - "uniform": t ~ U(0, 1)
-    - "sigmoid": t = sigmoid(z), z ~ N(0, 1)
-    - "shift": the sigmoid draw, then time-shifted by `discrete_flow_shift`
-    - "sigma": a uniform pick from the 1000 time-shifted steps of the flow-matching scheduler
-
-    within: keep only t with low <= t < high (high = 1 keeps t = 1): a Wan 2.2 expert's range.
-    Draws outside are rejected, so the distribution keeps its shape inside the range, as
-    musubi's `--preserve_distribution_shape` does (its docs/wan.md recommends that per expert).
-    """
-    if within == (0.0, 1.0):
-        return _draw_timesteps(method, batch_size, shift, generator)
-    low, high = within
-    kept: list[torch.Tensor] = []
-    for _ in range(MAX_REJECTION_ROUNDS):
-        t = _draw_timesteps(method, REJECTION_DRAWS, shift, generator)
-        kept.append(t[(t >= low) & ((t < high) | (high >= 1.0))])
-        if sum(len(part) for part in kept) >= batch_size:
-            return torch.cat(kept)[:batch_size]
-    raise ValueError(
-        f"timestep sampling {method!r} (shift {shift}) almost never draws t in [{low}, {high}): "
-        "choose another timestep_sampling or discrete_flow_shift for this expert"
-    )
-
-
-MAX_REJECTION_ROUNDS = 100
-REJECTION_DRAWS = 256
-
-
-def _draw_timesteps(
-    method: str, batch_size: int, shift: float, generator: torch.Generator
-) -> torch.Tensor:
-    if method == "uniform":
-        return torch.rand(batch_size, generator=generator)
-    if method == "sigmoid":
-        return torch.sigmoid(torch.randn(batch_size, generator=generator))
-    if method == "shift":
-        return shift_timesteps(torch.sigmoid(torch.randn(batch_size, generator=generator)), shift)
-    if method == "sigma":
-        step = torch.randint(0, NUM_TRAIN_TIMESTEPS, (batch_size,), generator=generator)
-        return shift_timesteps(1 - step.float() / NUM_TRAIN_TIMESTEPS, shift)
-    raise ValueError(f"unknown timestep sampling {method!r}")
 
 
 def pad_text_embeddings(embeddings: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -81,6 +81,15 @@ def text_cache_dir(project: Project) -> Path:
     return project.out("cache", "text")
 
 
+def empty_caption_job(project: Project, settings: TrainingSettings) -> TextJob | None:
+    """The empty caption's text cache, which caption dropout trains on: one per text encoder,
+    beside the captions' (so a new text encoder makes a new one, as for every caption)."""
+    if not settings.caption_dropout_rate:
+        return None
+    item_id = f"_empty_caption-{model_identity(settings, 't5')}"
+    return TextJob(item_id, "", text_cache_dir(project))
+
+
 def section_cache_dir(project: Project, section: DatasetSection) -> Path:
     return project.out("cache", section.name)
 

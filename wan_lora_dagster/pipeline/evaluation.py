@@ -13,6 +13,7 @@ from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.engines.base import Engine, SampleRequest, SampleVideo
 from wan_lora_dagster.errors import EngineError, UserError
 from wan_lora_dagster.formats.cache_files import update_lora_header
+from wan_lora_dagster.formats.lora import ema_file
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 EVAL_CODE_VERSION = "1"
 BEST_CODE_VERSION = "2"  # 2: the validation-loss plot
 EVALUATION_GROUP = "evaluation"
-NEWER_EVAL_KEYS = ("images", "walk")
+NEWER_EVAL_KEYS = ("images", "walk", "use_ema")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,7 +98,7 @@ def evaluate_checkpoint(
     project = catalog.project
     recipe = project.recipe
     checkpoint: CheckpointRecord = catalog.records.read("lora_checkpoints", key)
-    lora_path = project.root / checkpoint.file
+    lora_path = evaluated_file(project, checkpoint.file)
     output_dir = project.out("eval", key)
     request = SampleRequest(lora_path, recipe.eval, output_dir, start_images(catalog, manifest))
     try:
@@ -118,6 +119,12 @@ def evaluate_checkpoint(
     )
     record = replace(record, data_version=_content_version(record))
     return catalog.records.write("eval_videos", key, record)
+
+
+def evaluated_file(project: Project, file: str) -> Path:
+    """A checkpoint's file, or its EMA weights' with `[eval] use_ema`: evaluated and exported."""
+    path = project.root / file
+    return ema_file(path) if project.recipe.eval.use_ema else path
 
 
 def _content_version(record: EvalRecord) -> str:
@@ -194,7 +201,7 @@ def export_best(
     if changed := changed_checkpoints(catalog, [key]):
         raise UserError(f"{changed[key]} It is not exported.")
     exported = {
-        best_file_name(expert): project.root / file
+        best_file_name(expert): evaluated_file(project, file)
         for expert, file in (checkpoint.expert_files or {None: checkpoint.file}).items()
     }
     for name, source in exported.items():

@@ -19,6 +19,7 @@ from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.caches import (
+    empty_caption_job,
     model_identity,
 )
 from wan_lora_dagster.pipeline.catalog import Catalog
@@ -111,6 +112,7 @@ def train_request(
         output_name=plan.output_name,
         header=checkpoint_header(manifest, recipe, plan),
         log_dir=log_dir(catalog, plan),
+        empty_caption=empty_caption_job(catalog.project, recipe.training),
     )
 
 

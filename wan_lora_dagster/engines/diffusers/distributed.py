@@ -26,7 +26,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from wan_lora_dagster.engines.base import CheckpointInfo, Progress, ProgressCallback, TrainRequest
+from wan_lora_dagster.engines.base import (
+    CheckpointInfo,
+    Progress,
+    ProgressCallback,
+    TextJob,
+    TrainRequest,
+)
 from wan_lora_dagster.errors import EngineCancelled, EngineError
 
 logger = logging.getLogger(__name__)
@@ -48,6 +54,7 @@ def write_request(request: TrainRequest, folder: Path) -> dict:
         "output_name": request.output_name,
         "header": request.header,
         "log_dir": None if request.log_dir is None else str(request.log_dir),
+        "empty_caption": request.empty_caption and _job_values(request.empty_caption),
     }
 
 
@@ -197,6 +204,10 @@ class WorkerGroup:
 
 def checkpoint_event(checkpoint: CheckpointInfo) -> dict:
     return {**asdict(checkpoint), "path": str(checkpoint.path)}
+
+
+def _job_values(job: TextJob) -> dict:
+    return {**asdict(job), "cache_dir": str(job.cache_dir)}
 
 
 def _checkpoint(values: dict) -> CheckpointInfo:

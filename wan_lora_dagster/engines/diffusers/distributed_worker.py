@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from wan_lora_dagster.engines.base import TrainRequest
+from wan_lora_dagster.engines.base import TextJob, TrainRequest
 from wan_lora_dagster.engines.diffusers.distributed import checkpoint_event
 from wan_lora_dagster.engines.diffusers.lora_training import train_lora
 from wan_lora_dagster.engines.wan_models import WanModels, compute_dtype
@@ -71,7 +71,12 @@ def read_request(values: dict) -> TrainRequest:
         output_name=values["output_name"],
         header=values["header"],
         log_dir=None if values["log_dir"] is None else Path(values["log_dir"]),
+        empty_caption=_text_job(values["empty_caption"]),
     )
+
+
+def _text_job(values: dict | None) -> TextJob | None:
+    return values and TextJob(values["item_id"], values["text"], Path(values["cache_dir"]))
 
 
 def main(spec_file: str) -> int:

@@ -24,6 +24,7 @@ from wan_lora_dagster.engines.base import (
     TextJob,
     TrainRequest,
 )
+from wan_lora_dagster.engines.diffusers.caption_dropout import ensure_empty_caption
 from wan_lora_dagster.engines.diffusers.distributed import WorkerGroup
 from wan_lora_dagster.engines.diffusers.encoding import encode_latent_job
 from wan_lora_dagster.engines.diffusers.lora_training import train_lora
@@ -126,6 +127,7 @@ class DiffusersEngine:
     ) -> list[CheckpointInfo]:
         """request.settings gives the recipe; the model and its precision are this engine's.
         With `gpus` over 1, worker processes train (engines.diffusers.distributed)."""
+        ensure_empty_caption(request, self.encode_texts)  # here: workers load no text encoder
         world_size = resolve_gpus(request.settings)
         if world_size > 1:
             return self._train_on_workers(request, world_size, progress, on_checkpoint)

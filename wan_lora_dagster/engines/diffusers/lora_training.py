@@ -31,6 +31,8 @@ from wan_lora_dagster.engines.diffusers.acceleration import (
     prepare_for_training,
     require_supported_combination,
 )
+from wan_lora_dagster.engines.diffusers.caption_dropout import CaptionDropout
+from wan_lora_dagster.engines.diffusers.ema import WeightAverage
 from wan_lora_dagster.engines.diffusers.ranks import SINGLE_PROCESS, Ranks
 from wan_lora_dagster.engines.diffusers.training_log import NoLog, TensorBoardLog, open_log
 from wan_lora_dagster.engines.diffusers.training_state import (
@@ -41,8 +43,9 @@ from wan_lora_dagster.engines.diffusers.training_state import (
     kept_checkpoints,
     shuffler_state,
 )
-from wan_lora_dagster.engines.flow_matching import flow_matching_loss, sample_timesteps
+from wan_lora_dagster.engines.flow_matching import flow_matching_loss
 from wan_lora_dagster.engines.gpus import batch_metadata
+from wan_lora_dagster.engines.timesteps import TimestepSampling
 from wan_lora_dagster.engines.training_data import (
     TrainingSample,
     epoch_batches,
@@ -151,11 +154,16 @@ class _TrainingLoop:
             num_training_steps=total_steps,
         )
         self.generator = torch.Generator().manual_seed(settings.seed)
+        self.timesteps = TimestepSampling.of(settings, request.timestep_range)
+        self.caption_dropout = CaptionDropout.of(request)
+        self.average = WeightAverage.of(settings, parameters, models.device)
 
     @property
     def components(self) -> TrainingComponents:
         """What a saved state holds besides the loop's position."""
-        return TrainingComponents(self.parameters, self.optimizer, self.scheduler, self.generator)
+        return TrainingComponents(
+            self.parameters, self.optimizer, self.scheduler, self.generator, self.average
+        )
 
     def run(
         self,
@@ -243,15 +251,10 @@ class _TrainingLoop:
         settings = self.request.settings
         self.generator.manual_seed(hash((settings.seed, step, self.ranks.rank)) & 0x7FFF_FFFF)
         total_loss = 0.0
+        samples = self.caption_dropout.apply(samples, step, self.ranks.rank)
         shapes = load_batches(samples, self.models.device)
         for index, (batch, count) in enumerate(shapes):
-            t = sample_timesteps(
-                settings.timestep_sampling,
-                count,
-                settings.discrete_flow_shift,
-                self.generator,
-                self.request.timestep_range,
-            )
+            t = self.timesteps.sample(count, self.generator, tuple(batch.latents.shape[-2:]))
             noise = torch.randn(batch.latents.shape, generator=self.generator)
             # gradients are averaged over the ranks once per step, at the last backward pass
             synchronized = index == len(shapes) - 1
@@ -263,6 +266,8 @@ class _TrainingLoop:
             total_loss += loss.item() * count / len(samples)
         torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
         self.optimizer.step()
+        if self.average:
+            self.average.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total_loss
@@ -274,8 +279,6 @@ class _TrainingLoop:
             raise EngineError(f"{path}: a checkpoint of this name exists; not replacing it.")
         self.store.save(self.position, self.components)
         settings = self.request.settings
-        state = get_peft_model_state_dict(self.models.transformer, adapter_name=TRAINING_ADAPTER)
-        state = {key: value.detach().float().cpu().contiguous() for key, value in state.items()}
         metadata = {
             **_settings_metadata(settings),
             **self.request.header,
@@ -287,9 +290,18 @@ class _TrainingLoop:
             "ss_steps": str(checkpoint.step),
             LOSS_FIELD: json.dumps(loss),
         }
-        save_lora(path, peft_to_musubi(state, settings.network_alpha), metadata)
+        if self.average:  # first: a checkpoint's LoRA file on disk means its EMA file is whole
+            self.average.save_beside(
+                path, lambda target, extra: self._write_lora(target, {**metadata, **extra})
+            )
+        self._write_lora(path, metadata)
         logger.info("saved LoRA checkpoint %s (step %d)", path, checkpoint.step)
         return CheckpointInfo(path, checkpoint.epoch, checkpoint.step, loss)
+
+    def _write_lora(self, path: Path, metadata: dict[str, str]) -> None:
+        state = get_peft_model_state_dict(self.models.transformer, adapter_name=TRAINING_ADAPTER)
+        state = {key: value.detach().float().cpu().contiguous() for key, value in state.items()}
+        save_lora(path, peft_to_musubi(state, self.request.settings.network_alpha), metadata)
 
 
 def _settings_metadata(settings: TrainingSettings) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """The saved state of a diffusers-engine training run, from which a later launch goes on exactly.
 
 A state is a folder `<output_dir>/state/<output_name>-step<NNNNNNNN>/` holding `state.safetensors`
-(the LoRA's trainable tensors, the optimizer's tensors, the random generators' states) and
+(the LoRA's trainable tensors, the optimizer's tensors, the random generators' states, the
+EMA of the trained weights when kept) and
 `state.json` (the loop's position, the optimizer's other values, the LR scheduler, the python
 shuffler). It is written under a temporary name and renamed, so a folder with the final name is
 always whole; the older states of the run are then deleted (a resume needs the newest only).
@@ -22,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.engines.base import CheckpointInfo, TrainRequest
+from wan_lora_dagster.engines.diffusers.ema import WeightAverage
 from wan_lora_dagster.engines.training_plan import TrainingPlan
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.file_modes import with_umask_mode
@@ -70,6 +72,7 @@ class TrainingComponents:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator
+    average: WeightAverage | None = None
 
 
 class StateStore:
@@ -151,6 +154,8 @@ def _state_of(components: TrainingComponents) -> tuple[dict[str, torch.Tensor], 
             else:
                 scalars.setdefault(str(index), {})[name] = value
     tensors["rng.generator"] = components.generator.get_state()
+    if components.average:
+        tensors.update(components.average.state())
     tensors["rng.torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for device, state in enumerate(torch.cuda.get_rng_state_all()):
@@ -180,6 +185,8 @@ def _restore(tensors: dict[str, torch.Tensor], values: dict, components: Trainin
     )
     components.scheduler.load_state_dict(values["scheduler"])
     components.generator.set_state(tensors["rng.generator"])
+    if components.average:
+        components.average.restore(tensors)
     torch.set_rng_state(tensors["rng.torch"])
     cuda = sorted(key for key in tensors if key.startswith("rng.cuda."))
     if cuda and torch.cuda.is_available():
