@@ -19,9 +19,9 @@ from wan_lora_dagster.engines.musubi.experts import (
     expert_dit,
     expert_generation_args,
     expert_problems,
-    expert_training_args,
 )
 from wan_lora_dagster.engines.musubi.resume import SegmentOptions
+from wan_lora_dagster.engines.musubi.timestep_args import timestep_args, unsupported_modes
 from wan_lora_dagster.errors import ConfigError, EngineError
 from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.project import EvalSettings, TrainingSettings
@@ -44,7 +44,7 @@ def check_settings(settings: TrainingSettings) -> None:
     refused = expert_problems(settings)
     if refused:
         raise ConfigError("wan_lora.toml: [training]: " + "; ".join(refused))
-    problems = []
+    problems = unsupported_modes(settings)
     if settings.fp8_scaled and not settings.fp8_base:
         # trainer_base.py: assert not args.fp8_scaled or args.fp8_base
         problems.append("fp8_scaled = true needs fp8_base = true (scaling applies to fp8 weights)")
@@ -141,7 +141,8 @@ def training_args(
     """Every [training] option musubi's wan_train_network takes; --save_state for resuming;
     TensorBoard events under log_dir (musubi adds a folder per launch, named by its time).
 
-    expert: the Wan 2.2 expert this run trains, on its timestep_range (musubi/experts.py)."""
+    expert: the Wan 2.2 expert this run trains, on its timestep_range (musubi/experts.py), cut
+    to min_timestep / max_timestep (musubi/timestep_args.py)."""
     arguments = [
         "--task", musubi_task(settings),
         "--dit", _path(expert_dit(settings, expert)),
@@ -157,8 +158,7 @@ def training_args(
         "--learning_rate", repr(settings.learning_rate),
         "--lr_scheduler", settings.lr_scheduler,
         "--lr_warmup_steps", str(settings.lr_warmup_steps),
-        "--timestep_sampling", settings.timestep_sampling,
-        "--discrete_flow_shift", repr(settings.discrete_flow_shift),
+        *timestep_args(settings, timestep_range),
         *_length_args(segment),
         "--max_data_loader_n_workers", str(DATA_LOADER_WORKERS),
         "--persistent_data_loader_workers",
@@ -167,7 +167,6 @@ def training_args(
         "--output_dir", str(output_dir),
         "--output_name", output_name,
     ]  # fmt: skip
-    arguments += expert_training_args(expert, timestep_range)
     if settings.gradient_checkpointing:
         arguments.append("--gradient_checkpointing")
     if segment.resume_state is not None:

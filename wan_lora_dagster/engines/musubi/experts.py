@@ -5,7 +5,8 @@ musubi (commit 30c658c, docs/wan.md "Training") trains Wan 2.2 two ways. With `-
 `--timestep_boundary`. We want a LoRA for each expert (what diffusers' Wan 2.2 loader and
 ComfyUI's two-model workflows load), which musubi trains "with either the high-noise model or the
 low-noise model ... specified with `--dit`", with the expert's timestep range and
-`--preserve_distribution_shape`: so engines.experts runs musubi once per expert, with these options.
+`--preserve_distribution_shape`: so engines.experts runs musubi once per expert, with those options
+(musubi/timestep_args.py).
 Its sampler takes both experts and a LoRA for each (`--dit_high_noise`, `--lora_weight_high_noise`).
 """
 
@@ -16,24 +17,10 @@ from pathlib import Path
 from wan_lora_dagster.project import TrainingSettings
 from wan_lora_dagster.tasks import HIGH_NOISE, LOW_NOISE, TASKS, wan_task
 
-NUM_TRAIN_TIMESTEPS = 1000  # musubi's --min_timestep / --max_timestep are integers in 0..1000
-
 
 def expert_dit(settings: TrainingSettings, expert: str | None) -> str | None:
     """The DiT file an expert's run trains on: musubi's `--dit` is the low-noise expert's."""
     return settings.dit_high_noise if expert == HIGH_NOISE else settings.dit
-
-
-def expert_training_args(expert: str | None, timestep_range: tuple[float, float]) -> list[str]:
-    """The timestep range of an expert's run, shape-preserving, as docs/wan.md recommends."""
-    if expert is None:
-        return []
-    low, high = (round(t * NUM_TRAIN_TIMESTEPS) for t in timestep_range)
-    return [
-        "--min_timestep", str(low),
-        "--max_timestep", str(high),
-        "--preserve_distribution_shape",
-    ]  # fmt: skip
 
 
 def expert_generation_args(
