@@ -16,6 +16,7 @@ from wan_lora_dagster.formats.cache_files import (
     read_lora_header,
 )
 from wan_lora_dagster.formats.expert_lora import lora_experts
+from wan_lora_dagster.formats.lora import ema_file
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.caches import (
@@ -43,9 +44,10 @@ class CheckpointRecord(Record):
     train_id: str
     training_set: str
     expert_files: dict[str, str] | None = None  # Wan 2.2 A14B: expert -> its LoRA file
+    ema_files: list[str] | None = None  # the EMA weights beside each file, when kept
 
     def made_paths(self) -> list[str]:
-        return [self.file, *(self.expert_files or {}).values()]
+        return [self.file, *(self.expert_files or {}).values(), *(self.ema_files or [])]
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,12 @@ def checkpoint_record(
         expert_files={
             expert: str(path.relative_to(project.root)) for expert, path in experts.items()
         }
+        or None,
+        ema_files=[
+            str(ema_file(path).relative_to(project.root))
+            for path in (experts.values() or [info.path])
+            if ema_file(path).is_file()
+        ]
         or None,
     )
     return catalog.records.write("lora_checkpoints", key, record)
