@@ -1,5 +1,5 @@
-"""Caption dropout and the EMA of the trained weights, as pure units: which samples drop, and how
-the average moves."""
+"""Caption dropout and the EMA of the trained weights, as pure units: which samples drop, how
+the average moves, and the empty caption handed to data-parallel workers."""
 
 import math
 from pathlib import Path
@@ -7,9 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from wan_lora_dagster.engines.base import TextJob, TrainRequest
 from wan_lora_dagster.engines.diffusers.caption_dropout import CaptionDropout
+from wan_lora_dagster.engines.diffusers.distributed import write_request
+from wan_lora_dagster.engines.diffusers.distributed_worker import read_request
 from wan_lora_dagster.engines.diffusers.ema import WeightAverage
 from wan_lora_dagster.engines.training_data import TrainingSample
+from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.project import TrainingSettings
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
@@ -104,3 +108,11 @@ def test_the_recipe_chooses_the_averages_device_or_none():
     average = WeightAverage.of(settings, parameters(), torch.device("meta"))
     assert average.averages[0].device.type == "cpu"
     assert WeightAverage.of(TrainingSettings(), parameters(), torch.device("cpu")) is None
+
+
+@pytest.mark.parametrize("empty_caption", [None, TextJob("_empty_caption-1", "", Path("texts"))])
+def test_the_empty_caption_reaches_data_parallel_workers(tmp_path, empty_caption):
+    settings = TrainingSettings(caption_dropout_rate=0.1 if empty_caption else 0.0)
+    manifest = TrainingSetManifest((), root=tmp_path)
+    request = TrainRequest(manifest, settings, (), tmp_path, "x", empty_caption=empty_caption)
+    assert read_request(write_request(request, tmp_path)).empty_caption == empty_caption
