@@ -122,13 +122,7 @@ def _build_once(directory: Path, identity: str, save: Callable[[Path], None]) ->
 
 
 def _save_tiny_blip2(directory: Path, seed: int) -> None:
-    tokenizer = _word_tokenizer(
-        _BLIP2_SPECIAL_TOKENS,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-    )
+    tokenizer = blip2_tokenizer()
     token_id = tokenizer.convert_tokens_to_ids
     num_query_tokens = 4
     config = Blip2Config(
@@ -174,13 +168,7 @@ def _save_tiny_blip2(directory: Path, seed: int) -> None:
 
 
 def _save_tiny_qwen_vl(directory: Path, model_type: str, seed: int) -> None:
-    tokenizer = _word_tokenizer(
-        _QWEN2VL_SPECIAL_TOKENS,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token="<unk>",
-    )
-    tokenizer.chat_template = _QWEN2VL_CHAT_TEMPLATE
+    tokenizer = qwen_vl_tokenizer()
     token_id = tokenizer.convert_tokens_to_ids
     config_class, model_class, vision_config, rope = TINY_QWEN_VL_TYPES[model_type]
     config = config_class(
@@ -247,6 +235,29 @@ TINY_QWEN_VL_TYPES = {
         {"mrope_section": [2, 3, 3], "mrope_interleaved": True},
     ),
 }
+
+
+def qwen_vl_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with the Qwen-VL special tokens and chat template."""
+    tokenizer = _word_tokenizer(
+        _QWEN2VL_SPECIAL_TOKENS,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+    )
+    tokenizer.chat_template = _QWEN2VL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def blip2_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with OPT's special tokens and BLIP-2's image token."""
+    return _word_tokenizer(
+        _BLIP2_SPECIAL_TOKENS,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
 
 
 def _word_tokenizer(
