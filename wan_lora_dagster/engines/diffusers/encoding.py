@@ -95,13 +95,10 @@ def normalised_latents(models: WanModels, video: torch.Tensor) -> torch.Tensor:
     """(B, 3, F, H, W) in [-1, 1] -> (B, z_dim, 1 + (F - 1) // 4, H / 8, W / 8), the mode of the
     VAE posterior shifted and scaled per channel by latents_mean/std (musubi's cache contents).
 
-    On a GPU the convolutions run in the compute dtype (bf16, as musubi-tuner encodes), the
-    weights and the statistics staying float32; on a CPU all is float32.
+    On a GPU the VAE runs in bf16 (`WanModels.encoding_vae`), the statistics in float32.
     """
-    vae = models.vae
-    in_bf16 = models.dtype == torch.bfloat16  # fp16 would overflow in the VAE's activations
-    with torch.autocast(video.device.type, torch.bfloat16, enabled=in_bf16):
-        latents = vae.encode(video.to(vae.dtype)).latent_dist.mode().float()
+    vae = models.encoding_vae
+    latents = vae.encode(video.to(vae.dtype)).latent_dist.mode().float()
     shape = (1, vae.config.z_dim, 1, 1, 1)
     mean = torch.tensor(vae.config.latents_mean, device=latents.device).view(shape)
     std = torch.tensor(vae.config.latents_std, device=latents.device).view(shape)
