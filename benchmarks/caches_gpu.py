@@ -53,6 +53,7 @@ from PIL import Image
 from wan_lora_dagster.engines.base import TextJob
 from wan_lora_dagster.engines.diffusers.latent_batches import LATENT_BATCH_SIZE, encode_latent_jobs
 from wan_lora_dagster.engines.diffusers.text_encoding import TEXT_BATCH_SIZE, encode_texts
+from wan_lora_dagster.engines.musubi.dataset_toml import TEXT_BATCH_SIZE as MUSUBI_TEXT_BATCH
 from wan_lora_dagster.engines.musubi.engine import MusubiEngine
 
 SHAPES = (ClipSpec(384, 208, 49, 45), ClipSpec(768, 416, 25, 21))
@@ -190,7 +191,7 @@ def text_rows(report: Report, options, device, musubi, scratch: Path) -> None:
         engine = MusubiEngine(settings, scratch / "musubi-work")
         musubi_jobs = jobs("texts-musubi")
         steady, wall = timed(partial(engine.encode_texts, musubi_jobs))
-        report.add("texts", "musubi", "bf16", "dataset's", count, steady, wall)
+        report.add("texts", "musubi", "bf16", MUSUBI_TEXT_BATCH, count, steady, wall)
 
 
 def caption_rows(report: Report, options, device, musubi, scratch: Path) -> None:
