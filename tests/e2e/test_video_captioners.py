@@ -2,6 +2,7 @@
 (tiny random models built offline: the words are random, the plumbing is real)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,8 @@ from tests.e2e.conftest import run_json
 from wan_lora_dagster.captioning.store import CaptionStore
 from wan_lora_dagster.captioning.tiny import build_tiny_qwen_vl
 from wan_lora_dagster.media.synthetic import make_synthetic_film
+from wan_lora_dagster.pipeline.dataset import make_captions
+from wan_lora_dagster.pipeline.device_captions import caption_on_devices
 from wan_lora_dagster.scaffold import init_project
 
 RECIPE = """\
@@ -32,10 +35,9 @@ model = "tiny"
 CLIPS = ("one_0-1000", "one_1000-2000", "two_0-1000")
 
 
-@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "qwen3_vl"])
-def test_a_video_captioner_captions_every_clip_in_batches_keeping_hand_edits(
-    tmp_path, capsys, model_type
-):
+def video_project(tmp_path, model_type: str) -> Path:
+    """Two films, three clip ranges, a hand caption for the last; the recipe's captioner a tiny
+    model of `model_type`."""
     model = build_tiny_qwen_vl(tmp_path / "models" / model_type, model_type)
     project = init_project(tmp_path / "project")
     (project / "wan_lora.toml").write_text(RECIPE.format(model=model))
@@ -47,6 +49,14 @@ def test_a_video_captioner_captions_every_clip_in_batches_keeping_hand_edits(
     (project / "ranges" / "two.txt").write_text("0 1\n")
     (project / "captions").mkdir(exist_ok=True)
     (project / "captions" / "two_0-1000.txt").write_text("a hand caption\n")
+    return project
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_5_vl", "qwen3_vl"])
+def test_a_video_captioner_captions_every_clip_in_batches_keeping_hand_edits(
+    tmp_path, capsys, model_type
+):
+    project = video_project(tmp_path, model_type)
 
     status, summary = run_json(capsys, project, "--select", "+captions")
 
@@ -61,3 +71,20 @@ def test_a_video_captioner_captions_every_clip_in_batches_keeping_hand_edits(
         record = json.loads((project / "out" / "records" / "captions" / f"{clip}.json").read_text())
         assert record["text"].startswith("mystyle, "), record
     assert states["one_0-1000"].text != states["one_1000-2000"].text, "each clip its own words"
+
+
+def test_captions_split_over_two_devices_are_made_as_on_one(tmp_path, capsys):
+    project = video_project(tmp_path, "qwen2_5_vl")
+    status, summary = run_json(capsys, project, "--select", "clips")
+    assert status == 0, summary
+    reports = []
+
+    records, failures = caption_on_devices(
+        project, list(CLIPS), make_captions, ["cpu", "cpu"], reports.append
+    )
+
+    assert failures == {}
+    assert sorted(records) == sorted(CLIPS)
+    assert records["two_0-1000"].origin == "edited"
+    assert records["one_0-1000"].origin == "auto" and records["one_0-1000"].text
+    assert reports[-1].done == len(CLIPS)
