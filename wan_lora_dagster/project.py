@@ -77,12 +77,20 @@ class DatasetSection(_Section):
         return fingerprint(self.model_dump(exclude={"num_repeats", "batch_size"}))
 
 
+# Clips one generate call captions: 8 fill a GPU's matmuls for a 2-7B model while the vision
+# tokens (a few hundred a clip) and the key-value cache stay within a few GiB.
+DEFAULT_CAPTION_BATCH_SIZE = 8
+
+
 class CaptionSettings(_Section):
     captioner: Literal["blip2", "vlm", "none"] = "none"
     model: str | None = None
     prompt: str = "Describe this video clip in one sentence."
     frames_per_clip: int = Field(3, ge=1)
     max_new_tokens: int = Field(40, ge=1)
+    batch_size: int = Field(
+        DEFAULT_CAPTION_BATCH_SIZE, ge=1, description="clips captioned together on a device"
+    )
     trigger: str = ""
     banned_words: tuple[str, ...] = ()
 

@@ -12,24 +12,35 @@ import pytest
 from PIL import Image
 
 from wan_lora_dagster.captioning.backends import CaptionerSettings, load_captioner
-from wan_lora_dagster.captioning.tiny import build_tiny_blip2, build_tiny_qwen2vl
+from wan_lora_dagster.captioning.tiny import (
+    TINY_QWEN_VL_TYPES,
+    build_tiny_blip2,
+    build_tiny_qwen_vl,
+)
 
 # Short captions keep greedy decoding on a busy CPU fast.
 MAX_NEW_TOKENS = 8
 
 
+# model -> its captioner: "blip2", and "vlm" for each Qwen-VL generation
+TINY_MODELS = {"blip2": "blip2", **dict.fromkeys(TINY_QWEN_VL_TYPES, "vlm")}
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    """{"blip2": folder, "vlm": folder} of the two tiny captioners."""
+    """{"blip2": folder, "qwen2_vl": folder, "qwen2_5_vl": ..., "qwen3_vl": ...}."""
     root = tmp_path_factory.mktemp("tiny_captioners")
-    return {"blip2": build_tiny_blip2(root / "blip2"), "vlm": build_tiny_qwen2vl(root / "vlm")}
+    qwen = {name: build_tiny_qwen_vl(root / name, name) for name in TINY_QWEN_VL_TYPES}
+    return {"blip2": build_tiny_blip2(root / "blip2"), **qwen}
 
 
-@pytest.fixture(scope="session", params=["blip2", "vlm"])
+@pytest.fixture(scope="session", params=sorted(TINY_MODELS))
 def tiny_settings(request, tiny_models) -> CaptionerSettings:
-    """Settings of one tiny captioner (the tests using this run once per backend)."""
+    """Settings of one tiny captioner (the tests using this run once per model)."""
     name = request.param
-    return CaptionerSettings(name, str(tiny_models[name]), max_new_tokens=MAX_NEW_TOKENS)
+    return CaptionerSettings(
+        TINY_MODELS[name], str(tiny_models[name]), max_new_tokens=MAX_NEW_TOKENS
+    )
 
 
 @pytest.fixture(scope="session")

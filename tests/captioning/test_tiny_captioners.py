@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
+from tests.captioning.conftest import TINY_MODELS
 from wan_lora_dagster.captioning.backends import CaptionerSettings
-from wan_lora_dagster.captioning.tiny import COMPLETE_MARKER, build_tiny_blip2, build_tiny_qwen2vl
+from wan_lora_dagster.captioning.tiny import (
+    COMPLETE_MARKER,
+    TINY_QWEN_VL_TYPES,
+    build_tiny_blip2,
+    build_tiny_qwen_vl,
+)
 
-BUILDERS = {"blip2": build_tiny_blip2, "vlm": build_tiny_qwen2vl}
+BUILDERS = {
+    "blip2": build_tiny_blip2,
+    **{name: partial(build_tiny_qwen_vl, model_type=name) for name in TINY_QWEN_VL_TYPES},
+}
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -24,20 +35,21 @@ def test_a_rebuild_gives_the_same_model(tiny_models, name, tmp_path):
     """Deleting out/ and rebuilding the tiny model must not make every caption look stale."""
     rebuilt = BUILDERS[name](tmp_path / name)
     assert (
-        CaptionerSettings(name, str(rebuilt)).fingerprint()
-        == CaptionerSettings(name, str(tiny_models[name])).fingerprint()
+        CaptionerSettings(TINY_MODELS[name], str(rebuilt)).fingerprint()
+        == CaptionerSettings(TINY_MODELS[name], str(tiny_models[name])).fingerprint()
     )
 
 
 def test_an_interrupted_build_is_redone(tiny_models, tmp_path):
-    folder = BUILDERS["vlm"](tmp_path / "vlm")
+    folder = BUILDERS["qwen2_vl"](tmp_path / "vlm")
     (folder / COMPLETE_MARKER).unlink()
     (folder / "config.json").write_text("{truncated")
 
-    BUILDERS["vlm"](folder)
+    BUILDERS["qwen2_vl"](folder)
 
     assert (folder / COMPLETE_MARKER).is_file()
-    assert (folder / "config.json").read_text() == (tiny_models["vlm"] / "config.json").read_text()
+    expected = (tiny_models["qwen2_vl"] / "config.json").read_text()
+    assert (folder / "config.json").read_text() == expected
 
 
 def test_another_seed_gives_another_model(tmp_path):

@@ -222,7 +222,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(musubi_cache, "save_file", crash)
+    monkeypatch.setattr(musubi_cache, "_safetensors_bytes", crash)
     with pytest.raises(OSError, match="disk full"):
         save_text_cache(path, torch.zeros(2, 4))
     assert torch.equal(load_text_cache(path), torch.ones(2, 4))
@@ -249,3 +249,12 @@ def test_a_broken_file_is_a_user_error_naming_it(tmp_path):
     path.write_bytes(b"not safetensors")
     with pytest.raises(UserError, match=str(path)):
         load_text_cache(path)
+
+
+def test_the_same_cache_is_written_as_the_same_bytes(tmp_path):
+    """safetensors orders metadata at random (a Rust HashMap); a cache's bytes must not vary."""
+    paths = [tmp_path / str(index) / text_cache_name("clip") for index in range(6)]
+    for path in paths:
+        save_text_cache(path, torch.arange(8.0).view(2, 4), caption="rain, ünïcödé")
+    assert len({path.read_bytes() for path in paths}) == 1
+    assert load_text_cache(paths[0]).tolist() == torch.arange(8.0).view(2, 4).tolist()

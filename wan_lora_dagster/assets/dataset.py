@@ -6,15 +6,14 @@ from wan_lora_dagster.assets.declared import declared
 from wan_lora_dagster.assets.partitioned import (
     StepOutcome,
     emit,
-    make_each,
     make_grouped,
     step_items,
 )
 from wan_lora_dagster.instance.claims import one_maker
 from wan_lora_dagster.pipeline import dataset as domain
 from wan_lora_dagster.pipeline.device_captions import caption_on_devices
-from wan_lora_dagster.pipeline.parallel import ALL_CORES
-from wan_lora_dagster.pipeline.stills import make_still_caption
+from wan_lora_dagster.pipeline.parallel import ALL_CORES, in_batches
+from wan_lora_dagster.pipeline.stills import make_still_captions
 from wan_lora_dagster.progress import ProgressThrottle
 from wan_lora_dagster.resources import CaptionerResource, FfmpegResource, ProjectResource
 
@@ -114,13 +113,13 @@ def _captions_asset(name: str, make, description: str) -> dg.AssetsDefinition:
 
 captions = _captions_asset(
     "captions",
-    domain.make_caption,
+    domain.make_captions,
     "captions/<clip>.txt: written by the captioner, edited by hand. A hand edit is never "
     "overwritten; each partition records whether its caption is `auto` or `edited`.",
 )
 still_captions = _captions_asset(
     "still_captions",
-    make_still_caption,
+    make_still_captions,
     "stills/<still>.txt beside each image: the user's hand caption when there is one (never "
     "overwritten), else written by the captioner from the image and `auto` until edited by "
     "hand. Trigger phrase and banned words as for clips.",
@@ -147,11 +146,12 @@ def _caption_step(context, project: ProjectResource, captioner: CaptionerResourc
             domain.captioner_settings(catalog.project, settings, captioner.device),
             captioner.load(catalog.project) if stale else None,
         )
-        # hand captions are only files, read on every core; a captioner model captions one at
-        # a time
+        # hand captions are only files, read on every core; a captioner model captions a
+        # batch at a time
         workers = ALL_CORES if captioning.model is None else 1
-        outcome = make_each(
-            asset, stale, lambda key: make(catalog, key, captioning), context.log, workers
+        groups = in_batches(stale, captioning.config.batch_size)
+        outcome = make_grouped(
+            asset, groups, lambda keys: make(catalog, keys, captioning), context.log, workers
         )
         outcome.skipped = fresh
     yield from emit(context, outcome, catalog.records, _caption_metadata, batches)

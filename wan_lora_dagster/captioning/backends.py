@@ -3,11 +3,11 @@
 Two families, chosen by `[captions] captioner`:
 
 - "blip2": BLIP-2 (`Blip2ForConditionalGeneration`), an image captioner (see `blip2.py`);
-- "vlm": a Qwen2-VL chat model (`Qwen2VLForConditionalGeneration`), which sees all the sampled
-  frames of a clip in one message (see `vlm.py`).
+- "vlm": a Qwen2-VL, Qwen2.5-VL or Qwen3-VL chat model, which sees the sampled frames of a clip
+  as one video (see `vlm.py`); the folder's config.json (`architectures`) says which.
 
-Models load from a local folder only (never from the Hub at run time), once per run; `caption()`
-is then called per clip with greedy, deterministic decoding.
+Models load from a local folder only (never from the Hub at run time), once per run;
+`caption_batch()` is then called per batch of clips with greedy, deterministic decoding.
 """
 
 from __future__ import annotations
@@ -21,26 +21,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.project import DEFAULT_CAPTION_BATCH_SIZE
 
 if TYPE_CHECKING:
     from PIL import Image
 
 # Bump when a change here alters captions for the same model and settings.
-CAPTIONER_CODE_VERSION = "1"
+CAPTIONER_CODE_VERSION = "2"  # 2: Qwen-VL models see a clip as a video, not as images
 
-# What to download for each backend, and the model_type its config.json must declare.
+# What to download for each backend, and the architectures its config.json may name.
 _DOWNLOAD_HINTS = {
     "blip2": "Salesforce/blip2-opt-2.7b",
-    "vlm": "Qwen/Qwen2-VL-2B-Instruct",
+    "vlm": "Qwen/Qwen2.5-VL-7B-Instruct",
 }
-_MODEL_TYPES = {"blip2": "blip-2", "vlm": "qwen2_vl"}
+ARCHITECTURES = {
+    "blip2": ("Blip2ForConditionalGeneration",),
+    "vlm": (
+        "Qwen2VLForConditionalGeneration",
+        "Qwen2_5_VLForConditionalGeneration",
+        "Qwen3VLForConditionalGeneration",
+    ),
+}
+
 # A model file's content is identified by its size and first and last MiB (see `_model_digest`).
 _SAMPLE_BYTES = 1 << 20
 
 
 class Captioner(Protocol):
-    def caption(self, frames: list[Image.Image], prompt: str) -> str:
-        """One caption for a clip, from `frames` (RGB images in time order) and `prompt`."""
+    def caption_batch(self, clips: list[list[Image.Image]], prompt: str) -> list[str]:
+        """One caption per clip, from its frames (RGB images in time order) and `prompt`."""
         ...
 
 
@@ -55,6 +64,7 @@ class CaptionerSettings:
         frames_per_clip: how many frames, evenly spread over a clip, the captioner sees.
         max_new_tokens: the longest caption, in tokens.
         device: torch device to run on ("cpu", "cuda", "cuda:1", ...).
+        batch_size: clips captioned by one generate call.
     """
 
     captioner: str
@@ -63,17 +73,18 @@ class CaptionerSettings:
     frames_per_clip: int = 3
     max_new_tokens: int = 40
     device: str = "cpu"
+    batch_size: int = DEFAULT_CAPTION_BATCH_SIZE
 
     def fingerprint(self) -> str:
         """A short hash of everything that changes the captions.
 
         The model enters by content (files in its folder), not by path, so moving the folder
-        changes nothing. The device is left out on purpose: greedy decoding gives the same or
-        nearly the same words on any device (bfloat16 on a GPU may change a word), which is no
-        reason to re-caption a whole project on a new machine.
+        changes nothing. The device and batch size are left out on purpose: greedy decoding
+        gives the same or nearly the same words on any device and in any batch (bfloat16 on a
+        GPU may change a word), which is no reason to re-caption a whole project.
         """
         fields = asdict(self)
-        del fields["device"]
+        del fields["device"], fields["batch_size"]
         fields["model"] = _model_digest_of(self.model)
         fields["code_version"] = CAPTIONER_CODE_VERSION
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
@@ -88,16 +99,16 @@ def load_captioner(settings: CaptionerSettings) -> Captioner | None:
     """
     if settings.captioner == "none":
         return None
-    if settings.captioner not in _MODEL_TYPES:
+    if settings.captioner not in ARCHITECTURES:
         raise EngineError(
             f"unknown captioner '{settings.captioner}': set [captions] captioner to one of "
-            f"{', '.join([*_MODEL_TYPES, 'none'])} in wan_lora.toml"
+            f"{', '.join([*ARCHITECTURES, 'none'])} in wan_lora.toml"
         )
     model_directory = _checked_model_directory(settings)
     if settings.captioner == "blip2":
         from wan_lora_dagster.captioning.blip2 import Blip2Captioner as backend
     else:
-        from wan_lora_dagster.captioning.vlm import Qwen2VLCaptioner as backend
+        from wan_lora_dagster.captioning.vlm import QwenVideoCaptioner as backend
     try:
         return backend.load(model_directory, settings)
     except Exception as error:  # transformers raises many kinds; all mean "this folder won't load"
@@ -117,7 +128,7 @@ def _download_hint(captioner: str) -> str:
 
 
 def _checked_model_directory(settings: CaptionerSettings) -> Path:
-    """The model folder, once it is known to hold a model of the captioner's family."""
+    """The model folder, once its config.json names an architecture the captioner supports."""
     hint = _download_hint(settings.captioner)
     if not settings.model:
         raise EngineError(f"captioner '{settings.captioner}' has no model folder. {hint}")
@@ -127,14 +138,16 @@ def _checked_model_directory(settings: CaptionerSettings) -> Path:
         what = "has no config.json" if directory.is_dir() else "does not exist"
         raise EngineError(f"{directory}: captioner model folder {what}. {hint}")
     try:
-        model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-    except (ValueError, AttributeError) as error:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        architecture = (config.get("architectures") or [None])[0]
+    except (ValueError, AttributeError, TypeError) as error:
         raise EngineError(f"{config_path}: not a model config ({error}). {hint}") from error
-    expected = _MODEL_TYPES[settings.captioner]
-    if model_type != expected:
+    supported = ARCHITECTURES[settings.captioner]
+    if architecture not in supported:
         raise EngineError(
-            f"{directory}: holds a '{model_type}' model, but captioner '{settings.captioner}' "
-            f"needs a '{expected}' model. {hint}"
+            f"{directory}: its config.json names the architecture '{architecture}' "
+            f"(model_type '{config.get('model_type')}'), which captioner '{settings.captioner}' "
+            f"does not support; it opens {', '.join(supported)}. {hint}"
         )
     return directory
 

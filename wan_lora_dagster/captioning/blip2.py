@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import accumulate
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ def blip2_prompt(prompt: str) -> str:
 class Blip2Captioner:
     """BLIP-2 (OPT or Flan-T5 language model) captioning a clip from a few of its frames.
 
-    BLIP-2 sees one image at a time, so every frame is captioned (in one batch) and the clip gets
+    BLIP-2 sees one image at a time, so every frame is captioned (all in one batch) and a clip gets
     the frame caption that shares the most words with the others. Joining all of them instead
     gives run-on near-duplicates ("a man in a room, a man standing in a room"); taking the
     agreed one keeps one sentence and lets no single odd frame (a flash, a cut) decide it.
@@ -59,10 +60,12 @@ class Blip2Captioner:
         return cls(model.to(settings.device).eval(), processor, settings)
 
     @torch.inference_mode()
-    def caption(self, frames: list[Image.Image], prompt: str) -> str:
-        """One caption for the clip whose sampled `frames` (RGB, time order) are given."""
-        if not frames:
+    def caption_batch(self, clips: list[list[Image.Image]], prompt: str) -> list[str]:
+        """One caption per clip, from its sampled frames (RGB, time order): every frame of every
+        clip in one generate call."""
+        if not clips or not all(clips):
             raise ValueError("no frames to caption")
+        frames = [frame for clip in clips for frame in clip]
         text = blip2_prompt(prompt)
         inputs = self.processor(images=frames, text=[text] * len(frames), return_tensors="pt")
         inputs = inputs.to(self.device, self.model.dtype)
@@ -72,4 +75,8 @@ class Blip2Captioner:
             inputs["input_ids"].shape[1] if self.model.config.use_decoder_only_language_model else 0
         )
         captions = decode_new_tokens(self.processor.tokenizer, output_ids, prompt_length, text)
-        return most_agreed_caption(captions)
+        ends = list(accumulate(len(clip) for clip in clips))
+        return [
+            most_agreed_caption(captions[end - len(clip) : end])
+            for clip, end in zip(clips, ends, strict=True)
+        ]

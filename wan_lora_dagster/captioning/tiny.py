@@ -1,6 +1,7 @@
 """Tiny captioner models with RANDOM weights, built offline: plumbing models, not captioners.
 
-`build_tiny_blip2` and `build_tiny_qwen2vl` save a BLIP-2 and a Qwen2-VL of the real architectures,
+`build_tiny_blip2` and `build_tiny_qwen_vl` save a BLIP-2 and a Qwen2-VL, Qwen2.5-VL or Qwen3-VL
+of the real architectures,
 with a few ten thousand parameters each and a word-level tokenizer over a small English
 vocabulary, in the folder layout of their Hub repositories, so that `load_captioner` loads them
 exactly as it loads the real ones. Built from configs with fixed seeds: no download, and the same
@@ -22,8 +23,12 @@ from transformers import (
     Blip2Processor,
     PreTrainedModel,
     PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
 )
 from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
@@ -31,7 +36,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from wan_lora_dagster.disk_full import building
 from wan_lora_dagster.file_modes import with_umask_mode
 
-TINY_CAPTIONER_VERSION = "1"
+TINY_CAPTIONER_VERSION = "2"  # 2: the Qwen chat template places videos
 COMPLETE_MARKER = "TINY_CAPTIONER_COMPLETE"  # written last: a folder without it is (re)built
 # Weights drawn with std GAIN / sqrt(fan_in). The models' own initialisations are so small that
 # every image would give the same words; these make the words depend on the frames.
@@ -53,12 +58,13 @@ white describe sentence question answer user assistant system what happens
 . , : ? ! '
 """
 
-# Qwen2-VL's chat format, as its own template writes it for image and text content.
+# The Qwen-VL chat format, as their own templates write it for image, video and text content.
 _QWEN2VL_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
     "{% for content in message['content'] %}"
     "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
     "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -88,15 +94,16 @@ def build_tiny_blip2(directory: Path, seed: int = 0) -> Path:
     )
 
 
-def build_tiny_qwen2vl(directory: Path, seed: int = 0) -> Path:
-    """Save a tiny random Qwen2-VL, its tokenizer (with a chat template) and image processor.
+def build_tiny_qwen_vl(directory: Path, model_type: str = "qwen2_vl", seed: int = 0) -> Path:
+    """Save a tiny random Qwen-VL of `model_type` (one of TINY_QWEN_VL_TYPES), its tokenizer
+    (with a chat template) and image processor.
 
     Returns `directory`; if it already holds this model (same version and seed), at once.
     """
     return _build_once(
         Path(directory),
-        f"qwen2vl v{TINY_CAPTIONER_VERSION} seed {seed}",
-        lambda folder: _save_tiny_qwen2vl(folder, seed),
+        f"{model_type} v{TINY_CAPTIONER_VERSION} seed {seed}",
+        lambda folder: _save_tiny_qwen_vl(folder, model_type, seed),
     )
 
 
@@ -115,13 +122,7 @@ def _build_once(directory: Path, identity: str, save: Callable[[Path], None]) ->
 
 
 def _save_tiny_blip2(directory: Path, seed: int) -> None:
-    tokenizer = _word_tokenizer(
-        _BLIP2_SPECIAL_TOKENS,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-    )
+    tokenizer = blip2_tokenizer()
     token_id = tokenizer.convert_tokens_to_ids
     num_query_tokens = 4
     config = Blip2Config(
@@ -166,26 +167,12 @@ def _save_tiny_blip2(directory: Path, seed: int) -> None:
     processor.save_pretrained(directory)
 
 
-def _save_tiny_qwen2vl(directory: Path, seed: int) -> None:
-    tokenizer = _word_tokenizer(
-        _QWEN2VL_SPECIAL_TOKENS,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token="<unk>",
-    )
-    tokenizer.chat_template = _QWEN2VL_CHAT_TEMPLATE
+def _save_tiny_qwen_vl(directory: Path, model_type: str, seed: int) -> None:
+    tokenizer = qwen_vl_tokenizer()
     token_id = tokenizer.convert_tokens_to_ids
-    config = Qwen2VLConfig(
-        vision_config=dict(
-            depth=1,
-            embed_dim=16,
-            hidden_size=32,
-            mlp_ratio=2,
-            num_heads=2,
-            patch_size=4,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-        ),
+    config_class, model_class, vision_config, rope = TINY_QWEN_VL_TYPES[model_type]
+    config = config_class(
+        vision_config=vision_config,
         text_config=dict(
             vocab_size=len(tokenizer),
             hidden_size=32,
@@ -193,23 +180,20 @@ def _save_tiny_qwen2vl(directory: Path, seed: int) -> None:
             num_hidden_layers=1,
             num_attention_heads=2,
             num_key_value_heads=1,
+            head_dim=16,
             max_position_embeddings=1024,
             bos_token_id=None,
             eos_token_id=token_id("<|im_end|>"),
             pad_token_id=token_id("<|endoftext|>"),
             # head_dim 16: 8 rotary frequencies, split over time, height and width
-            rope_parameters={
-                "rope_type": "default",
-                "rope_theta": 10000.0,
-                "mrope_section": [2, 3, 3],
-            },
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, **rope},
         ),
         image_token_id=token_id("<|image_pad|>"),
         video_token_id=token_id("<|video_pad|>"),
         vision_start_token_id=token_id("<|vision_start|>"),
         vision_end_token_id=token_id("<|vision_end|>"),
     )
-    model = _random_model(Qwen2VLForConditionalGeneration, config, seed, tokenizer.all_special_ids)
+    model = _random_model(model_class, config, seed, tokenizer.all_special_ids)
     # 8-pixel vision tokens (4-pixel patches merged 2x2); at most 16 tokens a frame.
     image_processor = Qwen2VLImageProcessorPil(
         patch_size=4, merge_size=2, temporal_patch_size=2, min_pixels=16 * 16, max_pixels=32 * 32
@@ -217,6 +201,63 @@ def _save_tiny_qwen2vl(directory: Path, seed: int) -> None:
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     image_processor.save_pretrained(directory)
+
+
+_TINY_VISION = dict(patch_size=4, spatial_merge_size=2, temporal_patch_size=2)
+_TINY_QWEN25_VISION = dict(
+    depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=32
+)
+# model_type -> (config class, model class, vision config, rotary split of the text model)
+TINY_QWEN_VL_TYPES = {
+    "qwen2_vl": (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        dict(depth=1, embed_dim=16, hidden_size=32, mlp_ratio=2, num_heads=2, **_TINY_VISION),
+        {"mrope_section": [2, 3, 3]},
+    ),
+    "qwen2_5_vl": (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        # 16-pixel attention windows: 2x2 merged tokens; the one block attends to the whole frame
+        dict(**_TINY_QWEN25_VISION, window_size=16, fullatt_block_indexes=[0], **_TINY_VISION),
+        {"mrope_section": [2, 3, 3]},
+    ),
+    "qwen3_vl": (
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        # a 4x4 grid of learned positions, interpolated to the frame's patch grid
+        dict(
+            **_TINY_QWEN25_VISION,
+            num_position_embeddings=16,
+            deepstack_visual_indexes=[0],
+            **_TINY_VISION,
+        ),
+        {"mrope_section": [2, 3, 3], "mrope_interleaved": True},
+    ),
+}
+
+
+def qwen_vl_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with the Qwen-VL special tokens and chat template."""
+    tokenizer = _word_tokenizer(
+        _QWEN2VL_SPECIAL_TOKENS,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+    )
+    tokenizer.chat_template = _QWEN2VL_CHAT_TEMPLATE
+    return tokenizer
+
+
+def blip2_tokenizer() -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with OPT's special tokens and BLIP-2's image token."""
+    return _word_tokenizer(
+        _BLIP2_SPECIAL_TOKENS,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+    )
 
 
 def _word_tokenizer(

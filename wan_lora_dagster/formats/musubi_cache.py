@@ -21,6 +21,7 @@ Facts from musubi-tuner (commit 30c658c, version 0.3.4), `src/musubi_tuner/datas
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.file_modes import create_temporary, with_umask_mode
@@ -180,12 +181,24 @@ def write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor], metadata:
     os.close(handle)
     try:
         with writing_into(path.parent):
-            save_file(contiguous, temporary, metadata=metadata)
+            Path(temporary).write_bytes(_safetensors_bytes(contiguous, metadata))
             with_umask_mode(temporary)
             os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """The safetensors file, its metadata in sorted order: the library writes it in a random
+    order (a Rust HashMap), so the same cache would get other bytes on every write."""
+    data = save(tensors, metadata=metadata)
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the tensors start 8-byte aligned, as the library pads
+    return len(text).to_bytes(8, "little") + text + data[8 + length :]
 
 
 def _load_wan_file(

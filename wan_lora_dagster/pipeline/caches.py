@@ -67,14 +67,16 @@ class LatentCacheRecord(Record):
 
 
 def model_identity(settings: TrainingSettings, component: str) -> str:
-    """Which weights produce a cache: the same weights give interchangeable caches."""
+    """Which weights produce a cache: the same weights give interchangeable caches (a T5 stored
+    in fp8 gives other embeddings)."""
+    rounded = ("fp8",) if component == "t5" and settings.fp8_t5 else ()
     if settings.engine == "musubi":
-        return fingerprint(settings.engine, component, getattr(settings, component, None))
+        return fingerprint(settings.engine, component, getattr(settings, component, None), *rounded)
     tiny_variant = wan_task(settings.task).tiny_model
     if settings.model == TINY_MODEL and tiny_variant != TINY_MODEL:
         # each task has its own tiny variant (other VAE, CLIP or not): its caches are its own
-        return fingerprint("diffusers", component, tiny_variant)
-    return fingerprint("diffusers", component, settings.model)
+        return fingerprint("diffusers", component, tiny_variant, *rounded)
+    return fingerprint("diffusers", component, settings.model, *rounded)
 
 
 def text_cache_dir(project: Project) -> Path:

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from PIL import Image
 
 from wan_lora_dagster.captioning.backends import Captioner, CaptionerSettings
 from wan_lora_dagster.captioning.rules import apply_trigger, find_banned_words
 from wan_lora_dagster.captioning.store import CaptionState, CaptionStore
-from wan_lora_dagster.errors import ConfigError, MediaError
+from wan_lora_dagster.errors import ConfigError, MediaError, UserError
 from wan_lora_dagster.media.cut import ClipInfo, CutSettings, RangeCut, expected_frame_count
 from wan_lora_dagster.media.cut_group import cut_clips, group_nearby, ranges_per_ffmpeg
 from wan_lora_dagster.media.frames import sample_frames
@@ -170,14 +170,15 @@ def captioner_settings(
         frames_per_clip=settings.frames_per_clip,
         max_new_tokens=settings.max_new_tokens,
         device=device,
+        batch_size=settings.batch_size,
     )
 
 
 def ensure_tiny_captioner(project: Project, captioner: str) -> Path:
     """Build the offline plumbing captioner once per project (random weights: random words)."""
-    from wan_lora_dagster.captioning.tiny import build_tiny_blip2, build_tiny_qwen2vl
+    from wan_lora_dagster.captioning.tiny import build_tiny_blip2, build_tiny_qwen_vl
 
-    build = build_tiny_blip2 if captioner == "blip2" else build_tiny_qwen2vl
+    build = build_tiny_blip2 if captioner == "blip2" else build_tiny_qwen_vl
     return build(project.out("models", f"tiny-{captioner}"))
 
 
@@ -218,50 +219,86 @@ class Captioning:
         return self.config.fingerprint()
 
 
-def make_caption(catalog: Catalog, clip_id: str, captioning: Captioning) -> CaptionRecord:
-    """Caption a clip from a few of its frames unless its caption was edited by hand."""
-    clip_record = catalog.records.read("clips", clip_id)
-    clip_file = catalog.project.root / clip_record.path
-    return caption_item(
-        catalog,
-        "captions",
-        caption_store(catalog.project),
-        clip_id,
-        clip_record.data_version,
-        lambda: sample_frames(clip_file, captioning.settings.frames_per_clip),
-        captioning,
-    )
+def make_captions(
+    catalog: Catalog, clip_ids: list[str], captioning: Captioning
+) -> dict[str, CaptionRecord | UserError]:
+    """Caption clips from a few of their frames, in one batch, unless edited by hand."""
+
+    def item(clip_id: str) -> CaptionItem:
+        clip_record = catalog.records.read("clips", clip_id)
+        clip_file = catalog.project.root / clip_record.path
+        frames_per_clip = captioning.settings.frames_per_clip
+        return CaptionItem(
+            clip_id, clip_record.data_version, lambda: sample_frames(clip_file, frames_per_clip)
+        )
+
+    store = caption_store(catalog.project)
+    return caption_items(catalog, "captions", store, [item(key) for key in clip_ids], captioning)
 
 
-def caption_item(
+class CaptionItem(NamedTuple):
+    """An item to caption: `frames` is called only when the captioner runs, so a hand caption
+    never decodes media."""
+
+    item_id: str
+    media_version: str
+    frames: Callable[[], list[Image.Image]]
+
+
+def caption_items(
     catalog: Catalog,
     asset: str,
     store: CaptionStore,
-    item_id: str,
-    media_version: str,
-    frames: Callable[[], list[Image.Image]],
+    items: list[CaptionItem],
     captioning: Captioning,
-) -> CaptionRecord:
-    """Caption an item unless its caption was edited by hand; record the final text.
+) -> dict[str, CaptionRecord | UserError]:
+    """Caption the items not edited by hand, all in one batch; record every item's final text.
 
-    `frames` is called only when the captioner runs, so a hand caption never decodes media.
+    An item whose media cannot be read fails alone (its UserError is its result).
     """
-    settings = captioning.settings
-    state = store.state(item_id)
-    if state.origin != "edited":
-        if captioning.model is None:
-            raise ConfigError(
-                f"{state.path}: no caption for {item_id}, and [captions] captioner is 'none'. "
-                "Write the caption in that file, or choose a captioner in wan_lora.toml."
+    states = {item.item_id: store.state(item.item_id) for item in items}
+    failures: dict[str, UserError] = {}
+    clips: dict[str, list[Image.Image]] = {}
+    for item in items:
+        if states[item.item_id].origin == "edited":
+            continue
+        try:
+            clips[item.item_id] = _frames_to_caption(item, states[item.item_id], captioning)
+        except UserError as error:
+            failures[item.item_id] = error
+    if clips:
+        settings = captioning.settings
+        generated = captioning.model.caption_batch(list(clips.values()), settings.prompt)
+        for item_id, text in zip(clips, generated, strict=True):
+            states[item_id] = store.write_auto(
+                item_id, apply_trigger(text, settings.trigger), captioning.config_fingerprint
             )
-        generated = captioning.model.caption(frames(), settings.prompt)
-        state = store.write_auto(
-            item_id, apply_trigger(generated, settings.trigger), captioning.config_fingerprint
+    return {
+        item.item_id: failures.get(item.item_id)
+        or _caption_record(catalog, asset, item, states[item.item_id], captioning)
+        for item in items
+    }
+
+
+def _frames_to_caption(
+    item: CaptionItem, state: CaptionState, captioning: Captioning
+) -> list[Image.Image]:
+    if captioning.model is None:
+        raise ConfigError(
+            f"{state.path}: no caption for {item.item_id}, and [captions] captioner is 'none'. "
+            "Write the caption in that file, or choose a captioner in wan_lora.toml."
         )
+    return item.frames()
+
+
+def _caption_record(
+    catalog: Catalog, asset: str, item: CaptionItem, state: CaptionState, captioning: Captioning
+) -> CaptionRecord:
+    settings = captioning.settings
     final_text = apply_trigger(state.text, settings.trigger)
     record = CaptionRecord(
         fingerprint=caption_fingerprint(
-            state, media_version, settings, captioning.config_fingerprint
+            state, item.media_version, settings, captioning.config_fingerprint
         ),
         data_version=fingerprint("caption-text", final_text),
         text=final_text,
@@ -269,7 +306,7 @@ def caption_item(
         path=str(state.path.relative_to(catalog.project.root)),
         banned_words=find_banned_words(final_text, settings.banned_words),
     )
-    return catalog.records.write(asset, item_id, record)
+    return catalog.records.write(asset, item.item_id, record)
 
 
 class CaptionStates:

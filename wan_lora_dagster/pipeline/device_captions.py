@@ -1,7 +1,7 @@
 """Captioning split over several devices: each worker loads the captioner once (engines.devices).
 
-Each item is captioned as on one device (`make(catalog, key, captioning)` writes its caption
-file and record); a bad item fails alone and the worker goes on.
+Each batch of items is captioned as on one device (`make(catalog, keys, captioning)` writes their
+caption files and records); a bad item fails alone and the worker goes on.
 """
 
 from __future__ import annotations
@@ -20,15 +20,16 @@ from wan_lora_dagster.pipeline.dataset import (
     captioner_settings,
     ensure_tiny_captioner,
 )
+from wan_lora_dagster.pipeline.parallel import in_batches
 from wan_lora_dagster.project import open_project
 
-MakeCaption = Callable[[Catalog, str, Captioning], CaptionRecord]
+MakeCaptions = Callable[[Catalog, list[str], Captioning], dict[str, CaptionRecord | UserError]]
 
 
 def caption_on_devices(
     project_root: Path,
     keys: Sequence[str],
-    make: MakeCaption,
+    make: MakeCaptions,
     devices: Sequence[str],
     progress: ProgressCallback,
 ) -> tuple[dict[str, CaptionRecord], dict[str, str]]:
@@ -50,10 +51,13 @@ def _caption_share(device, keys, progress, project_root, make) -> dict[str, tupl
     config = captioner_settings(catalog.project, settings, device)
     captioning = Captioning(settings, config, load_captioner(config))
     outcomes: dict[str, tuple[bool, object]] = {}
-    for done, key in enumerate(keys, start=1):
+    for batch in in_batches(list(keys), config.batch_size):
         try:
-            outcomes[key] = (True, make(catalog, key, captioning))
+            made = make(catalog, batch, captioning)
         except UserError as error:
-            outcomes[key] = (False, str(error))
-        progress(Progress("captions", done, len(keys)))
+            made = dict.fromkeys(batch, error)
+        for key, result in made.items():
+            failed = isinstance(result, UserError)
+            outcomes[key] = (not failed, str(result) if failed else result)
+        progress(Progress("captions", len(outcomes), len(keys)))
     return outcomes

@@ -27,6 +27,11 @@ class EachResult:
 GroupMaker = Callable[[list[str]], dict[str, object]]
 
 
+def in_batches(keys: list[str], size: int) -> list[list[str]]:
+    """`keys` in order, in consecutive groups of `size` (the last one shorter)."""
+    return [keys[start : start + size] for start in range(0, len(keys), size)]
+
+
 def make_in_parallel(
     keys: list[str],
     make: Callable[[str], object],

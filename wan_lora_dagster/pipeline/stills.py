@@ -15,16 +15,18 @@ from PIL import Image
 
 from wan_lora_dagster.captioning.backends import CaptionerSettings
 from wan_lora_dagster.captioning.store import CaptionStore
+from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.media.frames import read_image
 from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.dataset import (
     DATASET_GROUP,
     Captioning,
+    CaptionItem,
     CaptionRecord,
     CaptionStates,
     caption_fingerprint,
-    caption_item,
+    caption_items,
     snapshot_captioner,
 )
 from wan_lora_dagster.project import Project
@@ -42,16 +44,22 @@ def still_captioner(config: CaptionerSettings) -> CaptionerSettings:
     return replace(config, frames_per_clip=1)
 
 
-def make_still_caption(catalog: Catalog, still_id: str, captioning: Captioning) -> CaptionRecord:
-    """Caption a still unless its caption was written by hand; record the final text."""
-    path = catalog.still_paths[still_id]
-    return caption_item(
+def make_still_captions(
+    catalog: Catalog, still_ids: list[str], captioning: Captioning
+) -> dict[str, CaptionRecord | UserError]:
+    """Caption stills, in one batch, unless written by hand; record the final texts."""
+
+    def item(still_id: str) -> CaptionItem:
+        path = catalog.still_paths[still_id]
+        return CaptionItem(
+            still_id, catalog.still_hashes[still_id], lambda: [Image.fromarray(read_image(path))]
+        )
+
+    return caption_items(
         catalog,
         "still_captions",
         still_caption_store(catalog.project),
-        still_id,
-        catalog.still_hashes[still_id],
-        lambda: [Image.fromarray(read_image(path))],
+        [item(still_id) for still_id in still_ids],
         replace(captioning, config=still_captioner(captioning.config)),
     )
 

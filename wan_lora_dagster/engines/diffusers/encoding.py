@@ -8,6 +8,7 @@ either engine trains from either engine's caches.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -21,8 +22,17 @@ from wan_lora_dagster.media.frames import read_frames, read_image
 from wan_lora_dagster.media.windows import frame_windows
 
 
-def encode_latent_job(models: WanModels, job: LatentJob) -> list[Path]:
-    """Every cache file of one clip (one per frame window) or still (one) under one section."""
+class Window(NamedTuple):
+    """One cache file to write: `frames` (num_frames, height, width, 3) uint8 at its bucket."""
+
+    item_id: str
+    path: Path
+    frames: np.ndarray
+
+
+def windows_of(models: WanModels, job: LatentJob) -> list[Window]:
+    """Every frame window of one clip (one per window) or still (one) under one section,
+    decoded and resized on the CPU: the half of the work that runs beside the GPU's."""
     job.cache_dir.mkdir(parents=True, exist_ok=True)
     section = job.section
     if section.source == "stills":
@@ -33,22 +43,25 @@ def encode_latent_job(models: WanModels, job: LatentJob) -> list[Path]:
             job.item_id, width, height, architecture=models.latent_architecture
         )
         resized = resize_to_bucket(frames, _bucket_of(frames, job, models.resolution_step))
-        return [_encode_window(models, resized, job.cache_dir / name)]
+        return [Window(job.item_id, job.cache_dir / name, resized)]
     frames = read_frames(job.media_path)
     bucket = _bucket_of(frames, job, models.resolution_step)
     frames = resize_to_bucket(frames, bucket)  # once: windows of a clip overlap
-    written = []
-    for window in frame_windows(len(frames), section):
-        name = latent_cache_name(
+    return [
+        Window(
             job.item_id,
-            *bucket,
-            window.start_frame,
-            window.num_frames,
-            architecture=models.latent_architecture,
+            job.cache_dir
+            / latent_cache_name(
+                job.item_id,
+                *bucket,
+                window.start_frame,
+                window.num_frames,
+                architecture=models.latent_architecture,
+            ),
+            np.ascontiguousarray(frames[list(window.frame_indices)]),
         )
-        window_frames = frames[list(window.frame_indices)]
-        written.append(_encode_window(models, window_frames, job.cache_dir / name))
-    return written
+        for window in frame_windows(len(frames), section)
+    ]
 
 
 def _bucket_of(frames: np.ndarray, job: LatentJob, step: int) -> tuple[int, int]:
@@ -56,26 +69,36 @@ def _bucket_of(frames: np.ndarray, job: LatentJob, step: int) -> tuple[int, int]
     return bucket_for_section(width, height, job.section, step)
 
 
-def _encode_window(models: WanModels, frames: np.ndarray, path: Path) -> Path:
-    """frames (num_frames, height, width, 3) uint8 at the bucket size -> one cache file."""
-    video = _to_video_tensor(frames, models.device)
-    extras = _image_to_video_condition(models, frames, video) if models.is_image_to_video else {}
-    save_latent_cache(path, normalised_latents(models, video)[0].cpu(), **extras)
-    return path
+def encode_windows(models: WanModels, windows: list[Window]) -> list[Path]:
+    """Windows of one shape -> their cache files, in one VAE pass."""
+    video = torch.cat([_to_video_tensor(window.frames, models.device) for window in windows])
+    latents = normalised_latents(models, video).cpu()
+    for index, window in enumerate(windows):
+        extras = (
+            _image_to_video_condition(models, window.frames, video[index : index + 1])
+            if models.is_image_to_video
+            else {}
+        )
+        save_latent_cache(window.path, latents[index], **extras)
+    return [window.path for window in windows]
 
 
 def _to_video_tensor(frames: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(F, H, W, 3) uint8 -> (1, 3, F, H, W) float32 in [-1, 1], the VAE's input."""
-    video = torch.from_numpy(np.ascontiguousarray(frames)).to(device)
+    """(F, H, W, 3) uint8 -> (1, 3, F, H, W) float32 in [-1, 1], the VAE's input (moved as
+    bytes, a quarter of the floats' traffic)."""
+    video = torch.from_numpy(frames).to(device, non_blocking=True)
     return video.permute(3, 0, 1, 2)[None].float() / 127.5 - 1
 
 
 @torch.no_grad()
 def normalised_latents(models: WanModels, video: torch.Tensor) -> torch.Tensor:
     """(B, 3, F, H, W) in [-1, 1] -> (B, z_dim, 1 + (F - 1) // 4, H / 8, W / 8), the mode of the
-    VAE posterior shifted and scaled per channel by latents_mean/std (musubi's cache contents)."""
-    vae = models.vae
-    latents = vae.encode(video.to(vae.dtype)).latent_dist.mode()
+    VAE posterior shifted and scaled per channel by latents_mean/std (musubi's cache contents).
+
+    On a GPU the VAE runs in bf16 (`WanModels.encoding_vae`), the statistics in float32.
+    """
+    vae = models.encoding_vae
+    latents = vae.encode(video.to(vae.dtype)).latent_dist.mode().float()
     shape = (1, vae.config.z_dim, 1, 1, 1)
     mean = torch.tensor(vae.config.latents_mean, device=latents.device).view(shape)
     std = torch.tensor(vae.config.latents_std, device=latents.device).view(shape)

@@ -7,7 +7,6 @@ encodes many clips per process. Caches and LoRA files are in musubi-tuner's form
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -17,7 +16,6 @@ import torch
 from wan_lora_dagster.engines.base import (
     CheckpointInfo,
     LatentJob,
-    Progress,
     ProgressCallback,
     SampleRequest,
     SampleVideo,
@@ -26,7 +24,7 @@ from wan_lora_dagster.engines.base import (
 )
 from wan_lora_dagster.engines.diffusers.caption_dropout import ensure_empty_caption
 from wan_lora_dagster.engines.diffusers.distributed import WorkerGroup
-from wan_lora_dagster.engines.diffusers.encoding import encode_latent_job
+from wan_lora_dagster.engines.diffusers.latent_batches import encode_latent_jobs
 from wan_lora_dagster.engines.diffusers.lora_training import train_lora
 from wan_lora_dagster.engines.diffusers.sampling import sample_videos
 from wan_lora_dagster.engines.diffusers.text_encoding import encode_texts
@@ -99,6 +97,7 @@ class DiffusersEngine:
             dtype,
             self.settings.fp8_base,
             self.settings.timestep_boundary,
+            fp8_t5=self.settings.fp8_t5,
         )
 
     def check(self) -> None:
@@ -109,12 +108,7 @@ class DiffusersEngine:
     def encode_latents(
         self, jobs: Sequence[LatentJob], progress: ProgressCallback
     ) -> dict[str, list[Path]]:
-        written: dict[str, list[Path]] = {}
-        for done, job in enumerate(jobs, start=1):
-            started = time.perf_counter()
-            written.setdefault(job.item_id, []).extend(encode_latent_job(self.models, job))
-            progress(Progress("latents", done, len(jobs), time.perf_counter() - started))
-        return written
+        return encode_latent_jobs(self.models, jobs, progress)
 
     def encode_texts(self, jobs: Sequence[TextJob], progress: ProgressCallback) -> dict[str, Path]:
         return encode_texts(self.models, jobs, progress)

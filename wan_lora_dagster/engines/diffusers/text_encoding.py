@@ -36,9 +36,11 @@ def encode_texts(
 ) -> dict[str, Path]:
     """Every job's cache file, `batch_size` captions a forward pass; item_id -> file.
 
-    Captions are batched by length so that a batch pads its short captions little.
+    Captions are batched by length so that a batch pads its short captions little, ties broken
+    by text and item: the same captions make the same batches, hence the same bytes, in
+    whatever order they come.
     """
-    by_length = sorted(jobs, key=lambda job: len(job.text))
+    by_length = sorted(jobs, key=lambda job: (len(job.text), job.text, job.item_id))
     written: dict[str, Path] = {}
     for start in range(0, len(by_length), batch_size):
         batch = by_length[start : start + batch_size]
