@@ -7,6 +7,7 @@ and a stage that needs only the VAE never loads the 14B transformer.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from functools import cached_property
 from pathlib import Path
 
@@ -53,11 +54,16 @@ def check_model_folder(folder: Path) -> None:
         )
 
 
-def store_in_fp8(transformer: WanTransformer3DModel, compute_dtype: torch.dtype) -> None:
+def store_in_fp8(
+    transformer: WanTransformer3DModel, compute_dtype: torch.dtype, kept: Collection[int] = ()
+) -> None:
     """Keep the transformer blocks' linear weights in fp8 and compute in `compute_dtype`: about
     half the memory of bf16 (the 14B fits where it would not otherwise). See engines.fp8:
-    unlike diffusers' layerwise casting, this compiles with `[training] compile`."""
-    store_linears_in_fp8(transformer.blocks, compute_dtype)
+    unlike diffusers' layerwise casting, this compiles with `[training] compile`. kept: blocks
+    left in `compute_dtype` (those a full fine-tune trains)."""
+    for index, block in enumerate(transformer.blocks):
+        if index not in kept:
+            store_linears_in_fp8(block, compute_dtype)
 
 
 class WanModels:
@@ -74,12 +80,14 @@ class WanModels:
         dtype: torch.dtype,
         fp8_base: bool,
         timestep_boundary: float | None = None,
+        full_blocks: Collection[int] = (),
     ):
         self.folder = folder
         self.device = device
         self.dtype = dtype
         self.fp8_base = fp8_base
         self.timestep_boundary = timestep_boundary  # the recipe's, over the model's
+        self.full_blocks = full_blocks  # trained by a full fine-tune: never stored in fp8
 
     @cached_property
     def model_index(self) -> dict:
@@ -154,7 +162,7 @@ class WanModels:
             self.folder, subfolder=subfolder, torch_dtype=self.dtype
         )
         if self.fp8_base:  # before moving: a 14B in bf16 would not fit a 24 GB card
-            store_in_fp8(transformer, self.dtype)
+            store_in_fp8(transformer, self.dtype, self.full_blocks)
         return transformer.to(self.device).eval().requires_grad_(False)
 
     @cached_property

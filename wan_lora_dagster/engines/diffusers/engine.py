@@ -98,6 +98,7 @@ class DiffusersEngine:
             dtype,
             self.settings.fp8_base,
             self.settings.timestep_boundary,
+            self.settings.full_blocks or (),
         )
 
     def check(self) -> None:
