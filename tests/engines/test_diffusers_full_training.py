@@ -71,7 +71,7 @@ def full_run(engine, training_set, tmp_path_factory):
 def test_checkpoints_are_model_folders_that_diffusers_loads_with_the_trained_outputs(
     engine, full_run, tiny_model_dir
 ):
-    request, saved = full_run
+    _, saved = full_run
     assert [c.path.name for c in saved] == ["stripes-000002", "stripes-000004"]
     folder = saved[-1].path
     header = read_lora_header(folder)
