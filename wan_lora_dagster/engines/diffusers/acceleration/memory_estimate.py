@@ -84,6 +84,20 @@ class MemoryEstimate:
         )
 
 
+# What a training may use on common cards (GiB torch can have of each): a 24 GB consumer card,
+# an 80 GB H100 or A100, a 141 GB H200.
+CARDS = {"24 GB": 23.6, "80 GB": 79.2, "141 GB": 139.8}
+
+
+def cards_fitting(total: int) -> str:
+    """Which of CARDS an estimated peak fits: said in the memory check's log line."""
+    fits = [name for name, usable in CARDS.items() if total <= usable * GIB]
+    others = [name for name in CARDS if name not in fits]
+    if not fits:
+        return f"fits none of the {', '.join(CARDS)} cards"
+    return f"fits a {' or '.join(fits)} card" + (f", not {', '.join(others)}" if others else "")
+
+
 def estimate_peak(
     blocks: nn.ModuleList,
     other_weights: int,
@@ -184,7 +198,10 @@ def check_memory(
     estimate, tokens = training_estimator(transformer, trained, settings, sections, full_precision)
     planned = estimate(settings.blocks_to_swap)
     logger.info(
-        "estimated peak GPU memory: %s; the card has %.1f GiB", planned.describe(), card_bytes / GIB
+        "estimated peak GPU memory: %s; the card has %.1f GiB (this training %s)",
+        planned.describe(),
+        card_bytes / GIB,
+        cards_fitting(planned.total),
     )
     if planned.total <= card_bytes:
         return planned
