@@ -120,6 +120,15 @@ class TrainingSettings(_Section):
     clip: str | None = None
     tokenizer: str | None = None
     musubi_dir: str | None = None
+    network: Literal["lora", "full"] = Field(
+        "lora", description="'full': a full fine-tune of the transformer (diffusers engine)"
+    )
+    full_blocks: tuple[int, ...] | None = Field(
+        None, description="network = 'full': the blocks trained (default: every linear weight)"
+    )
+    full_dtype: Literal["fp32", "bf16"] = Field(
+        "fp32", description="network = 'full': the trained weights' dtype (bf16 halves memory)"
+    )
     network_dim: int = Field(32, ge=1)
     network_alpha: float = Field(32.0, gt=0)
     network_args: tuple[str, ...] = ()
@@ -192,6 +201,33 @@ class TrainingSettings(_Section):
             raise ValueError(f"min_timestep ({low}) must be below max_timestep ({high})")
         return self
 
+    @model_validator(mode="after")
+    def _full_fine_tune(self) -> TrainingSettings:
+        """A full fine-tune's own settings, checked against the engine and the task."""
+        if self.network != "full":
+            if self.full_blocks is not None or self.full_dtype != "fp32":
+                raise ValueError("full_blocks and full_dtype are for network = 'full'")
+            return self
+        if self.engine == "musubi":
+            raise ValueError(
+                "network = 'full': musubi-tuner has no full fine-tune of Wan (its issue 939); "
+                "use engine = 'diffusers', or train a LoRA"
+            )
+        task = wan_task(self.task)
+        if task.experts:
+            raise ValueError(f"network = 'full' trains one transformer; {self.task} has two")
+        blocks = self.full_blocks
+        if blocks is not None and (
+            not blocks
+            or len(set(blocks)) < len(blocks)
+            or not set(blocks) <= set(range(task.num_blocks))
+        ):
+            raise ValueError(
+                f"full_blocks: list block indices from 0 to {task.num_blocks - 1} "
+                f"({self.task} has {task.num_blocks} blocks), each once, got {list(blocks)}"
+            )
+        return self
+
     def settings_fingerprint(self) -> str:
         """What a trained LoRA depends on besides its training set (not the schedule)."""
         # Wan 2.2 settings left unset stay out, so a Wan 2.1 project's checkpoints stay current.
@@ -211,6 +247,9 @@ _ADDED_OFF = {
     "caption_dropout_rate": 0.0,
     "ema_decay": None,
     "ema_device": "gpu",
+    "network": "lora",
+    "full_blocks": None,
+    "full_dtype": "fp32",
 }
 
 

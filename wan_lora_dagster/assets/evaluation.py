@@ -59,8 +59,9 @@ def eval_videos(
     **declared("best_lora"),
     code_version=domain.BEST_CODE_VERSION,
     description="The checkpoint with the lowest validation loss (or `[eval] pin`), exported as "
-    "out/best/adapter_model.safetensors for ComfyUI, musubi-tuner and diffusers, with a plot of "
-    "every checkpoint's loss.",
+    "out/best/adapter_model.safetensors for ComfyUI, musubi-tuner and diffusers (a full "
+    "fine-tune: the model, out/best/model/ for diffusers and out/best/wan_model.safetensors for "
+    "ComfyUI), with a plot of every checkpoint's loss.",
 )
 @one_maker
 def best_lora(context: dg.AssetExecutionContext, project: ProjectResource) -> dg.Output:

@@ -129,9 +129,10 @@ def plan_run(settings: TrainingSettings, steps_per_epoch: int, output_name: str)
     epoch_saves = range(every_epochs, last_epoch, every_epochs) if every_epochs else ()
     epoch_named = {epoch * steps_per_epoch for epoch in epoch_saves} | {total}
     by_step = bool(every_steps)
+    suffix = "" if settings.network == "full" else CHECKPOINT_SUFFIX  # a full fine-tune: a folder
     points = tuple(
         _save_point(
-            output_name, step, epoch_of(step, steps_per_epoch), step in epoch_named, by_step
+            output_name, step, epoch_of(step, steps_per_epoch), step in epoch_named, by_step, suffix
         )
         for step in sorted({*step_saves, *epoch_named})
     )
@@ -139,8 +140,8 @@ def plan_run(settings: TrainingSettings, steps_per_epoch: int, output_name: str)
 
 
 def _save_point(
-    output_name: str, step: int, epoch: int, epoch_named: bool, labelled_by_step: bool
+    output_name: str, step: int, epoch: int, epoch_named: bool, labelled_by_step: bool, suffix: str
 ) -> SavePoint:
     name = f"{output_name}-{epoch:06d}" if epoch_named else f"{output_name}-step{step:08d}"
     label = f"s{step:06d}" if labelled_by_step else f"e{epoch:04d}"
-    return SavePoint(step, epoch, name + CHECKPOINT_SUFFIX, label)
+    return SavePoint(step, epoch, name + suffix, label)

@@ -11,6 +11,7 @@ from typing import Protocol
 import torch
 from diffusers import WanPipeline, WanTransformer3DModel
 
+from wan_lora_dagster.engines.diffusers.full_checkpoint import model_strengths
 from wan_lora_dagster.engines.flow_matching import VALIDATION_TIMESTEPS, flow_matching_loss
 from wan_lora_dagster.engines.training_data import load_batches, samples_of
 from wan_lora_dagster.errors import EngineError
@@ -65,6 +66,11 @@ def lora_loaded(transformer: WanTransformer3DModel, checkpoint: Path | None) -> 
     """The checkpoint's LoRA at strength 1 for the duration, through diffusers' own loader."""
     if checkpoint is None:
         yield
+        return
+    if Path(checkpoint).is_dir():  # a full fine-tune's model folder
+        with model_strengths(transformer, Path(checkpoint)) as set_strength:
+            set_strength(1.0)
+            yield
         return
     if not Path(checkpoint).is_file():
         raise EngineError(f"{checkpoint}: LoRA checkpoint not found.")

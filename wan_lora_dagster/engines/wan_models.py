@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Collection
 from functools import cached_property
 from pathlib import Path
 
@@ -54,11 +55,16 @@ def check_model_folder(folder: Path) -> None:
         )
 
 
-def store_in_fp8(transformer: WanTransformer3DModel, compute_dtype: torch.dtype) -> None:
+def store_in_fp8(
+    transformer: WanTransformer3DModel, compute_dtype: torch.dtype, kept: Collection[int] = ()
+) -> None:
     """Keep the transformer blocks' linear weights in fp8 and compute in `compute_dtype`: about
     half the memory of bf16 (the 14B fits where it would not otherwise). See engines.fp8:
-    unlike diffusers' layerwise casting, this compiles with `[training] compile`."""
-    store_linears_in_fp8(transformer.blocks, compute_dtype)
+    unlike diffusers' layerwise casting, this compiles with `[training] compile`. kept: blocks
+    left in `compute_dtype` (those a full fine-tune trains)."""
+    for index, block in enumerate(transformer.blocks):
+        if index not in kept:
+            store_linears_in_fp8(block, compute_dtype)
 
 
 class WanModels:
@@ -77,6 +83,7 @@ class WanModels:
         fp8_base: bool,
         timestep_boundary: float | None = None,
         fp8_t5: bool = False,
+        full_blocks: Collection[int] = (),
     ):
         self.folder = folder
         self.device = device
@@ -84,6 +91,7 @@ class WanModels:
         self.fp8_base = fp8_base
         self.timestep_boundary = timestep_boundary  # the recipe's, over the model's
         self.fp8_t5 = fp8_t5
+        self.full_blocks = full_blocks  # trained by a full fine-tune: never stored in fp8
 
     @cached_property
     def model_index(self) -> dict:
@@ -173,7 +181,7 @@ class WanModels:
             self.folder, subfolder=subfolder, torch_dtype=self.dtype
         )
         if self.fp8_base:  # before moving: a 14B in bf16 would not fit a 24 GB card
-            store_in_fp8(transformer, self.dtype)
+            store_in_fp8(transformer, self.dtype, self.full_blocks)
         return transformer.to(self.device).eval().requires_grad_(False)
 
     @cached_property

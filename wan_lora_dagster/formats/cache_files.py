@@ -111,8 +111,15 @@ def read_safetensors_metadata(path: Path) -> dict[str, str]:
     return dict(_read_header(Path(path))[0].get("__metadata__") or {})
 
 
+MODEL_HEADER_FILE = "wan_lora.json"  # a fully fine-tuned model folder's header (full_model.py)
+
+
 def read_lora_header(path: Path) -> dict[str, str]:
-    """The metadata of a LoRA file (what musubi-tuner and ComfyUI show as its header)."""
+    """The metadata of a LoRA file (what musubi-tuner and ComfyUI show as its header), or of a
+    full fine-tune's folder (its wan_lora.json; {} without one)."""
+    if os.path.isdir(path):
+        header = Path(path) / MODEL_HEADER_FILE
+        return json.loads(header.read_text(encoding="utf-8")) if header.is_file() else {}
     return read_safetensors_metadata(path)
 
 

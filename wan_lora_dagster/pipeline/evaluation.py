@@ -16,6 +16,7 @@ from wan_lora_dagster.formats.cache_files import update_lora_header
 from wan_lora_dagster.formats.lora import ema_file
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
+from wan_lora_dagster.pipeline.best_model import export_model, remove_other_exports
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.contact_sheet import contact_sheet
 from wan_lora_dagster.pipeline.records import Record, record_of
@@ -70,9 +71,11 @@ class BestRecord(Record):
     validation_loss: float | None
     validation_loss_base: float | None
     validation_loss_plot: str | None = None
+    model_folder: str | None = None  # a full fine-tune: out/best/model/ (`file`: its single file)
 
     def made_paths(self) -> list[str]:
-        return [self.file, *([self.validation_loss_plot] if self.validation_loss_plot else [])]
+        extra = [path for path in (self.validation_loss_plot, self.model_folder) if path]
+        return [self.file, *extra]
 
 
 def eval_fingerprint(checkpoint_version: str, project: Project) -> str:
@@ -200,16 +203,22 @@ def export_best(
     checkpoint: CheckpointRecord = catalog.records.read("lora_checkpoints", key)
     if changed := changed_checkpoints(catalog, [key]):
         raise UserError(f"{changed[key]} It is not exported.")
-    exported = {
-        best_file_name(expert): evaluated_file(project, file)
-        for expert, file in (checkpoint.expert_files or {None: checkpoint.file}).items()
-    }
-    for name, source in exported.items():
-        _export_file(source, project.out("best", name), key)
-    for stale in project.out("best").glob("adapter_model*.safetensors"):
-        if stale.name not in exported:  # a previous best of another shape: a single or a pair
-            stale.unlink()
-    target = project.out("best", next(iter(exported)))
+    model_folder = None
+    if (project.root / checkpoint.file).is_dir():  # a full fine-tune: the model (best_model.py)
+        model_folder, target = export_model(
+            evaluated_file(project, checkpoint.file), project.out("best"), key
+        )
+        exported = {model_folder.name: model_folder, target.name: target}
+    else:
+        exported = {
+            best_file_name(expert): evaluated_file(project, file)
+            for expert, file in (checkpoint.expert_files or {None: checkpoint.file}).items()
+        }
+        for name, source in exported.items():
+            _export_file(source, project.out("best", name), key)
+        target = project.out("best", next(iter(exported)))
+    # a previous best of another shape: a single LoRA, a pair, or a model
+    remove_other_exports(project.out("best"), set(exported))
     evaluation: EvalRecord = catalog.records.read("eval_videos", key)
     plot = loss_plot(catalog, keys, key, project.out("best", "validation_loss.png"))
     record = BestRecord(
@@ -220,6 +229,7 @@ def export_best(
         validation_loss=evaluation.validation_loss,
         validation_loss_base=evaluation.validation_loss_base,
         validation_loss_plot=str(plot.relative_to(project.root)) if plot else None,
+        model_folder=str(model_folder.relative_to(project.root)) if model_folder else None,
     )
     return catalog.records.write("best_lora", "__all__", record)
 

@@ -73,7 +73,7 @@ def _training_set_of(catalog: Catalog, checkpoint: str) -> tuple[str, str]:
     if record:
         return record.training_set, checkpoint
     path = Path(checkpoint)
-    if path.is_file():
+    if path.is_file() or path.is_dir():  # a LoRA file, or a full fine-tune's model folder
         training_set = read_lora_header(path).get(HEADER_TRAINING_SET)
         if not training_set:
             raise UserError(f"{path}: this LoRA's header names no training set (not ours?)")

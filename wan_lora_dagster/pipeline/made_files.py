@@ -30,14 +30,11 @@ def content_hash(path: Path) -> str:
 
 def describe(project_root: Path, names: list[str]) -> dict[str, dict]:
     """Path (relative to the project) -> size, mtime and hash of each of the made files `names`
-    that lies under out/ (not out/records)."""
+    that lies under out/ (not out/records); a folder's files, each."""
     out = project_root / "out"
     described = {}
-    for name in names:
-        path = Path(name) if Path(name).is_absolute() else project_root / name
+    for path in _files(project_root, names):
         if not path.is_relative_to(out) or path.is_relative_to(out / "records"):
-            continue
-        if not path.is_file():
             continue
         stat = path.stat()
         described[str(path.relative_to(project_root))] = {
@@ -46,6 +43,18 @@ def describe(project_root: Path, names: list[str]) -> dict[str, dict]:
             "hash": content_hash(path),
         }
     return described
+
+
+def _files(project_root: Path, names: list[str]) -> list[Path]:
+    """The files named, a folder (a full fine-tune's checkpoint) standing for every file in it."""
+    files = []
+    for name in names:
+        path = Path(name) if Path(name).is_absolute() else project_root / name
+        if path.is_dir():
+            files += sorted(inside for inside in path.rglob("*") if inside.is_file())
+        elif path.is_file():
+            files.append(path)
+    return files
 
 
 def damage(project_root: Path, record: Record, only: list[str] | None = None) -> dict[str, str]:

@@ -121,8 +121,16 @@ def scratch_dir(output_dir: Path, plan: CheckpointPlan) -> Path:
 
 def incomplete_files(catalog: Catalog, landed: CheckpointInfo) -> list[str]:
     """The files of a landed checkpoint that are not whole: never to be recorded as made."""
-    broken = [path for path in _files_of(landed) if not safetensors_complete(path)]
+    broken = [path for path in _files_of(landed) if not _whole(path)]
     return [str(path.relative_to(catalog.project.root)) for path in broken]
+
+
+def _whole(path: Path) -> bool:
+    """A LoRA file whole; a full fine-tune's model folder with each of its weight files whole."""
+    if path.is_dir():
+        files = list(path.glob("*.safetensors"))
+        return bool(files) and all(safetensors_complete(file) for file in files)
+    return safetensors_complete(path)
 
 
 def adopt(catalog: Catalog, landed: CheckpointInfo) -> tuple[CheckpointInfo, list[Path]]:
@@ -138,7 +146,9 @@ def adopt(catalog: Catalog, landed: CheckpointInfo) -> tuple[CheckpointInfo, lis
 
 
 def _files_of(landed: CheckpointInfo) -> list[Path]:
-    """Its file, or each expert's of a Wan 2.2 pair."""
+    """Its file (a full fine-tune's: its folder), or each expert's of a Wan 2.2 pair."""
+    if landed.path.is_dir():
+        return [landed.path]
     try:
         return list(lora_experts(landed.path).values()) or [landed.path]
     except CacheFileError:  # a header cut short

@@ -99,7 +99,15 @@ def main(spec_file: str) -> int:
     try:
         request = read_request(spec["request"])
         dtype = compute_dtype(device, request.settings.mixed_precision)
-        models = WanModels(Path(model["folder"]), device, dtype, request.settings.fp8_base)
+        settings = request.settings
+        models = WanModels(
+            Path(model["folder"]),
+            device,
+            dtype,
+            settings.fp8_base,
+            None,
+            full_blocks=settings.full_blocks or (),
+        )
         models.transformer  # noqa: B018 (load before training, while a stop still just exits)
         ranks = ProcessGroupRanks(device, stop)
         signal.signal(signal.SIGTERM, lambda number, frame: stop.set())

@@ -98,6 +98,7 @@ class DiffusersEngine:
             self.settings.fp8_base,
             self.settings.timestep_boundary,
             fp8_t5=self.settings.fp8_t5,
+            full_blocks=self.settings.full_blocks or (),
         )
 
     def check(self) -> None:

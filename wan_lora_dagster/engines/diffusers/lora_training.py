@@ -33,6 +33,7 @@ from wan_lora_dagster.engines.diffusers.acceleration import (
 )
 from wan_lora_dagster.engines.diffusers.caption_dropout import CaptionDropout
 from wan_lora_dagster.engines.diffusers.ema import WeightAverage
+from wan_lora_dagster.engines.diffusers.full_training import FullFineTune
 from wan_lora_dagster.engines.diffusers.ranks import SINGLE_PROCESS, Ranks
 from wan_lora_dagster.engines.diffusers.training_log import NoLog, TensorBoardLog, open_log
 from wan_lora_dagster.engines.diffusers.training_state import (
@@ -103,13 +104,19 @@ def train_lora(
         return finished
     kept = kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(paths)
     request.output_dir.mkdir(parents=True, exist_ok=True)
+    network = FullFineTune(models) if settings.network == "full" else _Lora(models)
     with (
-        _training_adapter(models.transformer, settings, models.is_image_to_video) as parameters,
+        network.trainable(settings) as parameters,
         prepare_for_training(
-            models.transformer, parameters, settings, request.sections, models.device
+            models.transformer,
+            parameters,
+            settings,
+            request.sections,
+            models.device,
+            network.swappable(settings),
         ),
     ):
-        loop = _TrainingLoop(models, request, parameters, plan, ranks, store)
+        loop = _TrainingLoop(models, request, parameters, plan, ranks, store, network)
         position = LoopPosition.start(settings.seed)
         if resumed:
             position, folder = resumed
@@ -136,8 +143,10 @@ class _TrainingLoop:
         plan: TrainingPlan,
         ranks: Ranks,
         store: StateStore,
+        network: _Lora | FullFineTune,
     ):
         settings = request.settings
+        self.network = network
         self.models = models
         self.request = request
         self.parameters = parameters
@@ -283,25 +292,43 @@ class _TrainingLoop:
             **_settings_metadata(settings),
             **self.request.header,
             **batch_metadata(self.request.sections, self.ranks.world_size),
-            "ss_network_module": "networks.lora_wan",
-            "ss_network_dim": str(settings.network_dim),
-            "ss_network_alpha": str(settings.network_alpha),
             "ss_epoch": str(checkpoint.epoch),
             "ss_steps": str(checkpoint.step),
             LOSS_FIELD: json.dumps(loss),
         }
-        if self.average:  # first: a checkpoint's LoRA file on disk means its EMA file is whole
+        if self.average:  # first: a checkpoint on disk means its EMA weights are whole
             self.average.save_beside(
-                path, lambda target, extra: self._write_lora(target, {**metadata, **extra})
+                path,
+                lambda target, extra: self.network.write(target, settings, {**metadata, **extra}),
             )
-        self._write_lora(path, metadata)
-        logger.info("saved LoRA checkpoint %s (step %d)", path, checkpoint.step)
+        self.network.write(path, settings, metadata)
+        logger.info("saved checkpoint %s (step %d)", path, checkpoint.step)
         return CheckpointInfo(path, checkpoint.epoch, checkpoint.step, loss)
 
-    def _write_lora(self, path: Path, metadata: dict[str, str]) -> None:
+
+class _Lora:
+    """The LoRA as the training loop sees it: peft's adapter, a musubi-format file per
+    checkpoint (engines.diffusers.full_training.FullFineTune is the other network)."""
+
+    def __init__(self, models: WanModels):
+        self.models = models
+
+    def trainable(self, settings: TrainingSettings):
+        return _training_adapter(self.models.transformer, settings, self.models.is_image_to_video)
+
+    def swappable(self, settings: TrainingSettings) -> None:
+        return None  # every block's base weights are frozen
+
+    def write(self, path: Path, settings: TrainingSettings, metadata: dict[str, str]) -> None:
         state = get_peft_model_state_dict(self.models.transformer, adapter_name=TRAINING_ADAPTER)
         state = {key: value.detach().float().cpu().contiguous() for key, value in state.items()}
-        save_lora(path, peft_to_musubi(state, self.request.settings.network_alpha), metadata)
+        metadata = {
+            **metadata,
+            "ss_network_module": "networks.lora_wan",
+            "ss_network_dim": str(settings.network_dim),
+            "ss_network_alpha": str(settings.network_alpha),
+        }
+        save_lora(path, peft_to_musubi(state, settings.network_alpha), metadata)
 
 
 def _settings_metadata(settings: TrainingSettings) -> dict[str, str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from diffusers import WanImageToVideoPipeline, WanPipeline
 from PIL import Image
 
 from wan_lora_dagster.engines.base import Progress, ProgressCallback, SampleRequest, SampleVideo
+from wan_lora_dagster.engines.diffusers.full_checkpoint import model_strengths
 from wan_lora_dagster.engines.diffusers.image_to_video import image_to_video_pipeline
 from wan_lora_dagster.engines.diffusers.latent_walk import walk_noise
 from wan_lora_dagster.engines.eval_plan import EvalJob, plain_jobs, walk_jobs
@@ -27,19 +30,18 @@ WanVideoPipeline = WanPipeline | WanImageToVideoPipeline
 def sample_videos(
     models: WanModels, request: SampleRequest, progress: ProgressCallback
 ) -> list[SampleVideo]:
-    """Strength 0 is the base model itself (LoRA disabled); others scale the LoRA via diffusers."""
-    if not request.checkpoint.is_file():
-        raise EngineError(f"{request.checkpoint}: LoRA checkpoint not found.")
+    """Strength 0 is the base model itself (LoRA disabled); others scale the LoRA via diffusers
+    (a full fine-tune's model folder: its difference to the base model)."""
+    if not request.checkpoint.exists():
+        raise EngineError(f"{request.checkpoint}: checkpoint not found.")
     pipeline = _pipeline(models, request)
-    adapter = _adapter_name(request.checkpoint)
-    load_lora_into_pipeline(pipeline, request.checkpoint, adapter)
     jobs = plain_jobs(request.settings, request.start_images)
     jobs += walk_jobs(request.settings, request.start_images)
     videos = []
-    try:
+    with _strengths(pipeline, request.checkpoint) as set_strength:
         for job in jobs:
             started = time.perf_counter()
-            _set_strength(pipeline, adapter, job.strength)
+            set_strength(job.strength)
             path = request.output_dir / job.file_name
             write_video(generate(pipeline, request, job), path)
             videos.append(
@@ -49,12 +51,25 @@ def sample_videos(
             )
             elapsed = time.perf_counter() - started
             progress(Progress("sample", len(videos), len(jobs), elapsed))
+    return videos
+
+
+@contextmanager
+def _strengths(pipeline: WanVideoPipeline, checkpoint: Path) -> Iterator[Callable[[float], None]]:
+    """A setter of the checkpoint's strength on the pipeline's transformer while inside."""
+    if checkpoint.is_dir():
+        with model_strengths(pipeline.transformer, checkpoint) as set_strength:
+            yield set_strength
+        return
+    adapter = _adapter_name(checkpoint)
+    load_lora_into_pipeline(pipeline, checkpoint, adapter)
+    try:
+        yield lambda strength: _set_strength(pipeline, adapter, strength)
     finally:
         # Disabling is a flag on the shared transformer's LoRA layers, not on this adapter:
         # left set, it would silence the next LoRA loaded for validation or training.
         pipeline.enable_lora()
         pipeline.delete_adapters(adapter)
-    return videos
 
 
 def generate(pipeline: WanVideoPipeline, request: SampleRequest, job: EvalJob) -> np.ndarray:

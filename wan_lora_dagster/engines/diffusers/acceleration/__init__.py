@@ -14,6 +14,7 @@ from contextlib import ExitStack, contextmanager
 
 import torch
 from diffusers import WanTransformer3DModel
+from torch import nn
 
 from wan_lora_dagster.engines.diffusers.acceleration.activation_offload import (
     checkpoint_with_inputs_on_host,
@@ -69,25 +70,29 @@ def prepare_for_training(
     settings: TrainingSettings,
     sections: Sequence[DatasetSection],
     device: torch.device,
+    swappable: nn.ModuleList | None = None,
 ) -> Iterator[None]:
     """The options applied to a transformer that already carries its trainable LoRA (and has
     gradient checkpointing on when asked); undone on the way out, so that validation and
-    sampling find the model as it was."""
+    sampling find the model as it was. swappable: the blocks block swap may move (default all;
+    a full fine-tune's frozen blocks)."""
     blocks = transformer.blocks
     if settings.blocks_to_swap >= len(blocks):
         raise EngineError(
             f"wan_lora.toml: [training] blocks_to_swap = {settings.blocks_to_swap}, but this "
             f"model has {len(blocks)} transformer blocks: swap at most {len(blocks) - 1}."
         )
+    movable = blocks if swappable is None else swappable  # a full fine-tune: its frozen ones
+    most = len(blocks) - 1 if swappable is None else len(swappable)
     with ExitStack() as undo:
         # first: the memory check and block swapping see (and move) the fp8 weights
         if settings.fp8_compute:
             undo.enter_context(fp8_compute_linears(blocks, device))
-        check_memory(transformer, trained, settings, sections, device)
+        check_memory(transformer, trained, settings, sections, device, most_swapped=most)
         if settings.gradient_checkpointing_cpu_offload:
             transformer.enable_gradient_checkpointing(checkpoint_with_inputs_on_host)
         if settings.blocks_to_swap:
-            undo.enter_context(swapped_blocks(blocks, settings.blocks_to_swap, device))
+            undo.enter_context(swapped_blocks(movable, settings.blocks_to_swap, device))
         if settings.compile:
             undo.enter_context(compiled_blocks(blocks))
         yield

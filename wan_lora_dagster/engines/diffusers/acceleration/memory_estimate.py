@@ -22,7 +22,7 @@ allocation estimate: 19.2 / 16.9 / 14.6 / 4.2 / 5.1) and nvidia-smi showed 21.2 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -76,11 +76,26 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         return (
-            f"{self.total / GIB:.1f} GiB (weights {self.weights / GIB:.1f}, LoRA with gradients "
-            f"and optimizer state {self.lora_and_optimizer / GIB:.1f}, activations "
+            f"{self.total / GIB:.1f} GiB (frozen weights {self.weights / GIB:.1f}, trained "
+            f"weights with gradients and optimizer state {self.lora_and_optimizer / GIB:.1f}, "
+            f"activations "
             f"{self.activations / GIB:.1f}, allocator slack {ALLOCATOR_SLACK:.0%}, CUDA context "
             f"{CUDA_CONTEXT / GIB:.2f})"
         )
+
+
+# What a training may use on common cards (GiB torch can have of each): a 24 GB consumer card,
+# an 80 GB H100 or A100, a 141 GB H200.
+CARDS = {"24 GB": 23.6, "80 GB": 79.2, "141 GB": 139.8}
+
+
+def cards_fitting(total: int) -> str:
+    """Which of CARDS an estimated peak fits: said in the memory check's log line."""
+    fits = [name for name, usable in CARDS.items() if total <= usable * GIB]
+    others = [name for name in CARDS if name not in fits]
+    if not fits:
+        return f"fits none of the {', '.join(CARDS)} cards"
+    return f"fits a {' or '.join(fits)} card" + (f", not {', '.join(others)}" if others else "")
 
 
 def estimate_peak(
@@ -100,8 +115,7 @@ def estimate_peak(
     largest_block = max(block_bytes)
     weights = other_weights + sum(block_bytes) - swapped * largest_block
     weights += min(swapped, SWAP_BUFFERS) * largest_block
-    count = sum(parameter.numel() for parameter in trained)
-    lora = count * (4 + 4 + optimizer_state_bytes_per_parameter(settings.optimizer))
+    lora = sum(trained_bytes(parameter, settings.optimizer) for parameter in trained)
     hidden_state = tokens * hidden_dim * activation_bytes
     if settings.gradient_checkpointing:
         kept_inputs = 0 if settings.gradient_checkpointing_cpu_offload else len(blocks)
@@ -109,6 +123,12 @@ def estimate_peak(
     else:
         activations = len(blocks) * WORKING_SET_HIDDEN_STATES * hidden_state
     return MemoryEstimate(weights, lora, activations)
+
+
+def trained_bytes(parameter: nn.Parameter, optimizer: str) -> int:
+    """A trained parameter's weight, its gradient (same dtype) and its optimizer state."""
+    size = parameter.element_size()
+    return parameter.numel() * (2 * size + optimizer_state_bytes_per_parameter(optimizer, size))
 
 
 def _memory_for_training(transformer: nn.Module, device: torch.device) -> int:
@@ -126,24 +146,14 @@ def _frozen_bytes(module: nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters() if not p.requires_grad)
 
 
-def check_memory(
+def training_estimator(
     transformer: nn.Module,
     trained: Sequence[nn.Parameter],
     settings: TrainingSettings,
     sections: Sequence[DatasetSection],
-    device: torch.device,
-    card_bytes: int | None = None,
-) -> MemoryEstimate | None:
-    """Raise EngineError when the estimated peak exceeds the card; returns the estimate.
-
-    card_bytes: the memory this training may use; by default see `_memory_for_training`. On a
-    CPU there is nothing to check.
-    """
-    if device.type != "cuda" and card_bytes is None:
-        logger.debug("training on %s: no GPU memory to check", device)
-        return None
-    if card_bytes is None:
-        card_bytes = _memory_for_training(transformer, device)
+    full_precision: bool,
+) -> tuple[Callable[[int], MemoryEstimate], int]:
+    """(blocks_to_swap -> the estimated peak, the largest batch's tokens) for this training."""
     blocks = transformer.blocks
     in_blocks = {id(p) for p in blocks.parameters()}
     other = sum(
@@ -153,7 +163,6 @@ def check_memory(
     )
     config = transformer.config
     tokens = max(section_tokens(section, config.patch_size) for section in sections)
-    full_precision = settings.mixed_precision == "no" or device.type == "cpu"
     activation_bytes = 4 if full_precision else 2
     hidden_dim = config.num_attention_heads * config.attention_head_dim
 
@@ -162,13 +171,41 @@ def check_memory(
             blocks, other, trained, settings, tokens, hidden_dim, activation_bytes, swap
         )
 
+    return estimate, tokens
+
+
+def check_memory(
+    transformer: nn.Module,
+    trained: Sequence[nn.Parameter],
+    settings: TrainingSettings,
+    sections: Sequence[DatasetSection],
+    device: torch.device,
+    card_bytes: int | None = None,
+    most_swapped: int | None = None,
+) -> MemoryEstimate | None:
+    """Raise EngineError when the estimated peak exceeds the card; returns the estimate.
+
+    card_bytes: the memory this training may use; by default see `_memory_for_training`. On a
+    CPU there is nothing to check. most_swapped: the most blocks that may be swapped (default
+    all but one; a full fine-tune swaps only its frozen blocks).
+    """
+    if device.type != "cuda" and card_bytes is None:
+        logger.debug("training on %s: no GPU memory to check", device)
+        return None
+    if card_bytes is None:
+        card_bytes = _memory_for_training(transformer, device)
+    full_precision = settings.mixed_precision == "no" or device.type == "cpu"
+    estimate, tokens = training_estimator(transformer, trained, settings, sections, full_precision)
     planned = estimate(settings.blocks_to_swap)
     logger.info(
-        "estimated peak GPU memory: %s; the card has %.1f GiB", planned.describe(), card_bytes / GIB
+        "estimated peak GPU memory: %s; the card has %.1f GiB (this training %s)",
+        planned.describe(),
+        card_bytes / GIB,
+        cards_fitting(planned.total),
     )
     if planned.total <= card_bytes:
         return planned
-    most = len(blocks) - 1
+    most = len(transformer.blocks) - 1 if most_swapped is None else most_swapped
     fitting = next(
         (
             n
@@ -183,6 +220,11 @@ def check_memory(
         else f"even blocks_to_swap = {most} does not fit: lower the sections' resolution or "
         "frames, or set gradient_checkpointing_cpu_offload = true and optimizer = 'adamw8bit'"
     )
+    if settings.network == "full":
+        advice += (
+            "; a full fine-tune also shrinks with full_dtype = 'bf16' or fewer full_blocks "
+            "(the frozen blocks can then be fp8_base and swapped)"
+        )
     raise EngineError(
         f"wan_lora.toml: this training needs about {planned.describe()} of GPU memory at its "
         f"largest batch ({tokens} tokens), but the card has {card_bytes / GIB:.1f} GiB for it. "

@@ -21,9 +21,10 @@ def require_known_optimizer(name: str) -> None:
         )
 
 
-def optimizer_state_bytes_per_parameter(name: str) -> int:
-    """What the optimizer keeps per trained parameter (the memory estimate's term)."""
-    return 2 if name.lower() in EIGHT_BIT_ADAMW else 8
+def optimizer_state_bytes_per_parameter(name: str, element_size: int = 4) -> int:
+    """What the optimizer keeps per trained parameter (the memory estimate's term): AdamW's two
+    moments in the parameter's dtype (fp32 for a LoRA, bf16 for `full_dtype = "bf16"`)."""
+    return 2 if name.lower() in EIGHT_BIT_ADAMW else 2 * element_size
 
 
 def build_optimizer(name: str, parameters: list[torch.nn.Parameter], learning_rate: float):
