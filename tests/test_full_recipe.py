@@ -5,7 +5,7 @@ import pytest
 
 from tests.test_project import MINIMAL, error_for, write
 from wan_lora_dagster.engines.training_plan import plan_run
-from wan_lora_dagster.project import TrainingSettings, fingerprint, load_recipe
+from wan_lora_dagster.project import TrainingSettings, load_recipe
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 
@@ -45,13 +45,14 @@ def test_mistakes_are_named(tmp_path, training, expected):
     assert "wan_lora.toml:" in message and expected in message
 
 
-def test_a_lora_recipe_keeps_its_fingerprint_and_a_full_one_gets_its_own():
+def test_a_full_fine_tune_gets_its_own_fingerprint():
+    # a LoRA recipe's fingerprint, pinned to main's: tests/test_training_modes_recipe.py
     lora = TrainingSettings()
-    # excluded already (the schedule, Wan 2.2's and fp8_compute's settings while unset)
-    before = {"schedule", "experts", "timestep_boundary", "dit_high_noise", "fp8_compute"}
-    new = {"network", "full_blocks", "full_dtype"}
-    assert lora.settings_fingerprint() == fingerprint(lora.model_dump(exclude=before | new))
     assert TrainingSettings(network="full").settings_fingerprint() != lora.settings_fingerprint()
+    assert (
+        TrainingSettings(network="full", full_dtype="bf16").settings_fingerprint()
+        != TrainingSettings(network="full").settings_fingerprint()
+    )
 
 
 def test_a_full_fine_tune_saves_folders_not_files():
