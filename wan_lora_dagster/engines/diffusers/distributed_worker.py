@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from wan_lora_dagster.engines.base import TextJob, TrainRequest
 from wan_lora_dagster.engines.diffusers.distributed import checkpoint_event
 from wan_lora_dagster.engines.diffusers.lora_training import train_lora
+from wan_lora_dagster.engines.diffusers.sharded_training import ShardedRanks
 from wan_lora_dagster.engines.wan_models import WanModels, compute_dtype
 from wan_lora_dagster.errors import EngineCancelled
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
@@ -31,6 +32,8 @@ COLLECTIVE_TIMEOUT = timedelta(minutes=30)  # the longest a rank waits for anoth
 class ProcessGroupRanks:
     """engines.diffusers.ranks.Ranks over torch.distributed: DDP for the gradients, one all_gather a
     step for every rank's loss and stop request."""
+
+    sharded = False
 
     def __init__(self, device: torch.device, stop: threading.Event):
         self.rank = dist.get_rank()
@@ -110,6 +113,8 @@ def main(spec_file: str) -> int:
         )
         models.transformer  # noqa: B018 (load before training, while a stop still just exits)
         ranks = ProcessGroupRanks(device, stop)
+        if settings.network == "full":  # a full fine-tune's state is sharded over the ranks
+            ranks = ShardedRanks(ranks)
         signal.signal(signal.SIGTERM, lambda number, frame: stop.set())
 
         def report(kind: str, values: dict) -> None:

@@ -27,6 +27,10 @@ from wan_lora_dagster.engines.diffusers.distributed import WorkerGroup
 from wan_lora_dagster.engines.diffusers.latent_batches import encode_latent_jobs
 from wan_lora_dagster.engines.diffusers.lora_training import train_lora
 from wan_lora_dagster.engines.diffusers.sampling import sample_videos
+from wan_lora_dagster.engines.diffusers.sharded_training import (
+    require_shardable,
+    sharded_description,
+)
 from wan_lora_dagster.engines.diffusers.text_encoding import encode_texts
 from wan_lora_dagster.engines.diffusers.tiny import ensure_tiny_model
 from wan_lora_dagster.engines.experts import (
@@ -149,6 +153,9 @@ class DiffusersEngine:
             )
         if self.device.type == "cuda":
             require_gpus(world_size, torch.cuda.device_count())
+        if request.settings.network == "full":
+            require_shardable(request.settings)
+            logger.info(sharded_description(world_size))
         self.check()
         self._workers = WorkerGroup(
             world_size, {"folder": str(self.model_folder), "device": self.device.type}

@@ -41,11 +41,27 @@ def save_model_folder(
 ) -> Path:
     """Write `transformer` as trained into the folder `target` (whole, or not at all)."""
     state = {key: value.detach().to("cpu") for key, value in transformer.state_dict().items()}
+    return save_state_folder(
+        state, transformer.config, trained, base_folder, target, header, max_shard_size
+    )
+
+
+def save_state_folder(
+    state: dict[str, torch.Tensor],
+    config: dict,
+    trained: list[str],
+    base_folder: Path,
+    target: Path,
+    header: dict[str, str],
+    max_shard_size: str = MAX_SHARD_SIZE,
+) -> Path:
+    """Write a transformer's whole state (its tensors on the CPU, as `config` names them) into
+    the folder `target`: a sharded training gathers it into one process."""
     stored_in_fp8 = {key for key, value in state.items() if value.dtype == FP8}
     if stored_in_fp8:
         state.update(model_tensors(base_folder, stored_in_fp8))
     with torch.device("meta"):
-        shell = WanTransformer3DModel.from_config(transformer.config)
+        shell = WanTransformer3DModel.from_config(config)
     shell.load_state_dict(state, strict=True, assign=True)
     with building(target, is_model_folder) as partial:
         shell.save_pretrained(partial, safe_serialization=True, max_shard_size=max_shard_size)

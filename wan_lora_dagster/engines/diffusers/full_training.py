@@ -153,4 +153,9 @@ class FullFineTune:
             "ss_network_module": NETWORK_MODULE,
             "wan_lora.full_blocks": json.dumps(settings.full_blocks),
         }
-        save_model_folder(transformer, names, self.models.folder / "transformer", path, header)
+        self.save(names, path, header)
+
+    def save(self, trained: list[str], path: Path, header: dict[str, str]) -> None:
+        """The model as trained, into the folder `path` (`trained`: the tensors that trained)."""
+        base = self.models.folder / "transformer"
+        save_model_folder(self.models.transformer, trained, base, path, header)

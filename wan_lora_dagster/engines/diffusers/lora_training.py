@@ -35,6 +35,10 @@ from wan_lora_dagster.engines.diffusers.caption_dropout import CaptionDropout
 from wan_lora_dagster.engines.diffusers.ema import WeightAverage
 from wan_lora_dagster.engines.diffusers.full_training import FullFineTune
 from wan_lora_dagster.engines.diffusers.ranks import SINGLE_PROCESS, Ranks
+from wan_lora_dagster.engines.diffusers.sharded_training import (
+    ShardedFullFineTune,
+    ShardedStateStore,
+)
 from wan_lora_dagster.engines.diffusers.training_log import NoLog, TensorBoardLog, open_log
 from wan_lora_dagster.engines.diffusers.training_state import (
     LOSS_FIELD,
@@ -91,7 +95,7 @@ def train_lora(
     )
     samples = training_samples(request.manifest)
     batch_sizes = {section.name: section.batch_size for section in request.sections}
-    store = StateStore(
+    store = (ShardedStateStore if ranks.sharded else StateStore)(
         request.output_dir / STATE_FOLDER, request.output_name, run_identity(request)
     )
     resumed = store.latest()
@@ -104,7 +108,8 @@ def train_lora(
         return finished
     kept = kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(paths)
     request.output_dir.mkdir(parents=True, exist_ok=True)
-    network = FullFineTune(models) if settings.network == "full" else _Lora(models)
+    full = ShardedFullFineTune if ranks.sharded else FullFineTune
+    network = full(models) if settings.network == "full" else _Lora(models)
     with (
         network.trainable(settings) as parameters,
         prepare_for_training(
@@ -114,9 +119,10 @@ def train_lora(
             request.sections,
             models.device,
             network.swappable(settings),
+            shards=ranks.world_size if ranks.sharded else 1,
         ),
     ):
-        loop = _TrainingLoop(models, request, parameters, plan, ranks, store, network)
+        loop = _TrainingLoop(models, request, plan, ranks, store, network)
         position = LoopPosition.start(settings.seed)
         if resumed:
             position, folder = resumed
@@ -139,7 +145,6 @@ class _TrainingLoop:
         self,
         models: WanModels,
         request: TrainRequest,
-        parameters: list[torch.nn.Parameter],
         plan: TrainingPlan,
         ranks: Ranks,
         store: StateStore,
@@ -149,13 +154,16 @@ class _TrainingLoop:
         self.network = network
         self.models = models
         self.request = request
-        self.parameters = parameters
         self.plan = plan
         self.total_steps = total_steps = plan.total_steps
         self.ranks = ranks
         self.store = store
         self.model = ranks.wrap(models.transformer)
-        self.optimizer = build_optimizer(settings.optimizer, parameters, settings.learning_rate)
+        # sharding replaces each parameter by its shard: the trained ones of the wrapped model
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(
+            settings.optimizer, self.parameters, settings.learning_rate
+        )
         self.scheduler = get_scheduler(
             settings.lr_scheduler,
             self.optimizer,
@@ -165,13 +173,18 @@ class _TrainingLoop:
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.timesteps = TimestepSampling.of(settings, request.timestep_range)
         self.caption_dropout = CaptionDropout.of(request)
-        self.average = WeightAverage.of(settings, parameters, models.device)
+        self.average = WeightAverage.of(settings, self.parameters, models.device)
 
     @property
     def components(self) -> TrainingComponents:
         """What a saved state holds besides the loop's position."""
         return TrainingComponents(
-            self.parameters, self.optimizer, self.scheduler, self.generator, self.average
+            self.parameters,
+            self.optimizer,
+            self.scheduler,
+            self.generator,
+            self.average,
+            self.model,
         )
 
     def run(
@@ -217,14 +230,15 @@ class _TrainingLoop:
                             Progress("train", step, self.total_steps, elapsed, running_loss, epoch)
                         )
                     planned = self.plan.at_step(step)
-                    if planned and self.ranks.is_main:
+                    if planned and self._saves:
                         saved.append(self.save(planned, running_loss))
-                        on_checkpoint(saved[-1])
+                        if self.ranks.is_main:
+                            on_checkpoint(saved[-1])
                     if step == self.total_steps:
                         break
                 skip = 0
         except EngineCancelled:
-            if self.ranks.is_main and self.position.step > position.step:
+            if self._saves and self.position.step > position.step:
                 self.store.save(self.position, self.components)
             raise
         return saved
@@ -237,16 +251,22 @@ class _TrainingLoop:
     ) -> list[CheckpointInfo]:
         """The checkpoints an interrupted launch saved, and the one it had the state of but not
         the file (killed between the two, or set aside unrecorded): saved now, from the state."""
-        if not self.ranks.is_main:
+        if not self._saves:
             return []
         announced = list(kept)
         planned = self.plan.at_step(position.step)
         if planned and not (self.request.output_dir / planned.file_name).exists():
             losses = position.recent_losses
             announced.append(self.save(planned, sum(losses) / len(losses) if losses else None))
-        for checkpoint in announced:
+        for checkpoint in announced if self.ranks.is_main else ():
             on_checkpoint(checkpoint)
         return announced
+
+    @property
+    def _saves(self) -> bool:
+        """Whether this rank takes part in saving states and checkpoints: rank 0, or every rank
+        of a sharded training (each writes its shard; rank 0 the rest)."""
+        return self.ranks.is_main or self.ranks.sharded
 
     def _learning_rate(self) -> float:
         return self.scheduler.get_last_lr()[0]

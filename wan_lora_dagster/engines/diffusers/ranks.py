@@ -2,7 +2,9 @@
 
 One process: the loop as it always was. Data-parallel (engines.diffusers.distributed): every rank
 steps through the same global batch order, taking every world_size-th batch, its gradients averaged
-by DistributedDataParallel; rank 0 alone reports, saves checkpoints and states.
+by DistributedDataParallel; rank 0 alone reports, saves checkpoints and states. Sharded
+(engines.diffusers.sharded_training): each rank holds a part of the trained weights and their
+optimizer state, so every rank takes part in each save.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 class Ranks(Protocol):
     rank: int
     world_size: int
+    sharded: bool  # the trained state is split over the ranks: every rank takes part in saves
 
     @property
     def is_main(self) -> bool: ...
@@ -33,6 +36,7 @@ class Ranks(Protocol):
 class SingleProcess:
     rank = 0
     world_size = 1
+    sharded = False
     is_main = True
 
     def wrap(self, transformer: torch.nn.Module) -> torch.nn.Module:

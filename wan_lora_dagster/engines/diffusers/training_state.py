@@ -66,17 +66,21 @@ class LoopPosition:
 
 @dataclass
 class TrainingComponents:
-    """What a state restores: the trainable tensors, in a fixed order, and what steps them."""
+    """What a state restores: the trainable tensors, in a fixed order, and what steps them
+    (model: the module they are in, which a sharded state is saved by)."""
 
     parameters: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     generator: torch.Generator
     average: WeightAverage | None = None
+    model: torch.nn.Module | None = None
 
 
 class StateStore:
     """The states of one run (one output name and identity) under `root`."""
+
+    state_format: int | str = STATE_FORMAT  # a state of another format is not this store's
 
     def __init__(self, root: Path, output_name: str, identity: str):
         self.root = Path(root)
@@ -94,7 +98,7 @@ class StateStore:
         temporary = self.root / f".{final.name}.tmp"
         shutil.rmtree(temporary, ignore_errors=True)
         tensors, values = _state_of(components)
-        values.update(format=STATE_FORMAT, identity=self.identity, position=asdict(position))
+        values.update(self.identification(position))
         try:
             with writing_into(self.root):
                 temporary.mkdir(parents=True)
@@ -105,11 +109,23 @@ class StateStore:
         except BaseException:  # a full disk or a cancel: no half state waits for the next run
             shutil.rmtree(temporary, ignore_errors=True)
             raise
-        logger.info("saved the training state at step %d in %s", position.step, final)
+        self._saved(final, position.step)
+        return final
+
+    def identification(self, position: LoopPosition) -> dict:
+        """What state.json says of the state besides its components' values."""
+        return {
+            "format": self.state_format,
+            "identity": self.identity,
+            "position": asdict(position),
+        }
+
+    def _saved(self, final: Path, step: int) -> None:
+        """A state is whole at `final`: the older ones go."""
+        logger.info("saved the training state at step %d in %s", step, final)
         for older in self._folders():
             if older != final:
                 shutil.rmtree(older, ignore_errors=True)
-        return final
 
     def latest(self) -> tuple[LoopPosition, Path] | None:
         """The newest whole state of this run, or None (another run's states are ignored)."""
@@ -118,7 +134,10 @@ class StateStore:
                 values = json.loads((folder / VALUES_FILE).read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
-            if values.get("format") == STATE_FORMAT and values.get("identity") == self.identity:
+            if (
+                values.get("format") == self.state_format
+                and values.get("identity") == self.identity
+            ):
                 return LoopPosition(**values["position"]), folder
         return None
 
@@ -153,13 +172,9 @@ def _state_of(components: TrainingComponents) -> tuple[dict[str, torch.Tensor], 
                 tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
             else:
                 scalars.setdefault(str(index), {})[name] = value
-    tensors["rng.generator"] = components.generator.get_state()
+    tensors.update(rng_tensors(components.generator))
     if components.average:
         tensors.update(components.average.state())
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for device, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{device}"] = state
     values = {
         "optimizer_groups": optimizer["param_groups"],
         "optimizer_scalars": scalars,
@@ -184,9 +199,22 @@ def _restore(tensors: dict[str, torch.Tensor], values: dict, components: Trainin
         {"state": state, "param_groups": values["optimizer_groups"]}
     )
     components.scheduler.load_state_dict(values["scheduler"])
-    components.generator.set_state(tensors["rng.generator"])
     if components.average:
         components.average.restore(tensors)
+    restore_rng(tensors, components.generator)
+
+
+def rng_tensors(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """This process's random generators' states."""
+    tensors = {"rng.generator": generator.get_state(), "rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for device, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{device}"] = state
+    return tensors
+
+
+def restore_rng(tensors: dict[str, torch.Tensor], generator: torch.Generator) -> None:
+    generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
     cuda = sorted(key for key in tensors if key.startswith("rng.cuda."))
     if cuda and torch.cuda.is_available():

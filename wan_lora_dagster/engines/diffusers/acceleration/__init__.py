@@ -71,11 +71,13 @@ def prepare_for_training(
     sections: Sequence[DatasetSection],
     device: torch.device,
     swappable: nn.ModuleList | None = None,
+    shards: int = 1,
 ) -> Iterator[None]:
     """The options applied to a transformer that already carries its trainable LoRA (and has
     gradient checkpointing on when asked); undone on the way out, so that validation and
     sampling find the model as it was. swappable: the blocks block swap may move (default all;
-    a full fine-tune's frozen blocks)."""
+    a full fine-tune's frozen blocks). shards: the processes the trained weights are split over
+    (engines.diffusers.sharded_training)."""
     blocks = transformer.blocks
     if settings.blocks_to_swap >= len(blocks):
         raise EngineError(
@@ -88,7 +90,9 @@ def prepare_for_training(
         # first: the memory check and block swapping see (and move) the fp8 weights
         if settings.fp8_compute:
             undo.enter_context(fp8_compute_linears(blocks, device))
-        check_memory(transformer, trained, settings, sections, device, most_swapped=most)
+        check_memory(
+            transformer, trained, settings, sections, device, most_swapped=most, shards=shards
+        )
         if settings.gradient_checkpointing_cpu_offload:
             transformer.enable_gradient_checkpointing(checkpoint_with_inputs_on_host)
         if settings.blocks_to_swap:

@@ -107,15 +107,23 @@ def estimate_peak(
     hidden_dim: int,
     activation_bytes: int,
     blocks_to_swap: int,
+    shards: int = 1,
 ) -> MemoryEstimate:
     """Peak GPU memory of a training step. other_weights: bytes of the frozen weights outside
-    the blocks; tokens: the largest batch's sequence length (times its batch size)."""
+    the blocks; tokens: the largest batch's sequence length (times its batch size); shards: the
+    processes the trained weights, gradients and optimizer state are split over (FSDP), each
+    also holding two blocks' trained weights gathered whole (the one computing, the next)."""
     block_bytes = [_frozen_bytes(block) for block in blocks]
     swapped = min(blocks_to_swap, len(blocks))
     largest_block = max(block_bytes)
     weights = other_weights + sum(block_bytes) - swapped * largest_block
     weights += min(swapped, SWAP_BUFFERS) * largest_block
     lora = sum(trained_bytes(parameter, settings.optimizer) for parameter in trained)
+    if shards > 1:
+        in_blocks = [
+            sum(p.numel() for p in block.parameters() if p.requires_grad) for block in blocks
+        ]
+        lora = lora // shards + 2 * max(in_blocks) * activation_bytes
     hidden_state = tokens * hidden_dim * activation_bytes
     if settings.gradient_checkpointing:
         kept_inputs = 0 if settings.gradient_checkpointing_cpu_offload else len(blocks)
@@ -152,6 +160,7 @@ def training_estimator(
     settings: TrainingSettings,
     sections: Sequence[DatasetSection],
     full_precision: bool,
+    shards: int = 1,
 ) -> tuple[Callable[[int], MemoryEstimate], int]:
     """(blocks_to_swap -> the estimated peak, the largest batch's tokens) for this training."""
     blocks = transformer.blocks
@@ -168,7 +177,7 @@ def training_estimator(
 
     def estimate(swap: int) -> MemoryEstimate:
         return estimate_peak(
-            blocks, other, trained, settings, tokens, hidden_dim, activation_bytes, swap
+            blocks, other, trained, settings, tokens, hidden_dim, activation_bytes, swap, shards
         )
 
     return estimate, tokens
@@ -182,6 +191,7 @@ def check_memory(
     device: torch.device,
     card_bytes: int | None = None,
     most_swapped: int | None = None,
+    shards: int = 1,
 ) -> MemoryEstimate | None:
     """Raise EngineError when the estimated peak exceeds the card; returns the estimate.
 
@@ -195,7 +205,9 @@ def check_memory(
     if card_bytes is None:
         card_bytes = _memory_for_training(transformer, device)
     full_precision = settings.mixed_precision == "no" or device.type == "cpu"
-    estimate, tokens = training_estimator(transformer, trained, settings, sections, full_precision)
+    estimate, tokens = training_estimator(
+        transformer, trained, settings, sections, full_precision, shards
+    )
     planned = estimate(settings.blocks_to_swap)
     logger.info(
         "estimated peak GPU memory: %s; the card has %.1f GiB (this training %s)",
