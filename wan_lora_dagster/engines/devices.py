@@ -1,10 +1,14 @@
 """Items split over the machine's GPUs: one worker process per device, its model loaded once.
 
-A step that encodes or captions many items hands each device worker an interleaved share
-(items i, i+n, i+2n, ...), so every item is done exactly once and the shares stay even when items
-are sorted by size. Workers are started with `spawn` (CUDA cannot be forked) and see only their
-own GPU (`CUDA_VISIBLE_DEVICES`), so whatever they start (musubi-tuner's scripts too) uses it.
-Progress and results come back to the step through queues.
+A step that encodes or captions many items hands each device worker a share of about the same
+work, every item in exactly one share: by count (items i, i+n, i+2n, ...) where items cost the
+same (captions, text embeddings: every caption is padded to 512 tokens), by the work each item
+costs where told (latents: frames x pixels), so that a device given the long 720p clips does not
+finish last while the others wait.
+
+Workers are started with `spawn` (CUDA cannot be forked) and see only their own GPU
+(`CUDA_VISIBLE_DEVICES`), so whatever they start (musubi-tuner's scripts too) uses it. Progress
+and results come back to the step through queues.
 """
 
 from __future__ import annotations
@@ -48,9 +52,21 @@ def worker_devices(requested: str | None = None) -> list[str]:
     return [f"cuda:{index}" for index in range(gpu_count())]
 
 
-def shares(items: Sequence, count: int) -> list[list]:
-    """Interleaved shares: every item in exactly one, sizes within one of each other."""
-    return [list(items[start::count]) for start in range(count)]
+def shares(items: Sequence, count: int, cost: Callable[[Any], float] | None = None) -> list[list]:
+    """`count` shares of about equal work, every item in exactly one, each in the items' order.
+
+    The items by decreasing `cost` (default 1 each), each to the share with the least work so
+    far (ties: the first): a share's work then exceeds another's by at most one item's cost, and
+    the same items always give the same shares. Items of equal cost are dealt out in turn
+    (i, i+n, i+2n, ...), so the counts are within one of each other.
+    """
+    costs = [1.0 if cost is None else float(cost(item)) for item in items]
+    loads, indices = [0.0] * count, [[] for _ in range(count)]
+    for index in sorted(range(len(items)), key=lambda index: -costs[index]):  # stable
+        least = min(range(count), key=lambda share: (loads[share], share))
+        indices[least].append(index)
+        loads[least] += costs[index]
+    return [[items[index] for index in sorted(share)] for share in indices]
 
 
 @dataclass(frozen=True)
@@ -65,17 +81,19 @@ def split_over_devices(
     items: Sequence,
     work: Callable[[str, list, ProgressCallback], dict],
     progress: ProgressCallback,
+    cost: Callable[[Any], float] | None = None,
 ) -> dict:
     """`work(device, share, progress)` in one spawned process per device; their dicts merged.
 
-    `work` must be a module-level function (spawn pickles it by name). An error in any worker
-    is raised here once every worker has ended (the first one's own exception when it pickles).
+    cost: what an item costs, by which the shares are evened out (default: one each). `work`
+    must be a module-level function (spawn pickles it by name). An error in any worker is raised
+    here once every worker has ended (the first one's own exception when it pickles).
     """
     import torch.multiprocessing as multiprocessing
 
     context = multiprocessing.get_context("spawn")
     reports, results = context.Queue(), context.Queue()
-    portions = [share for share in shares(items, len(devices)) if share]
+    portions = [share for share in shares(items, len(devices), cost) if share]
     processes = [
         context.Process(target=_run_worker, args=(index, device, share, work, reports, results))
         for index, (device, share) in enumerate(zip(devices, portions, strict=False))

@@ -1,7 +1,9 @@
 """An engine whose cache encoding is split over several devices (engines.devices).
 
 Training, sampling and validation run as before, on the first device; only the per-item work,
-latents and text embeddings, is shared out, each worker loading the model once.
+latents and text embeddings, is shared out, each worker loading the model once. Text embeddings
+cost the same each (every caption is padded to 512 tokens), so they are shared by count; a clip's
+latents cost what the VAE encodes, frames x pixels, so they are shared by that.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from wan_lora_dagster.engines import create_engine
 from wan_lora_dagster.engines.base import LatentJob, ProgressCallback, TextJob
 from wan_lora_dagster.engines.devices import run_share, split_over_devices
+from wan_lora_dagster.media.probe import probe_video
+from wan_lora_dagster.media.windows import frame_windows
 from wan_lora_dagster.project import TrainingSettings
 
 
@@ -42,7 +46,27 @@ class MultiDeviceEngine:
         for job in jobs:
             by_item.setdefault(job.item_id, []).append(job)
         work = run_share(_encode_latents, self.settings, self.out_dir)
-        return split_over_devices(self.devices, list(by_item.values()), work, progress)
+        groups = list(by_item.values())
+        return split_over_devices(self.devices, groups, work, progress, cost=latent_group_cost)
+
+
+def latent_group_cost(jobs: Sequence[LatentJob]) -> int:
+    """What an item's latent jobs cost the VAE: the frames of every window it encodes, times the
+    section's pixels (its buckets' bound). A clip's length is its declared duration at its
+    frame rate (one frame decoded): close enough to even out the shares, and quick."""
+    frames = {}
+    cost = 0
+    for job in jobs:
+        if job.section.source == "stills":
+            windows = frame_windows(1, job.section)
+        else:
+            if job.media_path not in frames:
+                info = probe_video(job.media_path)
+                frames[job.media_path] = round(info.duration * info.fps)
+            windows = frame_windows(frames[job.media_path], job.section)
+        width, height = job.section.resolution
+        cost += sum(window.num_frames for window in windows) * width * height
+    return cost
 
 
 def _encode_texts(device, jobs, progress, settings, out_dir) -> dict[str, Path]:
