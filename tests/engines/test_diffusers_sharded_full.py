@@ -76,6 +76,23 @@ def test_the_sharded_fine_tune_trains_every_linear_and_saves_model_folders(
     assert set(json.loads(header[TRAINED_FIELD])) == linears
 
 
+def test_frozen_blocks_stay_whole_in_fp8_and_come_out_as_the_base_model(
+    sharded_engine, training_set, tiny_model_dir, tmp_path
+):
+    settings = SHARDED.model_copy(
+        update={"full_blocks": (1,), "fp8_base": True, "max_train_steps": 2}
+    )
+    engine = DiffusersEngine(settings, sharded_engine.models_dir, device="cpu")
+    request = request_for(training_set, tmp_path, settings)
+    [saved] = engine.train(request, lambda report: None, lambda checkpoint: None)
+    base = base_transformer(tiny_model_dir).state_dict()
+    tensors = dict(model_tensors(saved.path))
+    changed = {key for key, value in tensors.items() if not torch.equal(value, base[key])}
+    assert changed and all(key.startswith("blocks.1.") for key in changed)
+    # block 0 was stored in fp8 and never sharded: saved as the base model's exact weights
+    assert all(tensors[key].dtype == base[key].dtype for key in base if key.startswith("blocks.0."))
+
+
 def test_the_log_says_the_training_is_sharded(sharded_run):
     _, _, _, messages = sharded_run
     assert any("full fine-tune over 2 processes" in m and "FSDP2" in m for m in messages)
