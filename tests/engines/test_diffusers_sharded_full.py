@@ -25,10 +25,12 @@ from wan_lora_dagster.engines.diffusers.training_state import VALUES_FILE
 from wan_lora_dagster.errors import EngineCancelled, EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.full_model import model_tensors
+from wan_lora_dagster.formats.lora import ema_file
 
 GPUS = 2
 STEPS = 6  # six training clips, batch size 1, two per step: three steps an epoch, two epochs
-SHARDED = full_settings(gpus=GPUS, max_train_epochs=2, save_every_n_epochs=1)
+# with an EMA: its averages are sharded like the weights, saved and resumed with them
+SHARDED = full_settings(gpus=GPUS, max_train_epochs=2, save_every_n_epochs=1, ema_decay=0.9)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,8 @@ def test_the_sharded_fine_tune_trains_every_linear_and_saves_model_folders(
     }
     assert changed == linears, "every linear's shards trained, and nothing else"
     assert set(json.loads(header[TRAINED_FIELD])) == linears
+    average = WanTransformer3DModel.from_pretrained(ema_file(folder)).eval()
+    assert not torch.equal(forward(average), forward(loaded)), "the EMA is its own model"
 
 
 def test_frozen_blocks_stay_whole_in_fp8_and_come_out_as_the_base_model(
@@ -142,13 +146,12 @@ def test_a_cancel_ends_every_worker_and_the_sharded_state_resumes_bit_equal(
     uninterrupted = sharded_run[2]
     assert [c.path.name for c in resumed] == [c.path.name for c in uninterrupted]
     assert [c.loss for c in resumed] == [c.loss for c in uninterrupted]
-    ours, theirs = (
-        dict(model_tensors(resumed[-1].path)),
-        dict(model_tensors(uninterrupted[-1].path)),
-    )
-    assert ours.keys() == theirs.keys()
-    # gloo reduces in a fixed order: the resumed run's steps are the same sums as the others'
-    assert all(torch.equal(ours[key], theirs[key]) for key in theirs)
+    for checkpoint in (resumed[-1].path, ema_file(resumed[-1].path)):
+        ours = dict(model_tensors(checkpoint))
+        theirs = dict(model_tensors(uninterrupted[-1].path.parent / checkpoint.name))
+        assert ours.keys() == theirs.keys()
+        # gloo reduces in a fixed order: the resumed run's steps are the same sums as the others'
+        assert all(torch.equal(ours[key], theirs[key]) for key in theirs), checkpoint.name
 
 
 class _Messages(logging.Handler):

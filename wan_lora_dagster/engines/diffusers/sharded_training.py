@@ -200,7 +200,8 @@ def _trained_state(components: TrainingComponents) -> dict:
     model, optimizer = get_state_dict(components.model, components.optimizer, options=TRAINED_ONLY)
     state = {"model": model, "optimizer": optimizer}
     if components.average:
-        state["ema"] = dict(enumerate(components.average.averages))
+        averages = components.average.averages
+        state["ema"] = {f"{index:05d}": average for index, average in enumerate(averages)}
     return state
 
 
