@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 from test_ui_stop import START_SECONDS, STOP_SECONDS, _answers, _free_port, _serving
-
 from tests.processes import default_signals
+
 from wan_lora_dagster.assets.declared import STUDIO_ENV
 from wan_lora_dagster.scaffold import init_project
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import default_signals
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.processes import default_signals
 
 pytestmark = pytest.mark.slow
 START_SECONDS = 180

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 import time
 from collections import Counter
@@ -15,18 +14,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.deployment.conftest import open_instance_of
 from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.runner import ProjectRunner
 from wan_lora_dagster.scaffold import create_demo_project
+from wan_lora_dagster.testing.team import TASK, open_instance_of
 
 # Up to the fan-in: every per-clip stage and the manifest, the stages whose records the
 # deployment must reproduce exactly (training and eval take minutes of the suite's 10 on a CPU).
 GRAPH = "+training_set"
 COMPARED = ("clips", "captions", "text_cache", "latent_cache", "training_set")
 KILL_WAIT_SECONDS = 120
-TASK = re.compile(r"Task execute_plan\[([0-9a-f-]+)\] received")
 
 
 def records(project: Path) -> dict[str, dict[str, dict]]:

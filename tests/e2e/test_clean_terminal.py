@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_bad_films import WAN_LORA, wan_lora
-from tests.processes import default_signals
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.commands import CHATTER, WAN_LORA, wan_lora_in_shell
+from wan_lora_dagster.testing.processes import default_signals
 
 RECIPE = """\
 [[datasets]]
@@ -24,9 +24,6 @@ target_frames = [9]
 captioner = "blip2"
 model = "tiny"
 """
-# What transformers and diffusers print on their own: bars while loading and saving weights,
-# and a notice that torchvision is missing.
-CHATTER = ("Loading weights", "Writing model shards", "torchvision", "Loading pipeline components")
 
 
 @pytest.fixture
@@ -42,7 +39,7 @@ def small_project(tmp_path) -> Path:
 
 
 def test_a_run_shows_our_bars_and_each_warning_once_at_the_end(small_project):
-    run = wan_lora(small_project, "run", "--select", "+captions")
+    run = wan_lora_in_shell(small_project, "run", "--select", "+captions")
 
     assert run.returncode == 0, run.stdout + run.stderr
     for chatter in CHATTER:

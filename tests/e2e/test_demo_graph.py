@@ -5,7 +5,6 @@ import json
 import dagster as dg
 from safetensors import safe_open
 
-from tests.e2e.conftest import run_json, wan_lora
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.pipeline.asset_spec import Partitioning
@@ -13,6 +12,7 @@ from wan_lora_dagster.pipeline.asset_table import STAGES, partitioned
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.pipeline.training_set import build_manifest
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.testing.commands import run_json, wan_lora
 
 
 def test_demo_materializes_every_asset_and_exports_a_lora(built_demo):

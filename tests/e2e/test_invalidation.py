@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import made, run_json
 from wan_lora_dagster.captioning.tiny import build_tiny_blip2
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.media.ranges import parse_ranges_file
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.commands import made, run_json
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,9 @@ import sys
 import time
 
 import pytest
-from conftest import wan_lora
-from processes import default_signals
+
+from wan_lora_dagster.testing.commands import wan_lora
+from wan_lora_dagster.testing.processes import default_signals
 
 pytestmark = pytest.mark.slow
 

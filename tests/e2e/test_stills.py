@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import made, run_json, wan_lora
-from tests.engines.musubi.musubi_fixtures import make_fake_musubi, make_weights
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.formats.musubi_cache import load_latent_cache
+from wan_lora_dagster.testing.commands import made, run_json, wan_lora
+from wan_lora_dagster.testing.musubi_fixtures import make_fake_musubi, make_weights
 
 pytestmark = pytest.mark.slow
 
