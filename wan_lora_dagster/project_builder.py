@@ -3,12 +3,13 @@ the tests and the benchmarks share, so that no recipe is written by hand in many
 
 A table is a dict of its settings, written in the order given; every value TOML takes here
 (strings, numbers, booleans, lists of them) is written as JSON writes it, which TOML reads the
-same. `demo_recipe(**changes)` is the demo's recipe with some settings changed, for the many
-tests that run a variant of the demo.
+same. `with_changes` gives a recipe's settings with some changed, and `demo_recipe(**changes)`
+the demo's, for the many tests that run a variant of the demo.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -52,6 +53,7 @@ DEMO_TABLES: dict[str, dict[str, Any]] = {
     },
 }
 TABLE_ORDER = ("captions", "training", "eval")
+DEMO: dict[str, Any] = {"datasets": [DEMO_DATASET], **DEMO_TABLES}
 
 
 def recipe_text(datasets: Sequence[Table] = (), **tables: Table | None) -> str:
@@ -71,19 +73,27 @@ def write_recipe(project: Path, datasets: Sequence[Table] = (), **tables: Table 
     return path
 
 
-def demo_recipe(datasets: Sequence[Table] | None = None, **changes: Table | None) -> dict[str, Any]:
-    """The demo's settings as `recipe_text` takes them, with `changes` applied: a table given
-    updates the demo's (a value None removes that setting; the table None removes the table);
-    `datasets`, where given, replaces the demo's one section."""
-    settings: dict[str, Any] = {"datasets": [dict(DEMO_DATASET)] if datasets is None else datasets}
-    for name in {*DEMO_TABLES, *changes}:
-        change = changes.get(name, {})
+def with_changes(
+    settings: Mapping[str, Any], datasets: Sequence[Table] | None = None, **changes: Table | None
+) -> dict[str, Any]:
+    """`settings` (as `recipe_text` takes them) with `changes` applied: a table given updates
+    the one there (a value None removes that setting; the table None removes the table);
+    `datasets`, where given, replaces the sections."""
+    changed: dict[str, Any] = copy.deepcopy(dict(settings))  # the caller may change it
+    if datasets is not None:
+        changed["datasets"] = datasets
+    for name, change in changes.items():
         if change is None:
-            settings[name] = None
+            changed[name] = None
             continue
-        merged = {**DEMO_TABLES.get(name, {}), **change}
-        settings[name] = {key: value for key, value in merged.items() if value is not None}
-    return settings
+        merged = {**(changed.get(name) or {}), **change}
+        changed[name] = {key: value for key, value in merged.items() if value is not None}
+    return changed
+
+
+def demo_recipe(datasets: Sequence[Table] | None = None, **changes: Table | None) -> dict[str, Any]:
+    """The demo's settings with `changes` applied (`with_changes`)."""
+    return with_changes(DEMO, datasets, **changes)
 
 
 def _table(header: str, settings: Table) -> str:

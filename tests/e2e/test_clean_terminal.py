@@ -10,20 +10,15 @@ from pathlib import Path
 import pytest
 
 from wan_lora_dagster.media.synthetic import make_synthetic_film
+from wan_lora_dagster.project_builder import recipe_text
 from wan_lora_dagster.scaffold import init_project
 from wan_lora_dagster.testing.commands import CHATTER, WAN_LORA, wan_lora_in_shell
 from wan_lora_dagster.testing.processes import default_signals
 
-RECIPE = """\
-[[datasets]]
-source = "clips"
-resolution = [64, 48]
-target_frames = [9]
-
-[captions]
-captioner = "blip2"
-model = "tiny"
-"""
+RECIPE = recipe_text(
+    datasets=[{"source": "clips", "resolution": [64, 48], "target_frames": [9]}],
+    captions={"captioner": "blip2", "model": "tiny"},
+)
 
 
 @pytest.fixture

@@ -8,22 +8,15 @@ import pytest
 
 from wan_lora_dagster.formats.cache_files import LONGEST_ITEM_ID_BYTES
 from wan_lora_dagster.media.synthetic import make_synthetic_film
+from wan_lora_dagster.project_builder import recipe_text
 from wan_lora_dagster.scaffold import init_project
 from wan_lora_dagster.testing.commands import wan_lora_in_shell
 
-RECIPE = """\
-[[datasets]]
-source = "clips"
-resolution = [64, 48]
-target_frames = [9]
-
-[captions]
-captioner = "blip2"
-model = "tiny"
-
-[training]
-model = "tiny"
-"""
+RECIPE = recipe_text(
+    datasets=[{"source": "clips", "resolution": [64, 48], "target_frames": [9]}],
+    captions={"captioner": "blip2", "model": "tiny"},
+    training={"model": "tiny"},
+)
 GOOD_NAMES = (
     "back\\slash",  # the issue's film: a backslash is no separator on Linux
     "two words & 'single' \"double\"",

@@ -15,30 +15,29 @@ from diffusers import WanImageToVideoPipeline, WanPipeline
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.formats.cache_files import parse_latent_cache_name, read_lora_header
 from wan_lora_dagster.formats.musubi_cache import load_latent_cache
+from wan_lora_dagster.project_builder import DEMO_DATASET, demo_recipe, write_recipe
 
 pytestmark = pytest.mark.slow
 
+# Each task's project: one epoch, few frames, few steps.
 SHORT = {
-    'model = "tiny"\nnetwork_dim': 'model = "tiny"\ntask = "{task}"\nnetwork_dim',
-    "max_train_epochs = 4": "max_train_epochs = 1",
-    "save_every_n_epochs = 2\n": "",
-    "num_frames = 9": "num_frames = 5",
-    "num_inference_steps = 4": "num_inference_steps = 2",
+    "training": {"max_train_epochs": 1, "save_every_n_epochs": None},
+    "eval": {"num_frames": 5, "num_inference_steps": 2},
 }
 # TI2V-5B's sides divide by 32: its VAE compresses 16x and its transformer patches 2x2.
-TI2V_SIZES = {"resolution = [64, 48]": "resolution = [64, 32]", "height = 48": "height = 32"}
+TI2V_SIZES = {
+    "datasets": [{**DEMO_DATASET, "resolution": [64, 32]}],
+    "eval": {**SHORT["eval"], "height": 32},
+}
 
 
 def run_project(built_demo: Path, target: Path, task: str, *selection: str, changes=None) -> Path:
     """A copy of the built demo (its clips and captions stay) retrained for `task`."""
     project = target / task
     shutil.copytree(built_demo, project, symlinks=True)
-    recipe = project / "wan_lora.toml"
-    text = recipe.read_text()
-    for old, new in {**SHORT, **(changes or {})}.items():
-        assert old in text, old
-        text = text.replace(old, new.format(task=task))
-    recipe.write_text(text)
+    changes = {**SHORT, **(changes or {})}
+    training = {**changes.pop("training"), "task": task}
+    write_recipe(project, **demo_recipe(training=training, **changes))
     assert main(["run", "--project", str(project), *selection]) == 0
     return project
 
