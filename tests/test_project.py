@@ -1,34 +1,14 @@
 """wan_lora.toml: every mistake a user can make is named with the file, the key and the line."""
 
-from pathlib import Path
-
 import pytest
 
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.project import find_project, load_recipe, open_project
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.recipes import MINIMAL, error_for, write
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
-
-MINIMAL = """\
-[[datasets]]
-source = "clips"
-resolution = [384, 208]
-target_frames = [17]
-"""
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "wan_lora.toml"
-    path.write_text(text)
-    return path
-
-
-def error_for(tmp_path: Path, text: str) -> str:
-    with pytest.raises(ConfigError) as raised:
-        load_recipe(write(tmp_path, text))
-    return str(raised.value)
 
 
 def test_the_init_template_is_a_valid_recipe(tmp_path):
