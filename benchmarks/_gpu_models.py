@@ -16,15 +16,18 @@ from pathlib import Path
 
 import torch
 
-# tests/engines/musubi/gpu_fixtures.py builds musubi's random weights and text caches
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engines" / "musubi"))
-
-from gpu_fixtures import ClipSpec, _random_state, _save_atomically, write_text_cache
-
 from wan_lora_dagster.formats.cache_files import latent_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache
 from wan_lora_dagster.project import DatasetSection
+
+# wan_lora_dagster/testing/gpu_fixtures.py builds musubi's random weights and text caches
+from wan_lora_dagster.testing.gpu_fixtures import (
+    ClipSpec,
+    _random_state,
+    _save_atomically,
+    write_text_cache,
+)
 
 
 @dataclass(frozen=True)

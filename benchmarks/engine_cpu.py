@@ -45,7 +45,8 @@ from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.project import open_project
-from wan_lora_dagster.scaffold import DEMO_RANGES, DEMO_RECIPE, init_project
+from wan_lora_dagster.project_builder import demo_recipe, recipe_text
+from wan_lora_dagster.scaffold import DEMO_RANGES, init_project
 
 ENGINE_TRAIN = "engine.train"
 TRAIN_LOOP = "train_lora"
@@ -70,16 +71,8 @@ SMALL = Scale(epochs=2, repeats=1)
 def recipe(epochs: int) -> str:
     """The demo's recipe, training `epochs` epochs (saving every second one), with captions
     written by this script: the captioner is no part of what is measured."""
-    changes = {
-        "max_train_epochs = 4\n": f"max_train_epochs = {epochs}\n",
-        'captioner = "blip2"\nmodel = "tiny"\n': 'captioner = "none"\n',
-    }
-    text = DEMO_RECIPE
-    for old, new in changes.items():
-        if old not in text:
-            raise SystemExit(f"the demo recipe changed ({old!r}): update benchmarks/engine_cpu.py")
-        text = text.replace(old, new)
-    return text
+    captions = {"captioner": "none", "model": None}
+    return recipe_text(**demo_recipe(training={"max_train_epochs": epochs}, captions=captions))
 
 
 def build_project(directory: Path, scale: Scale) -> Path:

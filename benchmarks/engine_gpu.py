@@ -40,7 +40,10 @@ from pathlib import Path
 
 import torch
 from _gpu_models import SHAPES, ModelShape, build_weights, ours_models, write_caches
-from gpu_fixtures import (
+
+from wan_lora_dagster.engines.base import TrainRequest
+from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.testing.gpu_fixtures import (
     DIT_NAME,
     HEADER,
     GpuMemoryPoller,
@@ -48,9 +51,6 @@ from gpu_fixtures import (
     musubi_checkout,
     random_weights,
 )
-
-from wan_lora_dagster.engines.base import TrainRequest
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
 
 DATASHEET_TFLOPS = 989.0  # H200 SXM, bf16 dense
 TEXT_TOKENS = 512

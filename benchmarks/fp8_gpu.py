@@ -16,7 +16,8 @@
 
 Prints each phase's seconds; writes the report to $OUT/fp8_gpu.md. `--small` runs both parts at
 tiny shapes on a CPU in a few minutes (fp8 matmuls on the CPU's torch._scaled_mm, the card
-played by tests/engines/fake_cuda.py's FakeCudaCapability): the code paths, not the numbers.
+played by FakeCudaCapability of wan_lora_dagster/testing/fake_cuda.py): the code paths, not
+the numbers.
 
     python benchmarks/fp8_gpu.py [--steps 8] [--numerics-steps 300] [--only speed,numerics]
 """
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.engines.fake_cuda
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _gpu_models import SHAPES, build_weights, ours_models, write_caches
 from engine_gpu import (
@@ -332,8 +333,8 @@ def linear_timing(tokens: int = 3744, dim: int = 5120, ffn: int = 13824) -> str:
 
 def _play_a_hopper_on_the_cpu() -> None:
     """--small on a CPU: fp8_compute would refuse the CPU; a fake card lets its code run."""
-    from tests.engines.fake_cuda import FakeCudaCapability
     from wan_lora_dagster.engines.diffusers.acceleration import fp8_compute
+    from wan_lora_dagster.testing.fake_cuda import FakeCudaCapability
 
     fp8_compute.device_capability = FakeCudaCapability((9, 0), "a CPU playing an H100")
     os.environ.setdefault("WAN_LORA_COMPILE_BACKEND", "aot_eager")

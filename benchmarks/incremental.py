@@ -38,30 +38,22 @@ from _common import (
 
 from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.media.synthetic import make_synthetic_film
+from wan_lora_dagster.project_builder import recipe_text
 from wan_lora_dagster.scaffold import init_project
 
 CLIP_SECONDS = 0.5  # one range every half second, each 0.4 s long (6 frames at 16 fps)
 FILMS = ("a", "b")
-RECIPE = """\
-[[datasets]]
-name = "small"
-source = "clips"
-resolution = [32, 32]
-target_frames = [5]
-
-[captions]
-captioner = "blip2"
-model = "tiny"
-frames_per_clip = 1
-max_new_tokens = 6
-trigger = "benchstyle"
-
-[training]
-model = "tiny"
-network_dim = 2
-network_alpha = 2
-max_train_epochs = 1
-"""
+RECIPE = recipe_text(
+    datasets=[{"name": "small", "source": "clips", "resolution": [32, 32], "target_frames": [5]}],
+    captions={
+        "captioner": "blip2",
+        "model": "tiny",
+        "frames_per_clip": 1,
+        "max_new_tokens": 6,
+        "trigger": "benchstyle",
+    },
+    training={"model": "tiny", "network_dim": 2, "network_alpha": 2, "max_train_epochs": 1},
+)
 SELECTION = "+training_set"
 STAGES = ("clips", "captions", "text_cache", "latent_cache", "training_set")
 TEXT_JOBS, LATENT_JOBS = "text encodings", "latent encodings"

@@ -7,7 +7,7 @@ values of the real shapes, written in musubi-tuner's cache format), rank 32, bat
 gradient checkpointing, AdamW. The diffusers engine loads a random-weight 1.3B transformer built
 here from diffusers' own config (the tiny model's other parts, unused by training, beside it);
 musubi-tuner (MUSUBI_TUNER_DIR) trains on random weights built with its own classes
-(tests/engines/musubi/gpu_fixtures.py). The rate is taken from the times the engine's progress
+(wan_lora_dagster/testing/gpu_fixtures.py). The rate is taken from the times the engine's progress
 reports arrive, over the steps after `--warmup`: samples/s = GPUs x batch / (s per step).
 
     MUSUBI_TUNER_DIR=... python benchmarks/multi_gpu.py [--steps 30] [--warmup 8]
@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engines" / "musubi"))
 
 import torch
 
@@ -197,9 +196,8 @@ def measure_diffusers(root, manifest, section, size, gpus, options) -> Measured:
 
 
 def measure_musubi(root, manifest, section, size, gpus, options) -> Measured:
-    from gpu_fixtures import musubi_checkout, random_weights, weights_dir
-
     from wan_lora_dagster.engines.musubi import MusubiEngine
+    from wan_lora_dagster.testing.gpu_fixtures import musubi_checkout, random_weights, weights_dir
 
     weights = random_weights(weights_dir(), musubi_checkout())
     settings = settings_for(

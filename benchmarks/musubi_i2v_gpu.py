@@ -47,16 +47,8 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engines" / "musubi"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_fixtures import (
-    ClipSpec,
-    GpuMemoryPoller,
-    random_text_encoder,
-    synthetic_frames,
-)
-from i2v_weights import random_clip, random_vae, wan_tokenizer_folder
 from musubi_validation_gpu import (
     SMALL_DIT,
     build_dit,
@@ -70,6 +62,13 @@ from wan_lora_dagster.engines.base import SampleRequest, SampleVideo, StartImage
 from wan_lora_dagster.engines.musubi import MusubiEngine
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.project import EvalSettings, TrainingSettings
+from wan_lora_dagster.testing.gpu_fixtures import (
+    ClipSpec,
+    GpuMemoryPoller,
+    random_text_encoder,
+    synthetic_frames,
+)
+from wan_lora_dagster.testing.i2v_weights import random_clip, random_vae, wan_tokenizer_folder
 
 EVAL = EvalSettings(
     prompts=("a dragon turns its head towards the camera",),

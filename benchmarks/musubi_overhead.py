@@ -2,7 +2,7 @@
 lora_checkpoints` vs. the SAME `accelerate launch wan_train_network.py` command run by hand.
 
 The project is the demo's (5 clips at 64x48, 9-frame windows) with `engine = "musubi"` and
-t2v-1.3B random weights of the real shapes (tests/engines/musubi/gpu_fixtures.py); its caches
+t2v-1.3B random weights of the real shapes (wan_lora_dagster/testing/gpu_fixtures.py); its caches
 are made once by the graph. Each graph run trains 2 epochs from scratch (its checkpoint records
 are removed first) and includes everything a user waits for: the command's start (Python, Dagster,
 the definitions), the run in the project's instance, streaming and parsing musubi's output,
@@ -29,11 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.processes
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engines" / "musubi"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gpu_fixtures import real_shape_training, skip_reason
-from graph_scenario import musubi_demo_project
+from wan_lora_dagster.testing.gpu_fixtures import real_shape_training, skip_reason
+from wan_lora_dagster.testing.graph_scenario import musubi_demo_project
 
 GOAL_RATIO = 1.02
 EPOCHS = 2

@@ -3,7 +3,7 @@ seconds to load `[training] dit` and to measure one held-out clip, and the peak 
 fp8 base weights, beside the 24 GB of the card such a LoRA is trained on.
 
 The DiT is built by musubi-tuner's OWN WanModel (on the meta device, then one random tensor per
-key: tests/engines/musubi/gpu_fixtures.py) and saved as fp8 e4m3 safetensors, as Comfy-Org
+key: wan_lora_dagster/testing/gpu_fixtures.py) and saved as fp8 e4m3 safetensors, as Comfy-Org
 ships the 14B models; the LoRA has musubi's key names for every linear of every block (rank 32);
 the held-out cache is a random one of a 480x832, 81-frame clip with its image condition and CLIP
 features, in musubi's cache format. `--small` builds a 2-block DiT of width 256 instead (a CPU
@@ -28,9 +28,6 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engines" / "musubi"))
-
-from gpu_fixtures import musubi_checkout
 
 from wan_lora_dagster.engines.musubi import MusubiEngine
 from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
@@ -38,6 +35,7 @@ from wan_lora_dagster.formats.lora import save_lora
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache, save_text_cache
 from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.testing.gpu_fixtures import musubi_checkout
 
 BUILD_DIT = """
 import json, sys, torch
@@ -47,7 +45,7 @@ from accelerate import init_empty_weights
 from musubi_tuner.wan.configs import WAN_CONFIGS
 from musubi_tuner.wan.modules.model import WanModel
 from safetensors.torch import save_file
-from gpu_fixtures import _random_state
+from wan_lora_dagster.testing.gpu_fixtures import _random_state
 
 config, small = WAN_CONFIGS["i2v-14B"], json.loads(sys.argv[2])
 dims = small or dict(dim=config.dim, ffn_dim=config.ffn_dim, num_heads=config.num_heads,
@@ -97,8 +95,8 @@ def command_line(doc: str, script: str) -> tuple[bool, Path]:
 
 
 def build_dit(path: Path, musubi: Path, small: bool, dtype: str = "float8_e4m3fn") -> Path:
-    fixtures = Path(__file__).resolve().parents[1] / "tests" / "engines" / "musubi"
-    paths = [str(musubi / "src"), str(fixtures), *filter(None, [os.environ.get("PYTHONPATH")])]
+    repository = Path(__file__).resolve().parents[1]  # wan_lora_dagster.testing
+    paths = [str(musubi / "src"), str(repository), *filter(None, [os.environ.get("PYTHONPATH")])]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     dims = json.dumps(SMALL_DIT if small else {})
     command = [sys.executable, "-c", BUILD_DIT, str(path), dims, dtype]

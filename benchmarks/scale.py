@@ -50,6 +50,7 @@ from wan_lora_dagster.assets import caches as cache_assets
 from wan_lora_dagster.assets import dataset as dataset_assets
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.project_builder import recipe_text
 from wan_lora_dagster.resources import FfmpegResource
 from wan_lora_dagster.runner import ProjectRunner
 from wan_lora_dagster.scaffold import init_project
@@ -61,20 +62,11 @@ PER_CLIP_STAGES = ("clips", "captions", "text_cache", "latent_cache")
 # everything up to training (training itself is not run)
 RUN_STAGES = (*PER_CLIP_STAGES, "training_set", "dataset_report")
 TRIGGER = "scalestyle"
-RECIPE = f"""\
-[[datasets]]
-name = "tiny"
-source = "clips"
-resolution = [32, 32]
-target_frames = [1]
-
-[captions]
-captioner = "none"
-trigger = "{TRIGGER}"
-
-[training]
-model = "tiny"
-"""
+RECIPE = recipe_text(
+    datasets=[{"name": "tiny", "source": "clips", "resolution": [32, 32], "target_frames": [1]}],
+    captions={"captioner": "none", "trigger": TRIGGER},
+    training={"model": "tiny"},
+)
 GOALS = {  # the issue's, at 30,000 clips: (what, limit, unit)
     "sync": ("<= 10 s", 10.0),
     "status": ("<= 10 s", 10.0),

@@ -3,9 +3,9 @@ each mistake named with the file and the line; a LoRA recipe's fingerprint uncha
 
 import pytest
 
-from tests.test_project import MINIMAL, error_for, write
 from wan_lora_dagster.engines.training_plan import plan_run
 from wan_lora_dagster.project import TrainingSettings, load_recipe
+from wan_lora_dagster.testing.recipes import MINIMAL, error_for, write
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 

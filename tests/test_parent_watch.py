@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.processes import default_signals
+from wan_lora_dagster.testing.processes import default_signals
 
 # The parent starts the watched command (which starts a grandchild, as a trainer starts its
 # data-loader workers), prints the command's pid, and sleeps until it is killed.

@@ -1,34 +1,14 @@
 """wan_lora.toml: every mistake a user can make is named with the file, the key and the line."""
 
-from pathlib import Path
-
 import pytest
 
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.project import find_project, load_recipe, open_project
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.recipes import MINIMAL, error_for, write
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
-
-MINIMAL = """\
-[[datasets]]
-source = "clips"
-resolution = [384, 208]
-target_frames = [17]
-"""
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    path = tmp_path / "wan_lora.toml"
-    path.write_text(text)
-    return path
-
-
-def error_for(tmp_path: Path, text: str) -> str:
-    with pytest.raises(ConfigError) as raised:
-        load_recipe(write(tmp_path, text))
-    return str(raised.value)
 
 
 def test_the_init_template_is_a_valid_recipe(tmp_path):
@@ -121,3 +101,31 @@ def test_a_command_outside_any_project_says_where_it_looked(tmp_path, monkeypatc
     error = capsys.readouterr().err
     assert f"no wan_lora.toml in {tmp_path.resolve()} or any folder above it" in error
     assert "--project" in error
+
+
+# Wan 2.2 settings: mistakes named with the file and the key.
+
+
+def test_experts_belong_to_the_two_expert_tasks(tmp_path):
+    message = error_for(tmp_path, MINIMAL + '[training]\ntask = "t2v-14B"\nexperts = ["high"]\n')
+    assert "wan_lora.toml" in message and "experts is for the two-expert Wan 2.2 tasks" in message
+    message = error_for(tmp_path, MINIMAL + '[training]\ntask = "t2v-A14B"\nexperts = []\n')
+    assert 'list "high", "low" or both' in message
+
+
+def test_an_expert_has_a_name_and_the_boundary_lies_inside_zero_one(tmp_path):
+    message = error_for(tmp_path, MINIMAL + '[training]\ntask = "i2v-A14B"\nexperts = ["mid"]\n')
+    assert "wan_lora.toml:7: training.experts.0" in message
+    message = error_for(
+        tmp_path, MINIMAL + '[training]\ntask = "i2v-A14B"\ntimestep_boundary = 900\n'
+    )
+    assert "wan_lora.toml:7: training.timestep_boundary" in message
+
+
+def test_ti2v_5b_sizes_divide_by_32(tmp_path):
+    message = error_for(tmp_path, MINIMAL + '[training]\ntask = "ti2v-5B"\n')
+    assert "ti2v-5B needs sides that are multiples of 32" in message
+    assert "'clips_0' resolution [384, 208]" in message
+    assert "[eval]" not in message  # its default 64 x 64 divides by 32
+    fixed = MINIMAL.replace("[384, 208]", "[384, 224]") + '[training]\ntask = "ti2v-5B"\n'
+    assert load_recipe(write(tmp_path, fixed)).training.task == "ti2v-5B"

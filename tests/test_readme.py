@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_clean_terminal import CHATTER
-from tests.processes import default_signals, stop_group
+from wan_lora_dagster.testing.commands import CHATTER
+from wan_lora_dagster.testing.processes import default_signals, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

@@ -3,8 +3,8 @@ key and the line; left at their defaults they change no fingerprint."""
 
 import pytest
 
-from tests.test_project import MINIMAL, error_for, write
 from wan_lora_dagster.project import TrainingSettings, load_recipe
+from wan_lora_dagster.testing.recipes import MINIMAL, error_for, write
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 

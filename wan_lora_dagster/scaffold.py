@@ -7,43 +7,15 @@ from pathlib import Path
 
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.project import CONFIG_NAME
+from wan_lora_dagster.project_builder import demo_recipe, recipe_text
 
 PROJECT_FOLDERS = ("films", "ranges", "stills", "captions")
 
-DEMO_RECIPE = """\
-# The demo: a synthetic film, the offline `tiny` model and a tiny captioner. It proves the
-# plumbing and the training math on a CPU in minutes; its videos and captions are not art.
-[[datasets]]
-name = "video"
-source = "clips"
-resolution = [64, 48]
-target_frames = [9]
-frame_extraction = "chunk"
-
-[captions]
-captioner = "blip2"
-model = "tiny"
-trigger = "demostyle"
-banned_words = ["bunny"]
-
-[training]
-model = "tiny"
-network_dim = 4
-network_alpha = 4
-learning_rate = 1e-3
-max_train_epochs = 4
-save_every_n_epochs = 2
-
-[eval]
-prompts = ["demostyle, shapes moving on a coloured background"]
-strengths = [0.0, 1.0]
-seeds = [1]
-width = 64
-height = 48
-num_frames = 9
-num_inference_steps = 4
-num_held_out = 1
-"""
+DEMO_RECIPE = (
+    "# The demo: a synthetic film, the offline `tiny` model and a tiny captioner. It proves the\n"
+    "# plumbing and the training math on a CPU in minutes; its videos and captions are not art.\n"
+    + recipe_text(**demo_recipe())
+)
 
 # Moments of the synthetic film (4 scenes of 6 s): one per scene, and one across a hard cut,
 # which the clips check flags as a warning.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.design import DESIGN_ASSETS
+from wan_lora_dagster.pipeline.asset_table import ASSETS
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.project import open_project
 
@@ -119,7 +119,7 @@ def test_asset_graph_shows_every_asset_of_the_design(page, project: Path):
     graph = page.locator("svg foreignObject")
     expect(graph.get_by_text("training", exact=True)).to_be_visible()
     page.keyboard.press("Alt+KeyE")  # "Expand all groups" (⌥E): many groups start collapsed
-    for asset in DESIGN_ASSETS:
+    for asset in (spec.name for spec in ASSETS):
         expect(graph.get_by_text(asset, exact=True)).to_be_visible()
     page.wait_for_load_state("networkidle")  # the nodes' materialization colours
     page.screenshot(path=_screenshot(project, "asset_graph"))

@@ -17,13 +17,13 @@ from wan_lora_dagster.captioning.tiny import (
     build_tiny_blip2,
     build_tiny_qwen_vl,
 )
+from wan_lora_dagster.testing.captioners import TINY_MODELS
 
 # Short captions keep greedy decoding on a busy CPU fast.
 MAX_NEW_TOKENS = 8
 
 
 # model -> its captioner: "blip2", and "vlm" for each Qwen-VL generation
-TINY_MODELS = {"blip2": "blip2", **dict.fromkeys(TINY_QWEN_VL_TYPES, "vlm")}
 
 
 @pytest.fixture(scope="session")

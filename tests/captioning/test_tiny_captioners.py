@@ -6,7 +6,6 @@ from functools import partial
 
 import pytest
 
-from tests.captioning.conftest import TINY_MODELS
 from wan_lora_dagster.captioning.backends import CaptionerSettings
 from wan_lora_dagster.captioning.tiny import (
     COMPLETE_MARKER,
@@ -14,6 +13,7 @@ from wan_lora_dagster.captioning.tiny import (
     build_tiny_blip2,
     build_tiny_qwen_vl,
 )
+from wan_lora_dagster.testing.captioners import TINY_MODELS
 
 BUILDERS = {
     "blip2": build_tiny_blip2,

@@ -12,11 +12,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from tests.deployment.servers import postgres_bin, postgres_server
-from tests.processes import default_signals
 from wan_lora_dagster.instance.claims import PROCESS_TAG, Claims, one_maker, release_dead_runs
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.run_outcomes import failure_messages
+from wan_lora_dagster.testing.processes import default_signals
+from wan_lora_dagster.testing.servers import postgres_bin, postgres_server
 
 pytestmark = pytest.mark.slow
 REPOSITORY = Path(__file__).resolve().parents[2]

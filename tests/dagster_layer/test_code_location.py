@@ -5,8 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.design import DESIGN_ASSETS
 from wan_lora_dagster.definitions import build_definitions
+from wan_lora_dagster.pipeline.asset_table import ASSETS
 from wan_lora_dagster.scaffold import init_project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +32,7 @@ def test_every_asset_of_the_design_is_defined_with_a_description_and_code_versio
     defs = build_definitions(init_project(tmp_path / "project"))
     graph = defs.resolve_asset_graph()
     names = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert names >= set(DESIGN_ASSETS)
+    assert names >= {spec.name for spec in ASSETS}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.description, f"{key.to_user_string()} has no description"

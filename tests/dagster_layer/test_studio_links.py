@@ -9,11 +9,17 @@ import sys
 import urllib.request
 
 import pytest
-from test_ui_stop import START_SECONDS, STOP_SECONDS, _answers, _free_port, _serving
 
-from tests.processes import default_signals
 from wan_lora_dagster.assets.declared import STUDIO_ENV
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.dagster_ui import (
+    START_SECONDS,
+    STOP_SECONDS,
+    wait_until_it_answers,
+    webserver_says_it_serves,
+)
+from wan_lora_dagster.testing.processes import default_signals
+from wan_lora_dagster.testing.servers import free_port
 
 STUDIO = "http://127.0.0.1:3001"
 # what the definitions' metadata says of each asset, as a Dagster process loads them
@@ -60,7 +66,7 @@ def test_without_a_studio_no_asset_links_one(tmp_path):
 @pytest.mark.slow  # starts `wan-lora ui`: Dagster's webserver and daemon
 def test_the_dagster_ui_that_wan_lora_ui_starts_links_its_studio(tmp_path):
     project = init_project(tmp_path / "project")
-    port, studio_port = _free_port(), _free_port()
+    port, studio_port = free_port(), free_port()
     command = [sys.executable, "-m", "wan_lora_dagster.cli", "ui", "--project", str(project)]
     command += ["--port", str(port), "--studio-port", str(studio_port)]
     ui = subprocess.Popen(
@@ -72,8 +78,10 @@ def test_the_dagster_ui_that_wan_lora_ui_starts_links_its_studio(tmp_path):
         preexec_fn=default_signals,
     )
     try:
-        assert _serving(ui, port).wait(START_SECONDS), "the UI did not say it serves"
-        _answers(port)
+        assert webserver_says_it_serves(ui, port).wait(START_SECONDS), (
+            "the UI did not say it serves"
+        )
+        wait_until_it_answers(port)
         query = json.dumps({"query": ASSET_URLS}).encode()
         asked = urllib.request.Request(
             f"http://127.0.0.1:{port}/graphql", query, {"content-type": "application/json"}

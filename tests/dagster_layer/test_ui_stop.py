@@ -7,26 +7,22 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.processes import default_signals
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.dagster_ui import (
+    START_SECONDS,
+    STOP_SECONDS,
+    wait_until_it_answers,
+    webserver_says_it_serves,
+)
+from wan_lora_dagster.testing.processes import default_signals
+from wan_lora_dagster.testing.servers import free_port
 
 pytestmark = pytest.mark.slow
-START_SECONDS = 180
-STOP_SECONDS = 60
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _descendants(root: int) -> set[int]:
@@ -70,37 +66,9 @@ def _wait_all_ended(handles: dict[int, int], seconds: float) -> set[int]:
     return set(left)
 
 
-def _serving(process: subprocess.Popen, port: int) -> threading.Event:
-    """Set when the webserver says it serves on `port`; its output is read to the end so that
-    no pipe fills."""
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in process.stdout:
-            if f"Serving dagster-webserver on http://127.0.0.1:{port}" in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    return ready
-
-
-def _answers(port: int) -> None:
-    """The webserver logs that it serves just before it binds: wait until it answers."""
-    deadline = time.monotonic() + START_SECONDS
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=30).close()
-            return
-        except urllib.error.URLError as error:  # refused: not bound yet
-            if not isinstance(error.reason, ConnectionRefusedError):
-                raise
-            assert time.monotonic() < deadline, "the UI said it serves, but does not answer"
-            time.sleep(0.1)
-
-
 def test_sigterm_stops_dagster_dev_and_everything_it_started(tmp_path):
     project = init_project(tmp_path / "project")
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen(
         [
             sys.executable,
@@ -119,8 +87,10 @@ def test_sigterm_stops_dagster_dev_and_everything_it_started(tmp_path):
         preexec_fn=default_signals,
     )
     try:
-        assert _serving(ui, port).wait(START_SECONDS), "the UI did not say it serves"
-        _answers(port)
+        assert webserver_says_it_serves(ui, port).wait(START_SECONDS), (
+            "the UI did not say it serves"
+        )
+        wait_until_it_answers(port)
         started = _descendants(ui.pid)
         assert len(started) >= 3, "the watch, dagster dev, its webserver and daemon"
         handles = _exit_handles(started)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import threading
 import time
 from collections import Counter
@@ -15,18 +14,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.deployment.conftest import open_instance_of
 from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.runner import ProjectRunner
 from wan_lora_dagster.scaffold import create_demo_project
+from wan_lora_dagster.testing.team import TASK, keep_ranges, open_instance_of
 
 # Up to the fan-in: every per-clip stage and the manifest, the stages whose records the
 # deployment must reproduce exactly (training and eval take minutes of the suite's 10 on a CPU).
 GRAPH = "+training_set"
 COMPARED = ("clips", "captions", "text_cache", "latent_cache", "training_set")
 KILL_WAIT_SECONDS = 120
-TASK = re.compile(r"Task execute_plan\[([0-9a-f-]+)\] received")
 
 
 def records(project: Path) -> dict[str, dict[str, dict]]:
@@ -105,7 +103,7 @@ def test_graph_through_two_workers_matches_in_process(team_factory, tmp_path):
     team = team_factory()
     local = create_demo_project(tmp_path / "local" / "demo")
     for project in (team.project, local):
-        _keep_ranges(project, 3)
+        keep_ranges(project, 3)  # fewer clips: the suite's time matters more
     # each worker a machine with two "GPUs": its GPU steps split over two device processes
     team.start_workers("alpha", "beta", env={"WAN_LORA_DEVICES": "cpu,cpu"})
 
@@ -128,13 +126,6 @@ def test_graph_through_two_workers_matches_in_process(team_factory, tmp_path):
     assert synced_state(ProjectRunner(open_project(team.project))) == synced_state(
         ProjectRunner(open_project(local))
     )
-
-
-def _keep_ranges(project: Path, count: int) -> None:
-    """The demo with fewer clips: the suite's time matters more than the clips' number."""
-    ranges = project / "ranges" / "shapes.txt"
-    lines = ranges.read_text().splitlines()
-    ranges.write_text("\n".join(lines[: count + 1]) + "\n")  # the header, then `count` ranges
 
 
 def _workers_that_ran(project: Path) -> set[str]:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -17,47 +15,27 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from tests.deployment.conftest import Team, open_instance_of
-from tests.deployment.servers import free_port
-from tests.processes import default_signals, stop_group
 from wan_lora_dagster.assets.partitioned import CLIP_PARTITIONS
 from wan_lora_dagster.dagster_internals import IMPLICIT_ASSET_JOB_NAME
 from wan_lora_dagster.definitions import PROJECT_ENV
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.runner import ProjectRunner
+from wan_lora_dagster.testing.processes import default_signals, stop_group
+from wan_lora_dagster.testing.servers import free_port
+from wan_lora_dagster.testing.team import (
+    Team,
+    gated_ffmpeg,
+    keep_ranges,
+    open_instance_of,
+    wait_for,
+)
 
-GATE_SECONDS = 120  # how long a gated ffmpeg waits for the other worker before cutting anyway
-FFMPEG = shutil.which("ffmpeg")
 WAN_LORA = [sys.executable, "-m", "wan_lora_dagster.cli"]
 FINISHED = (
     dg.DagsterRunStatus.SUCCESS,
     dg.DagsterRunStatus.FAILURE,
     dg.DagsterRunStatus.CANCELED,
 )
-# Only the cuts wait (their output is under out/): libraries probe ffmpeg when imported.
-GATED_FFMPEG = """#!/bin/sh
-case "$*" in *"/out/"*)
-  echo "$*" >> "$FFMPEG_GATE.calls"
-  touch "$FFMPEG_GATE"
-  tries=0
-  while [ "$(ls "{gate}" | grep -vc calls)" -lt 2 ] && [ $tries -lt {tries} ]; do
-    sleep 0.1; tries=$((tries + 1))
-  done;;
-esac
-exec {real} "$@"
-"""
-
-
-def gated_ffmpeg(folder: Path, gate: Path) -> Path:
-    """An `ffmpeg` first on a worker's PATH that logs each call, then waits until every worker
-    has started cutting (a file per worker in `gate`), then runs the real ffmpeg. A worker can
-    then only finish its batch while the other one is cutting too: the batches overlap or the
-    first waits out GATE_SECONDS."""
-    folder.mkdir()
-    script = folder / "ffmpeg"
-    script.write_text(GATED_FFMPEG.format(gate=gate, tries=GATE_SECONDS * 10, real=FFMPEG))
-    script.chmod(0o755)
-    return folder
 
 
 def start_gated_workers(team: Team, tmp_path: Path, *names: str) -> Path:
@@ -76,12 +54,6 @@ def add_film(project: Path, name: str, ranges: int) -> None:
     os.link(project / "films" / "shapes.mp4", project / "films" / f"{name}.mp4")
     lines = (project / "ranges" / "shapes.txt").read_text().splitlines()
     (project / "ranges" / f"{name}.txt").write_text("\n".join(lines[: ranges + 1]) + "\n")
-
-
-def keep_ranges(project: Path, count: int) -> None:
-    ranges = project / "ranges" / "shapes.txt"
-    lines = ranges.read_text().splitlines()
-    ranges.write_text("\n".join(lines[: count + 1]) + "\n")  # the header, then `count` ranges
 
 
 def step_span(instance: dg.DagsterInstance, run_id: str) -> tuple[float, float]:
@@ -167,13 +139,6 @@ def _answers(port: int, server: subprocess.Popen, log: Path) -> bool:
     except OSError:
         return False
     return True
-
-
-def wait_for(condition, what: str, seconds: float = 240) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
-        time.sleep(0.2)
 
 
 def launch_at_once(project: Path) -> None:

@@ -12,11 +12,17 @@ import psutil
 import pytest
 import redis
 
-from tests.deployment.conftest import Team, Worker, open_instance_of
-from tests.deployment.test_team_deployment import TASK
-from tests.deployment.test_team_runs import gated_ffmpeg, keep_ranges, wait_for
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.runner import ProjectRunner
+from wan_lora_dagster.testing.team import (
+    TASK,
+    Team,
+    Worker,
+    gated_ffmpeg,
+    keep_ranges,
+    open_instance_of,
+    wait_for,
+)
 
 STOP_SECONDS = 120  # an upper bound on a stop's grace periods, never waited out on success
 RUN_SECONDS = 600

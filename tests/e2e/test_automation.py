@@ -5,10 +5,10 @@ import pytest
 from dagster._core.definitions.data_version import StaleStatus
 from dagster._utils.test.data_versions import get_stale_status_resolver
 
-from tests.e2e.conftest import run_json
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.resources import build_resources
 from wan_lora_dagster.runner import ProjectRunner
+from wan_lora_dagster.testing.commands import run_json
 
 
 @pytest.fixture

@@ -1,35 +1,16 @@
 """A folder of films of mixed quality, tried as a new user would: ONE `wan-lora run` makes every
 good film's exact clips and names every problem, each with its file (and line)."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.processes import default_signals
 from wan_lora_dagster.media.probe import probe_video
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.commands import ffmpeg, wan_lora_in_shell
 
-WAN_LORA = Path(sys.executable).with_name("wan-lora")
 HOSTILE = "$(touch pwned)"
-
-
-def ffmpeg(*arguments) -> None:
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *map(str, arguments)], check=True)
-
-
-def wan_lora(cwd: Path, *arguments) -> subprocess.CompletedProcess:
-    """The real command, as a shell starts it: its exit status and all it printed."""
-    return subprocess.run(
-        [str(WAN_LORA), *map(str, arguments)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        preexec_fn=default_signals,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +56,7 @@ def test_one_run_makes_the_good_films_clips_and_names_every_problem(mixed_films)
     films, ranges, clips = mixed_films / "films", mixed_films / "ranges", mixed_films / "out/clips"
     here = mixed_films.parent
 
-    run = wan_lora(here, "run", "--project", mixed_films, "--select", "clips")
+    run = wan_lora_in_shell(here, "run", "--project", mixed_films, "--select", "clips")
 
     assert run.returncode == 1, run.stdout + run.stderr
     assert frames(clips / "vfr_0-3000.mp4") == 48
@@ -101,7 +82,9 @@ def test_one_run_makes_the_good_films_clips_and_names_every_problem(mixed_films)
 
 
 def test_status_inside_the_project_shows_a_film_without_ranges_as_a_warning(mixed_films):
-    status = wan_lora(mixed_films / "films", "status")  # no --project: found from a subfolder
+    status = wan_lora_in_shell(
+        mixed_films / "films", "status"
+    )  # no --project: found from a subfolder
 
     assert status.returncode == 1, status.stderr  # the three bad films are problems
     assert "3 problems" in status.stdout

@@ -4,12 +4,12 @@ a changed checkpoint is never exported."""
 import json
 
 import pytest
-from conftest import run_json, wan_lora
 
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline import evaluation
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.testing.commands import run_json, wan_lora
 
 pytestmark = pytest.mark.slow
 

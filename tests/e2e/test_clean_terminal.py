@@ -9,24 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_bad_films import WAN_LORA, wan_lora
-from tests.processes import default_signals
 from wan_lora_dagster.media.synthetic import make_synthetic_film
+from wan_lora_dagster.project_builder import recipe_text
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.commands import CHATTER, WAN_LORA, wan_lora_in_shell
+from wan_lora_dagster.testing.processes import default_signals
 
-RECIPE = """\
-[[datasets]]
-source = "clips"
-resolution = [64, 48]
-target_frames = [9]
-
-[captions]
-captioner = "blip2"
-model = "tiny"
-"""
-# What transformers and diffusers print on their own: bars while loading and saving weights,
-# and a notice that torchvision is missing.
-CHATTER = ("Loading weights", "Writing model shards", "torchvision", "Loading pipeline components")
+RECIPE = recipe_text(
+    datasets=[{"source": "clips", "resolution": [64, 48], "target_frames": [9]}],
+    captions={"captioner": "blip2", "model": "tiny"},
+)
 
 
 @pytest.fixture
@@ -42,7 +34,7 @@ def small_project(tmp_path) -> Path:
 
 
 def test_a_run_shows_our_bars_and_each_warning_once_at_the_end(small_project):
-    run = wan_lora(small_project, "run", "--select", "+captions")
+    run = wan_lora_in_shell(small_project, "run", "--select", "+captions")
 
     assert run.returncode == 0, run.stdout + run.stderr
     for chatter in CHATTER:

@@ -9,11 +9,11 @@ from collections import defaultdict
 import dagster as dg
 import pytest
 
-from tests.processes import default_signals
 from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.testing.processes import default_signals
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,6 @@ import json
 import dagster as dg
 from safetensors import safe_open
 
-from tests.e2e.conftest import run_json, wan_lora
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.pipeline.asset_spec import Partitioning
@@ -13,6 +12,8 @@ from wan_lora_dagster.pipeline.asset_table import STAGES, partitioned
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.pipeline.training_set import build_manifest
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.project_builder import DEMO_DATASET, demo_recipe, write_recipe
+from wan_lora_dagster.testing.commands import run_json, wan_lora
 
 
 def test_demo_materializes_every_asset_and_exports_a_lora(built_demo):
@@ -55,14 +56,8 @@ def test_clip_checks_pass_and_the_clip_across_a_cut_warns(built_demo):
 
 
 def test_a_section_with_no_clips_stops_before_training(demo_copy, capsys):
-    recipe = demo_copy / "wan_lora.toml"
-    recipe.write_text(
-        recipe.read_text().replace(
-            "[captions]",
-            '[[datasets]]\nname = "long"\nsource = "clips"\nresolution = [64, 48]\n'
-            "target_frames = [81]\n\n[captions]",
-        )
-    )
+    long = {"name": "long", "source": "clips", "resolution": [64, 48], "target_frames": [81]}
+    write_recipe(demo_copy, **demo_recipe(datasets=[DEMO_DATASET, long]))
     status, summary = run_json(capsys, demo_copy)
     assert status != 0
     assert summary["training_set"]["failed"] == ["__all__"]

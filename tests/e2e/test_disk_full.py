@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_json
 from safetensors import safe_open
 from safetensors.torch import load_file
+
+from wan_lora_dagster.testing.commands import run_json
 
 pytestmark = pytest.mark.slow
 FULL = "4k"  # one page: no clip, cache, checkpoint or video of the demo fits beside what is kept

@@ -11,9 +11,9 @@ import pytest
 from diffusers import WanPipeline, WanTransformer3DModel
 from safetensors.torch import load_file
 
-from tests.e2e.conftest import wan_lora
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.formats.cache_files import read_lora_header
+from wan_lora_dagster.testing.commands import wan_lora
 
 pytestmark = pytest.mark.slow
 

@@ -7,17 +7,18 @@ the conditioning: the image WanImageToVideoPipeline encodes for every eval video
 """
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 from diffusers import WanImageToVideoPipeline
 from PIL import Image
 
-from tests.e2e.conftest import run_json
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.pipeline.contact_sheet import CELL
-from wan_lora_dagster.scaffold import create_demo_project
+from wan_lora_dagster.project_builder import demo_recipe, write_recipe
+from wan_lora_dagster.testing.commands import run_json
 
 pytestmark = pytest.mark.slow
 CODEC_TOLERANCE = 2 / 255  # the start image is decoded from the clip: only float rounding
@@ -25,12 +26,15 @@ WIDTH, HEIGHT = 320, 192  # the demo film's size: the pipeline encodes the frame
 
 
 @pytest.fixture(scope="module")
-def i2v_project(tmp_path_factory):
-    project = create_demo_project(tmp_path_factory.mktemp("i2v") / "demo")
-    recipe = project / "wan_lora.toml"
-    text = recipe.read_text().replace("[training]\n", '[training]\ntask = "i2v-14B"\n')
-    text = text.replace("width = 64\nheight = 48", f"width = {WIDTH}\nheight = {HEIGHT}")
-    recipe.write_text(text.replace("max_train_epochs = 4", "max_train_epochs = 2"))
+def i2v_project(captioned_demo, tmp_path_factory):
+    """A copy of the demo made up to its captions, switched to i2v-14B and run to best_lora."""
+    project = tmp_path_factory.mktemp("i2v") / "demo"
+    shutil.copytree(captioned_demo, project, symlinks=True)
+    changes = demo_recipe(
+        training={"task": "i2v-14B", "max_train_epochs": 2},
+        eval={"width": WIDTH, "height": HEIGHT},
+    )
+    write_recipe(project, **changes)
     conditions = []
     prepare = WanImageToVideoPipeline.prepare_latents
 

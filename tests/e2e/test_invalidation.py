@@ -12,50 +12,38 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import made, run_json
 from wan_lora_dagster.captioning.tiny import build_tiny_blip2
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.media.ranges import parse_ranges_file
 from wan_lora_dagster.media.synthetic import make_synthetic_film
+from wan_lora_dagster.project_builder import recipe_text, with_changes, write_recipe
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.commands import made, run_json
 
 pytestmark = pytest.mark.slow
 
 NUM_CLIPS = 104
 CLIP_SECONDS = 0.5
-RECIPE = """\
-[[datasets]]
-name = "small"
-source = "clips"
-resolution = [32, 32]
-target_frames = [5]
-
-[[datasets]]
-name = "wide"
-source = "clips"
-resolution = [48, 32]
-target_frames = [1]
-
-[captions]
-captioner = "blip2"
-model = "tiny"
-max_new_tokens = 6
-trigger = "teststyle"
-
-[training]
-model = "tiny"
-network_dim = 2
-network_alpha = 2
-max_train_epochs = 1
-
-[eval]
-prompts = ["teststyle, shapes"]
-strengths = [0.0, 1.0]
-width = 32
-height = 32
-num_frames = 5
-num_inference_steps = 2
-"""
+SMALL = {"name": "small", "source": "clips", "resolution": [32, 32], "target_frames": [5]}
+WIDE = {"name": "wide", "source": "clips", "resolution": [48, 32], "target_frames": [1]}
+RECIPE = {
+    "datasets": [SMALL, WIDE],
+    "captions": {
+        "captioner": "blip2",
+        "model": "tiny",
+        "max_new_tokens": 6,
+        "trigger": "teststyle",
+    },
+    "training": {"model": "tiny", "network_dim": 2, "network_alpha": 2, "max_train_epochs": 1},
+    "eval": {
+        "prompts": ["teststyle, shapes"],
+        "strengths": [0.0, 1.0],
+        "width": 32,
+        "height": 32,
+        "num_frames": 5,
+        "num_inference_steps": 2,
+    },
+}
 TRAINING_ONWARD = {"training_set", "dataset_report", "lora_checkpoints", "eval_videos", "best_lora"}
 
 
@@ -67,7 +55,7 @@ def ranges_text(count: int, offset: float = 0.0) -> str:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
-    project = init_project(tmp_path_factory.mktemp("many") / "many", RECIPE)
+    project = init_project(tmp_path_factory.mktemp("many") / "many", recipe_text(**RECIPE))
     duration = NUM_CLIPS * CLIP_SECONDS / 2 + 1
     for film in ("a", "b"):
         make_synthetic_film(
@@ -161,9 +149,10 @@ def test_removing_a_range_line_orphans_its_caption_and_retrains(project, capsys)
 
 
 def test_changing_one_sections_resolution_re_encodes_only_its_latents(project, capsys):
-    recipe = project / "wan_lora.toml"
     before = snapshot(project)
-    recipe.write_text(recipe.read_text().replace("resolution = [48, 32]", "resolution = [32, 48]"))
+    write_recipe(
+        project, **with_changes(RECIPE, datasets=[SMALL, {**WIDE, "resolution": [32, 48]}])
+    )
     status, summary = run_json(capsys, project)
     assert status == 0
     assert made(summary).keys() - TRAINING_ONWARD == {"latent_cache"}
@@ -175,12 +164,7 @@ def test_changing_one_sections_resolution_re_encodes_only_its_latents(project, c
 
 
 def test_changing_only_eval_settings_re_evaluates_without_retraining(project, capsys):
-    recipe = project / "wan_lora.toml"
-    recipe.write_text(
-        recipe.read_text().replace(
-            'prompts = ["teststyle, shapes"]', 'prompts = ["teststyle, circles"]'
-        )
-    )
+    write_recipe(project, **with_changes(RECIPE, eval={"prompts": ["teststyle, circles"]}))
     before = snapshot(project)
     status, summary = run_json(capsys, project)
     assert status == 0
@@ -194,10 +178,7 @@ def test_changing_the_captioner_model_recaptions_only_auto_captions(project, cap
     (project / "captions" / f"{edited}.txt").write_text("teststyle, my own words\n")
     assert run_json(capsys, project)[0] == 0
     other_model = build_tiny_blip2(project.parent / "another-blip2", seed=1)
-    recipe = project / "wan_lora.toml"
-    recipe.write_text(
-        recipe.read_text().replace('model = "tiny"\nmax', f'model = "{other_model}"\nmax')
-    )
+    write_recipe(project, **with_changes(RECIPE, captions={"model": str(other_model)}))
     status, summary = run_json(capsys, project)
     assert status == 0
     assert sorted(made(summary)["captions"]) == sorted(set(clips) - {edited})

@@ -5,11 +5,11 @@ import shutil
 
 import pytest
 
-from tests.e2e.conftest import run_json, wan_lora
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.pipeline.lineage import checkpoint_lineage
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.testing.commands import run_json, wan_lora
 
 NEW_CAPTION = "demostyle, a hand-written caption after the first training"
 

@@ -6,24 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_bad_films import wan_lora
 from wan_lora_dagster.formats.cache_files import LONGEST_ITEM_ID_BYTES
 from wan_lora_dagster.media.synthetic import make_synthetic_film
+from wan_lora_dagster.project_builder import recipe_text
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.commands import wan_lora_in_shell
 
-RECIPE = """\
-[[datasets]]
-source = "clips"
-resolution = [64, 48]
-target_frames = [9]
-
-[captions]
-captioner = "blip2"
-model = "tiny"
-
-[training]
-model = "tiny"
-"""
+RECIPE = recipe_text(
+    datasets=[{"source": "clips", "resolution": [64, 48], "target_frames": [9]}],
+    captions={"captioner": "blip2", "model": "tiny"},
+    training={"model": "tiny"},
+)
 GOOD_NAMES = (
     "back\\slash",  # the issue's film: a backslash is no separator on Linux
     "two words & 'single' \"double\"",
@@ -54,7 +47,7 @@ def odd_project(tmp_path_factory) -> Path:
 def test_every_nameable_film_reaches_its_caches_and_the_others_are_named_up_front(odd_project):
     ranges = odd_project / "ranges"
 
-    run = wan_lora(odd_project, "run", "--select", "+latent_cache,+text_cache", "--json")
+    run = wan_lora_in_shell(odd_project, "run", "--select", "+latent_cache,+text_cache", "--json")
 
     assert run.returncode == 1, run.stdout + run.stderr
     summary = json.loads(run.stdout)

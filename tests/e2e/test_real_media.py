@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import run_json, wan_lora
 from wan_lora_dagster.media.probe import probe_video
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.commands import run_json, wan_lora
 
 RANGES = {
     "bbb_480p_30s.mp4": "1 3\n10.25 12.5 bunny_jump\n",

@@ -5,7 +5,6 @@ the tensors it had, and the rest of the graph then goes on."""
 import json
 
 import pytest
-from conftest import run_json, wan_lora
 from safetensors.torch import load, load_file
 
 from wan_lora_dagster.cli import main
@@ -13,6 +12,7 @@ from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.pipeline import evaluation
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.testing.commands import run_json, wan_lora
 
 pytestmark = pytest.mark.slow
 

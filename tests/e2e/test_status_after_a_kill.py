@@ -9,8 +9,10 @@ import sys
 import time
 
 import pytest
-from conftest import wan_lora
-from processes import default_signals
+
+from wan_lora_dagster.project_builder import demo_recipe, write_recipe
+from wan_lora_dagster.testing.commands import wan_lora
+from wan_lora_dagster.testing.processes import default_signals
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +24,8 @@ def _records(project) -> set[str]:
 
 
 def test_checkpoints_a_killed_training_did_not_save_are_not_made_yet(demo_copy, capsys):
-    recipe = demo_copy / "wan_lora.toml"
     # a new run, long after its first checkpoint: the kill lands while it trains
-    recipe.write_text(recipe.read_text().replace("max_train_epochs = 4", "max_train_epochs = 400"))
+    write_recipe(demo_copy, **demo_recipe(training={"max_train_epochs": 400}))
     before = _records(demo_copy)
     command = ["run", "--project", str(demo_copy), "--select", "lora_checkpoints"]
     training = subprocess.Popen(

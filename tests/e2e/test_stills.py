@@ -16,20 +16,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.e2e.conftest import made, run_json, wan_lora
-from tests.engines.musubi.musubi_fixtures import make_fake_musubi, make_weights
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.formats.musubi_cache import load_latent_cache
+from wan_lora_dagster.project_builder import DEMO_DATASET, demo_recipe, write_recipe
+from wan_lora_dagster.testing.commands import made, run_json, wan_lora
+from wan_lora_dagster.testing.musubi_fixtures import make_fake_musubi, make_weights
 
 pytestmark = pytest.mark.slow
 
-STILLS_SECTION = """\
-[[datasets]]
-name = "photos"
-source = "stills"
-resolution = [64, 48]
-
-"""
+PHOTOS = {"name": "photos", "source": "stills", "resolution": [64, 48]}
 # id -> (file name, width, height): landscape, portrait and square, PNG and JPEG.
 STILLS = {"sky": ("sky.png", 96, 64), "tree": ("tree.jpg", 64, 96), "wall": ("wall.png", 80, 80)}
 HAND_CAPTION = "a brick wall in the sun"
@@ -48,8 +43,7 @@ def write_image(path: Path, width: int, height: int, seed: int) -> Path:
 
 
 def add_stills(project: Path) -> None:
-    recipe = project / "wan_lora.toml"
-    recipe.write_text(recipe.read_text().replace("[captions]", STILLS_SECTION + "[captions]"))
+    write_recipe(project, **demo_recipe(datasets=[DEMO_DATASET, PHOTOS]))
     for seed, (name, width, height) in enumerate(STILLS.values()):
         write_image(project / "stills" / name, width, height, seed)
     (project / "stills" / "wall.txt").write_text(HAND_CAPTION + "\n")
@@ -213,11 +207,8 @@ def test_the_musubi_engine_gets_the_stills_as_an_image_section(changed_copy, tmp
     weights = make_weights(tmp_path / "weights")
     training = {"engine": "musubi", "musubi_dir": str(clone)}
     training.update({key: weights[key] for key in ("dit", "vae", "t5")})
-    table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in training.items())
-    recipe = changed_copy / "wan_lora.toml"
-    recipe.write_text(
-        recipe.read_text().replace('[training]\nmodel = "tiny"\n', f"[training]\n{table}")
-    )
+    training = {**training, "model": None}  # the musubi engine's weights, not the tiny model
+    write_recipe(changed_copy, **demo_recipe(datasets=[DEMO_DATASET, PHOTOS], training=training))
     status, summary = run_json(capsys, changed_copy, "--select", UP_TO_THE_MANIFEST)
     assert status == 0
     assert made(summary)["still_latent_cache"] == sorted(STILLS), "other weights, other caches"

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from tests.e2e.test_wan22_graph import record, run_project
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.lora import ema_file
 from wan_lora_dagster.formats.musubi_cache import load_text_cache
+from wan_lora_dagster.testing.demo_variants import record, run_project
 
 pytestmark = pytest.mark.slow
 

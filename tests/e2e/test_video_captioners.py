@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import run_json
 from wan_lora_dagster.captioning.store import CaptionStore
 from wan_lora_dagster.captioning.tiny import build_tiny_qwen_vl
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.pipeline.dataset import make_captions
 from wan_lora_dagster.pipeline.device_captions import caption_on_devices
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.commands import run_json
 
 RECIPE = """\
 [[datasets]]

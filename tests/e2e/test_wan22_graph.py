@@ -6,47 +6,19 @@ and `transformer_2` (low noise); TI2V-5B's latents are its own VAE's (48 channel
 """
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from diffusers import WanImageToVideoPipeline, WanPipeline
 
-from wan_lora_dagster.cli import main
 from wan_lora_dagster.formats.cache_files import parse_latent_cache_name, read_lora_header
 from wan_lora_dagster.formats.musubi_cache import load_latent_cache
+from wan_lora_dagster.testing.demo_variants import TI2V_SIZES, record, run_project
 
 pytestmark = pytest.mark.slow
 
-SHORT = {
-    'model = "tiny"\nnetwork_dim': 'model = "tiny"\ntask = "{task}"\nnetwork_dim',
-    "max_train_epochs = 4": "max_train_epochs = 1",
-    "save_every_n_epochs = 2\n": "",
-    "num_frames = 9": "num_frames = 5",
-    "num_inference_steps = 4": "num_inference_steps = 2",
-}
-# TI2V-5B's sides divide by 32: its VAE compresses 16x and its transformer patches 2x2.
-TI2V_SIZES = {"resolution = [64, 48]": "resolution = [64, 32]", "height = 48": "height = 32"}
 
-
-def run_project(built_demo: Path, target: Path, task: str, *selection: str, changes=None) -> Path:
-    """A copy of the built demo (its clips and captions stay) retrained for `task`."""
-    project = target / task
-    shutil.copytree(built_demo, project, symlinks=True)
-    recipe = project / "wan_lora.toml"
-    text = recipe.read_text()
-    for old, new in {**SHORT, **(changes or {})}.items():
-        assert old in text, old
-        text = text.replace(old, new.format(task=task))
-    recipe.write_text(text)
-    assert main(["run", "--project", str(project), *selection]) == 0
-    return project
-
-
-def record(project: Path, asset: str, key: str = "__all__") -> dict:
-    return json.loads((project / "out/records" / asset / f"{key}.json").read_text())
-
-
+# Each task's project: one epoch, few frames, few steps.
 def current_checkpoint(project: Path) -> tuple[str, dict]:
     """The key and record of the one checkpoint trained on the current training set (the
     demo's own Wan 2.1 checkpoints are kept beside it)."""

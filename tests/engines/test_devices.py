@@ -9,13 +9,13 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tests.engines.conftest import TRAINING, ignore_progress
-from tests.engines.device_workers import die_on_the_second_device, refuse, who_did_it
 from wan_lora_dagster.engines import create_engine
 from wan_lora_dagster.engines.base import LatentJob, TextJob
 from wan_lora_dagster.engines.devices import shares, split_over_devices, worker_devices
 from wan_lora_dagster.engines.multi_device import MultiDeviceEngine
 from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.testing.device_workers import die_on_the_second_device, refuse, who_did_it
+from wan_lora_dagster.testing.stripes import TRAINING, ignore_progress
 
 TWO_CPUS = ["cpu", "cpu"]
 

@@ -12,7 +12,6 @@ from diffusers import WanPipeline, WanTransformer3DModel
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 from safetensors.torch import load_file
 
-from tests.engines.conftest import HEADER, SECTION, TRAINING, ignore_progress
 from wan_lora_dagster.engines.base import SampleRequest, TrainRequest
 from wan_lora_dagster.engines.diffusers.full_checkpoint import (
     TRAINED_FIELD,
@@ -29,6 +28,7 @@ from wan_lora_dagster.formats.full_model import (
     weight_files,
 )
 from wan_lora_dagster.project import EvalSettings, TrainingSettings
+from wan_lora_dagster.testing.stripes import HEADER, SECTION, TRAINING, ignore_progress
 
 FULL = TrainingSettings.model_validate(
     {

@@ -9,7 +9,8 @@ import time
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.engines.musubi.graph_scenario import (
+from wan_lora_dagster.engines.diffusers.training_log import LOSS_TAG
+from wan_lora_dagster.testing.graph_scenario import (
     CliRun,
     check_resumed,
     checkpoint_digests,
@@ -17,7 +18,6 @@ from tests.engines.musubi.graph_scenario import (
     interrupt,
     musubi_demo_project,
 )
-from wan_lora_dagster.engines.diffusers.training_log import LOSS_TAG
 
 pytestmark = pytest.mark.slow
 EVENT_SECONDS = 2.0  # from a checkpoint's record to its event in Dagster, with time to spare
@@ -27,7 +27,8 @@ REPEATS = 6  # 96 steps an epoch of the tiny model: the Ctrl-C lands in the seco
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(cached_demo, tmp_path_factory):
+    """A copy of the demo made up to its training set (its caches stay), trained afresh."""
     training = {
         "model": "tiny",
         "network_dim": 4,
@@ -37,7 +38,7 @@ def project(tmp_path_factory):
         "save_every_n_epochs": 1,
     }
     root = tmp_path_factory.mktemp("diffusers-graph")
-    return musubi_demo_project(root / "demo", training, num_repeats=REPEATS)
+    return musubi_demo_project(root / "demo", training, REPEATS, made=cached_demo)
 
 
 def wait_for_checkpoint_record(project, run: CliRun, timeout: float) -> None:

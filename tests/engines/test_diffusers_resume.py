@@ -4,25 +4,12 @@ the LoRA an uninterrupted run of the same recipe ends with."""
 from dataclasses import replace
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from wan_lora_dagster.engines.base import Resumed
 from wan_lora_dagster.engines.diffusers.lora_training import STATE_FOLDER
-from wan_lora_dagster.errors import EngineCancelled, EngineError
+from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header, update_lora_header
-
-
-class Killed(Exception):
-    """Stands for a SIGKILL: the loop gets no chance to save anything."""
-
-
-def cancel_after(steps: int):
-    def progress(report):
-        if report.done == steps:
-            raise EngineCancelled("cancelled")  # what engines.background's deliver raises
-
-    return progress
+from wan_lora_dagster.testing.resume import Killed, assert_same_lora, cancel_after, interrupted
 
 
 def kill_at_checkpoint(step: int):
@@ -33,27 +20,8 @@ def kill_at_checkpoint(step: int):
     return on_checkpoint
 
 
-def interrupted(engine, request, progress=None, on_checkpoint=None):
-    announced = []
-
-    def record(checkpoint):
-        announced.append(checkpoint)
-        (on_checkpoint or (lambda c: None))(checkpoint)
-
-    with pytest.raises((EngineCancelled, Killed)):
-        engine.train(request, progress or (lambda report: None), record)
-    return announced
-
-
 def lora_files(folder):
     return sorted(path.name for path in folder.glob("*.safetensors"))
-
-
-def assert_same_lora(first, second):
-    one, other = load_file(first), load_file(second)
-    assert one.keys() == other.keys()
-    for key in one:
-        assert torch.allclose(one[key], other[key], atol=1e-6), key
 
 
 def test_a_cancelled_run_resumes_to_the_uninterrupted_lora(engine, training_run, tmp_path):

@@ -8,13 +8,13 @@ import torch
 from diffusers import WanPipeline
 from safetensors.torch import load_file
 
-from tests.engines.conftest import HEADER, SECTION, TRAINING
 from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.engines.experts import expert_requests
 from wan_lora_dagster.engines.timesteps import TimestepRange, TimestepSampling
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.expert_lora import lora_experts
+from wan_lora_dagster.testing.stripes import HEADER, SECTION, TRAINING
 
 
 def draw(within=(0.0, 1.0)) -> torch.Tensor:

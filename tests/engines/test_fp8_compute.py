@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from tests.engines.fake_cuda import FakeCudaCapability
 from wan_lora_dagster.engines.diffusers.acceleration import fp8_compute
 from wan_lora_dagster.engines.diffusers.acceleration.compile import BACKEND_VARIABLE, compile_counts
 from wan_lora_dagster.engines.diffusers.acceleration.fp8_matmul import (
@@ -25,6 +24,7 @@ from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.engines.musubi.arguments import check_settings
 from wan_lora_dagster.errors import ConfigError, EngineError
 from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.testing.fake_cuda import FakeCudaCapability
 
 STEPS = 3
 

@@ -2,16 +2,15 @@ import re
 
 import pytest
 
-from tests.media.conftest import SHAPES_SCENE_STARTS
 from wan_lora_dagster.errors import MediaError
 from wan_lora_dagster.media.cut import cut_clip
 from wan_lora_dagster.media.scenes import detect_hard_cuts
 
 
-def test_a_four_scene_film_has_three_cuts_at_the_scene_boundaries(shapes_film):
+def test_a_four_scene_film_has_three_cuts_at_the_scene_boundaries(shapes_film, shapes_scene_starts):
     cuts = detect_hard_cuts(shapes_film)
 
-    assert cuts == pytest.approx(SHAPES_SCENE_STARTS, abs=1 / 24)
+    assert cuts == pytest.approx(shapes_scene_starts, abs=1 / 24)
 
 
 def test_a_clip_inside_one_scene_has_no_cut(shapes_film, tmp_path):

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_bad_films import ffmpeg
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.problems import ProblemsError
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.scaffold import init_project
+from wan_lora_dagster.testing.commands import ffmpeg
 
 
 @pytest.fixture(scope="module")

@@ -18,34 +18,17 @@ from wan_lora_dagster.pipeline.status import FRESH, MISSING, UNSYNCED, Expectati
 from wan_lora_dagster.pipeline.training import CheckpointRecord
 from wan_lora_dagster.pipeline.training_set import DatasetReportRecord, TrainingSetRecord
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.project_builder import with_changes, write_recipe
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 
-RECIPE = """\
-[[datasets]]
-name = "small"
-source = "clips"
-resolution = [32, 32]
-target_frames = [5]
-
-[[datasets]]
-name = "pictures"
-source = "stills"
-resolution = [32, 32]
-
-[captions]
-captioner = "none"
-trigger = "teststyle"
-
-[training]
-model = "tiny"
-max_train_epochs = 2
-save_every_n_epochs = 1
-
-[eval]
-prompts = ["teststyle, shapes"]
-num_inference_steps = 2
-"""
+SMALL = {"name": "small", "source": "clips", "resolution": [32, 32], "target_frames": [5]}
+RECIPE = {
+    "datasets": [SMALL, {"name": "pictures", "source": "stills", "resolution": [32, 32]}],
+    "captions": {"captioner": "none", "trigger": "teststyle"},
+    "training": {"model": "tiny", "max_train_epochs": 2, "save_every_n_epochs": 1},
+    "eval": {"prompts": ["teststyle, shapes"], "num_inference_steps": 2},
+}
 CLIPS = {"a1": ("alpha", 0.0, 1.0), "a2": ("alpha", 2.0, 3.0), "b1": ("beta", 0.0, 1.0)}
 
 
@@ -164,7 +147,7 @@ def not_fresh(catalog: Catalog) -> dict[str, set[str]]:
 
 @pytest.fixture
 def root(tmp_path) -> Path:
-    (tmp_path / "wan_lora.toml").write_text(RECIPE)
+    write_recipe(tmp_path, **RECIPE)
     (tmp_path / "captions").mkdir()
     make(catalog_of(tmp_path))
     return tmp_path
@@ -227,8 +210,7 @@ def test_a_caption_edit_re_encodes_one_text_and_no_latent(root):
 
 
 def test_a_new_trigger_re_captions_every_item_and_keeps_every_clip(root):
-    config = root / "wan_lora.toml"
-    config.write_text(config.read_text().replace('trigger = "teststyle"', 'trigger = "other"'))
+    write_recipe(root, **with_changes(RECIPE, captions={"trigger": "other"}))
 
     stale = not_fresh(catalog_of(root))
 
@@ -238,8 +220,8 @@ def test_a_new_trigger_re_captions_every_item_and_keeps_every_clip(root):
 
 
 def test_a_section_change_re_encodes_its_latents_and_no_text(root):
-    config = root / "wan_lora.toml"
-    config.write_text(config.read_text().replace("target_frames = [5]", "target_frames = [9]"))
+    small, pictures = {**SMALL, "target_frames": [9]}, RECIPE["datasets"][1]
+    write_recipe(root, **with_changes(RECIPE, datasets=[small, pictures]))
 
     stale = not_fresh(catalog_of(root))
 
@@ -256,8 +238,7 @@ def test_a_replaced_still_touches_no_clip(root):
 
 
 def test_a_training_setting_plans_a_new_run_and_keeps_the_caches(root):
-    config = root / "wan_lora.toml"
-    config.write_text(config.read_text().replace("max_train_epochs = 2", "max_train_epochs = 3"))
+    write_recipe(root, **with_changes(RECIPE, training={"max_train_epochs": 3}))
 
     by_asset = states(catalog_of(root))
 
@@ -267,10 +248,7 @@ def test_a_training_setting_plans_a_new_run_and_keeps_the_caches(root):
 
 
 def test_an_eval_setting_re_evaluates_and_keeps_the_checkpoints(root):
-    config = root / "wan_lora.toml"
-    config.write_text(
-        config.read_text().replace("num_inference_steps = 2", "num_inference_steps = 3")
-    )
+    write_recipe(root, **with_changes(RECIPE, eval={"num_inference_steps": 3}))
 
     stale = not_fresh(catalog_of(root))
 

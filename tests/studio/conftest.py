@@ -1,31 +1,27 @@
-import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
-from wan_lora_dagster.cli import main
 from wan_lora_dagster.project import open_project
-from wan_lora_dagster.scaffold import create_demo_project
 from wan_lora_dagster.studio.app import create_app
 from wan_lora_dagster.studio.security import Access
+from wan_lora_dagster.testing.chromium import CHROMIUM, CHROMIUM_ARGS
 
 STUDIO = "http://127.0.0.1"  # the address TestClient requests carry (base_url below)
 
 
 @pytest.fixture(scope="session")
-def captioned_demo(tmp_path_factory) -> Path:
-    """The demo project run up to its captions (clips cut, captions written); tests copy it."""
-    project = create_demo_project(tmp_path_factory.mktemp("studio") / "demo")
-    assert main(["run", "--project", str(project), "--select", "+captions"]) == 0
-    return project
+def studio_url() -> str:
+    """The address TestClient requests carry, and the Origin of the studio's own page."""
+    return STUDIO
 
 
 @pytest.fixture
-def demo(captioned_demo, tmp_path) -> Path:
-    target = tmp_path / "demo"
-    shutil.copytree(captioned_demo, target, symlinks=True)
-    return target
+def demo(captioned_demo, copy_project) -> Path:
+    """A copy of the demo made up to its captions (tests/conftest.py), this test's to change."""
+    return copy_project(captioned_demo)
 
 
 @pytest.fixture
@@ -35,9 +31,13 @@ def client(demo) -> TestClient:
     return TestClient(app, base_url=STUDIO, headers={"origin": STUDIO})
 
 
-@pytest.fixture(scope="session")
-def evaluated_demo(tmp_path_factory) -> Path:
-    """The demo project run through eval and best_lora (two checkpoints); tests copy it."""
-    project = create_demo_project(tmp_path_factory.mktemp("studio") / "evaluated")
-    assert main(["run", "--project", str(project)]) == 0
-    return project
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """Debian's Chromium, headless, driven by Playwright (the tests using it skip without)."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is missing"
+    )
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

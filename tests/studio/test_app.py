@@ -6,7 +6,6 @@ import os
 import pytest
 from starlette.testclient import TestClient
 
-from tests.studio.conftest import STUDIO
 from wan_lora_dagster.captioning.store import CaptionStore
 from wan_lora_dagster.pipeline.dataset import caption_store
 from wan_lora_dagster.project import open_project
@@ -132,10 +131,10 @@ def test_a_caption_symlinked_out_of_the_project_is_not_written_through(client, d
     assert outside.read_text() == "not the project's\n"
 
 
-def test_a_write_from_another_page_is_refused(demo):
+def test_a_write_from_another_page_is_refused(demo, studio_url):
     app = create_app(open_project(demo), Access.for_bind("127.0.0.1", None))
     for origin in ({}, {"origin": "http://evil.example"}):
-        client = TestClient(app, base_url=STUDIO, headers=origin)
+        client = TestClient(app, base_url=studio_url, headers=origin)
         response = client.post(f"/api/cards/{CLIP}", json={"text": "x", "hash": ""})
         assert response.status_code == 403
     assert TestClient(app, base_url="http://evil.example").get("/api/cards").status_code == 403

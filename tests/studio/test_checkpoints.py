@@ -1,9 +1,6 @@
 """The checkpoints page: the eval grid, the pin it writes into wan_lora.toml, and lineage."""
 
-import shutil
-
 import pytest
-from conftest import STUDIO
 from starlette.testclient import TestClient
 
 from wan_lora_dagster.pipeline.catalog import load_catalog
@@ -17,16 +14,14 @@ pytestmark = pytest.mark.slow  # runs the demo through eval first: minutes on a 
 
 
 @pytest.fixture
-def evaluated(evaluated_demo, tmp_path):
-    target = tmp_path / "demo"
-    shutil.copytree(evaluated_demo, target, symlinks=True)
-    return target
+def evaluated(evaluated_demo, copy_project):
+    return copy_project(evaluated_demo)
 
 
 @pytest.fixture
-def studio(evaluated) -> TestClient:
+def studio(evaluated, studio_url) -> TestClient:
     app = create_app(open_project(evaluated), Access.for_bind("127.0.0.1", None))
-    return TestClient(app, base_url=STUDIO, headers={"origin": STUDIO})
+    return TestClient(app, base_url=studio_url, headers={"origin": studio_url})
 
 
 def test_the_grid_lists_every_checkpoint_at_every_strength(studio):
@@ -107,12 +102,12 @@ def test_a_pin_over_a_recipe_changed_since_the_page_read_it_is_refused(studio, e
     assert recipe.read_text() == changed
 
 
-def test_a_pin_without_the_studios_origin_is_refused(evaluated):
+def test_a_pin_without_the_studios_origin_is_refused(evaluated, studio_url):
     app = create_app(open_project(evaluated), Access.for_bind("127.0.0.1", None))
     recipe = evaluated / "wan_lora.toml"
     before = recipe.read_text()
     for origin in ({}, {"origin": "http://evil.example"}):
-        client = TestClient(app, base_url=STUDIO, headers=origin)
+        client = TestClient(app, base_url=studio_url, headers=origin)
         grid = client.get("/api/checkpoints").json()
         key = grid["checkpoints"][0]["checkpoint"]
         refused = client.post(

@@ -6,15 +6,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_pages_in_chromium import (
+
+from wan_lora_dagster.testing.chromium import (
+    CHROMIUM,
     PAGE_TIMEOUT_MS,
     SHOWS_A_FRAME,
-    _screenshot,
-    browser,  # noqa: F401 (a fixture)
-    expect,
+    screenshot,
     serving,
 )
-from test_pages_in_chromium import pytestmark as needs_chromium
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"Debian's Chromium is not installed at {CHROMIUM}"
+)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+expect = sync_api.expect
+
 
 pytestmark = [needs_chromium, pytest.mark.slow]  # runs the demo through eval first
 
@@ -32,7 +38,7 @@ def studio(project) -> Iterator[str]:
         yield url.replace("/captions", "/checkpoints")
 
 
-def test_use_this_one_pins_the_checkpoint_in_the_recipe(browser, studio, project):  # noqa: F811
+def test_use_this_one_pins_the_checkpoint_in_the_recipe(browser, studio, project):
     recipe = project / "wan_lora.toml"
     before = recipe.read_text()
     context = browser.new_context(viewport={"width": 1400, "height": 900})
@@ -58,5 +64,5 @@ def test_use_this_one_pins_the_checkpoint_in_the_recipe(browser, studio, project
     expect(page.locator("#lineage li").first).to_contain_text("demostyle")
     page.set_viewport_size({"width": 1400, "height": 1100})  # the plot, grid and lineage at once
     page.evaluate("window.scrollTo(0, 0)")
-    _screenshot(page, project, "studio_checkpoints.png")
+    screenshot(page, project, "studio_checkpoints.png")
     context.close()

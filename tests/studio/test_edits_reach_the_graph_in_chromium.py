@@ -12,17 +12,22 @@ import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-from test_pages_in_chromium import (
-    PAGE_TIMEOUT_MS,
-    browser,  # noqa: F401 (a fixture)
-    expect,
-    serving,
-)
-from test_pages_in_chromium import pytestmark as needs_chromium
 
 from wan_lora_dagster.media.cut import expected_frame_count
 from wan_lora_dagster.media.probe import probe_video
 from wan_lora_dagster.pipeline.records import RecordStore
+from wan_lora_dagster.testing.chromium import (
+    CHROMIUM,
+    PAGE_TIMEOUT_MS,
+    serving,
+)
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"Debian's Chromium is not installed at {CHROMIUM}"
+)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
+expect = sync_api.expect
+
 
 pytestmark = [needs_chromium, pytest.mark.slow]  # runs the demo through eval first
 UPDATE_SECONDS = 600  # a bound for a stuck update or run, not a timing: they take seconds
@@ -38,7 +43,7 @@ def project(tmp_path, evaluated_demo) -> Path:
 
 
 @pytest.fixture
-def new_page(browser):  # noqa: F811
+def new_page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(PAGE_TIMEOUT_MS)
     yield context.new_page()

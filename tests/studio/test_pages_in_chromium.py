@@ -3,40 +3,26 @@ what a person does in a page lands in the caption and ranges files, and nothing 
 Screenshots land in the project's out/screenshots/; with WAN_LORA_UPDATE_DOCS=1 they also
 replace docs/studio_captions.png and docs/studio_ranges.png, the README's pictures."""
 
-import os
 import shutil
-import socket
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from wan_lora_dagster.project import open_project
-from wan_lora_dagster.studio.server import start_studio
+from wan_lora_dagster.testing.chromium import (
+    CHROMIUM,
+    PAGE_TIMEOUT_MS,
+    SHOWS_A_FRAME,
+    screenshot,
+    serving,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"Debian's Chromium is not installed at {CHROMIUM}"
 )
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing")
 expect = sync_api.expect
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-START_SECONDS = 60
-SHOWS_A_FRAME = """video => video.readyState >= 2 || new Promise(
-  shown => video.addEventListener("loadeddata", () => shown(true), { once: true }))"""
-PAGE_TIMEOUT_MS = 30_000  # a loaded 2-core machine
 OLD_TRIGGER = ("drift", "shapes_19000-21500")  # captions written with last year's trigger
 
 
@@ -53,28 +39,6 @@ def project(tmp_path_factory, captioned_demo) -> Path:
 def studio(project) -> Iterator[str]:
     with serving(project, dagster="http://127.0.0.1:3000") as url:  # linked from each card
         yield url
-
-
-@contextmanager
-def serving(project: Path, dagster: str = "") -> Iterator[str]:
-    """The studio of `project` on a free port of this machine: its captions page's address."""
-    url, server = start_studio(open_project(project), "127.0.0.1", _free_port(), dagster)
-    deadline = time.monotonic() + START_SECONDS
-    while not server.started:  # uvicorn's own flag: set once it accepts connections
-        assert time.monotonic() < deadline, "the studio did not start"
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -132,7 +96,7 @@ def test_find_and_replace_previews_then_writes_exactly_the_matching_files(page, 
     page.locator(".card img").first.evaluate("img => img.decode()")
     card(page, "drift").locator(".media").click()  # one clip playing, as a person would see it
     card(page, "drift").locator("video").evaluate(SHOWS_A_FRAME)
-    _screenshot(page, project, "studio_captions.png")
+    screenshot(page, project, "studio_captions.png")
 
 
 def test_a_range_added_on_the_timeline_is_one_new_line_of_its_file(browser, studio, project):
@@ -156,19 +120,5 @@ def test_a_range_added_on_the_timeline_is_one_new_line_of_its_file(browser, stud
     assert ranges_file.read_text().split("\n") == after
     page.locator("#timeline .range").nth(2).click()
     expect(page.locator("#picked")).to_contain_text("drift")
-    _screenshot(page, project, "studio_ranges.png")
+    screenshot(page, project, "studio_ranges.png")
     context.close()
-
-
-def _screenshot(page, project: Path, name: str) -> None:
-    path = project / "out" / "screenshots" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=path)
-    if os.environ.get("WAN_LORA_UPDATE_DOCS") == "1":
-        shutil.copyfile(path, DOCS / name)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

@@ -3,7 +3,6 @@ saved in the page it re-encodes that one text, and no latent."""
 
 import pytest
 
-from wan_lora_dagster.cli import main
 from wan_lora_dagster.project import open_project
 from wan_lora_dagster.studio.captions import CaptionIndex
 from wan_lora_dagster.studio.updates import Updater
@@ -13,9 +12,9 @@ UPDATE_SECONDS = 600  # a bound for a stuck run, not a timing: the update takes 
 
 
 @pytest.fixture
-def demo_with_caches(demo):
-    assert main(["run", "--project", str(demo), "--select", "+training_set"]) == 0
-    return demo
+def demo_with_caches(cached_demo, copy_project):
+    """A copy of the demo made up to its training set (tests/conftest.py)."""
+    return copy_project(cached_demo)
 
 
 def test_the_update_after_a_save_encodes_one_text_and_no_latent(demo_with_caches):

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from musubi_fixtures import (
+
+from wan_lora_dagster.engines.musubi import MusubiEngine
+from wan_lora_dagster.formats.manifest import TrainingSetManifest
+from wan_lora_dagster.testing.musubi_fixtures import (
     MiniProject,
     make_caches,
     make_fake_musubi,
@@ -14,9 +17,6 @@ from musubi_fixtures import (
     make_weights,
     musubi_settings,
 )
-
-from wan_lora_dagster.engines.musubi import MusubiEngine
-from wan_lora_dagster.formats.manifest import TrainingSetManifest
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from musubi_fixtures import make_weights, musubi_settings, train_request
 
 from wan_lora_dagster.engines.musubi import MusubiEngine, arguments
 from wan_lora_dagster.engines.musubi.resume import SegmentOptions
 from wan_lora_dagster.errors import ConfigError, EngineError
 from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.testing.musubi_fixtures import make_weights, musubi_settings, train_request
 
 
 def value_of(command: list[str], option: str) -> str:

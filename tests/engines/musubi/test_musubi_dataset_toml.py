@@ -12,11 +12,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from musubi_fixtures import CAPTIONS, HELD_OUT, SECTIONS, train_request
 
 from wan_lora_dagster.engines.base import LatentJob
 from wan_lora_dagster.engines.musubi import dataset_toml
 from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.testing.musubi_fixtures import CAPTIONS, HELD_OUT, SECTIONS, train_request
 
 voluptuous = pytest.importorskip("voluptuous")
 toml = pytest.importorskip("toml")

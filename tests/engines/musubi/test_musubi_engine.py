@@ -10,14 +10,6 @@ from pathlib import Path
 
 import av
 import pytest
-from musubi_fixtures import (
-    CAPTIONS,
-    HEADER,
-    STEPS_PER_EPOCH,
-    latent_name,
-    train_request,
-    write_safetensors,
-)
 
 from wan_lora_dagster.engines.base import LatentJob, Resumed, SampleRequest
 from wan_lora_dagster.engines.eval_plan import sample_video_name
@@ -32,6 +24,14 @@ from wan_lora_dagster.formats.cache_files import (
     read_safetensors_metadata,
 )
 from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.testing.musubi_fixtures import (
+    CAPTIONS,
+    HEADER,
+    STEPS_PER_EPOCH,
+    latent_name,
+    train_request,
+    write_safetensors,
+)
 
 
 def ignore(report) -> None:

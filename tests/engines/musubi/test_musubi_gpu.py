@@ -21,7 +21,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from gpu_fixtures import (
+from safetensors.torch import load_file
+
+from wan_lora_dagster.engines.musubi import EngineCancelled, MusubiEngine
+from wan_lora_dagster.formats.cache_files import latent_cache_name, read_lora_header
+from wan_lora_dagster.formats.musubi_cache import load_latent_cache
+from wan_lora_dagster.testing.gpu_fixtures import (
     HEADER,
     ClipSpec,
     GpuMemoryPoller,
@@ -36,11 +41,6 @@ from gpu_fixtures import (
     train_request,
     weights_dir,
 )
-from safetensors.torch import load_file
-
-from wan_lora_dagster.engines.musubi import EngineCancelled, MusubiEngine
-from wan_lora_dagster.formats.cache_files import latent_cache_name, read_lora_header
-from wan_lora_dagster.formats.musubi_cache import load_latent_cache
 
 pytestmark = [
     pytest.mark.gpu,

@@ -6,8 +6,11 @@ import shlex
 import signal
 
 import pytest
-from gpu_fixtures import live_processes
-from graph_scenario import (
+
+from wan_lora_dagster.cli import main
+from wan_lora_dagster.scaffold import create_demo_project
+from wan_lora_dagster.testing.gpu_fixtures import live_processes
+from wan_lora_dagster.testing.graph_scenario import (
     CliRun,
     check_resumed,
     checkpoint_digests,
@@ -17,9 +20,6 @@ from graph_scenario import (
     wait_for_checkpoint_event,
 )
 
-from wan_lora_dagster.cli import main
-from wan_lora_dagster.scaffold import create_demo_project
-
 pytestmark = pytest.mark.slow
 
 EPOCHS = 3
@@ -27,8 +27,9 @@ STEP_SECONDS = "0.2"  # the fake trainer's pace: a cancel lands mid-epoch
 
 
 @pytest.fixture(scope="module")
-def musubi_project(tmp_path_factory):
-    return fake_musubi_demo_project(tmp_path_factory.mktemp("musubi-graph"), EPOCHS)
+def musubi_project(captioned_demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("musubi-graph")
+    return fake_musubi_demo_project(root, EPOCHS, made=captioned_demo)
 
 
 def test_dry_run_prints_every_command_and_runs_none(musubi_project, capsys):

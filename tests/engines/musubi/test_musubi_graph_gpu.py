@@ -23,7 +23,9 @@ from pathlib import Path
 import av
 import pytest
 import torch
-from gpu_fixtures import (
+
+from wan_lora_dagster.formats.musubi_cache import load_text_cache
+from wan_lora_dagster.testing.gpu_fixtures import (
     GpuMemoryPoller,
     gpu_compute_pids,
     live_processes,
@@ -31,7 +33,7 @@ from gpu_fixtures import (
     real_shape_training,
     skip_reason,
 )
-from graph_scenario import (
+from wan_lora_dagster.testing.graph_scenario import (
     CANCEL_SECONDS,
     CliRun,
     check_resumed,
@@ -42,8 +44,6 @@ from graph_scenario import (
     project_instance,
     wait_for_checkpoint_event,
 )
-
-from wan_lora_dagster.formats.musubi_cache import load_text_cache
 
 pytestmark = [
     pytest.mark.gpu,

@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from musubi_fixtures import train_request
 
 from wan_lora_dagster.engines.musubi import hub
 from wan_lora_dagster.errors import ConfigError
+from wan_lora_dagster.testing.musubi_fixtures import train_request
 
 # What musubi's HuggingfaceTokenizer (wan/modules/tokenizers.py) does with the T5 tokenizer.
 LOAD_AS_MUSUBI_DOES = """

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from musubi_fixtures import write_safetensors
 from PIL import Image
 
 from wan_lora_dagster.engines.base import SampleRequest, StartImage
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.project import EvalSettings, WalkSettings
+from wan_lora_dagster.testing.musubi_fixtures import write_safetensors
 
 EVAL = EvalSettings(prompts=("a kick",), strengths=(0.0, 1.0), seeds=(1, 2))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from musubi_fixtures import train_request
+from wan_lora_dagster.testing.musubi_fixtures import train_request
 
 
 def value_of(command: list[str], option: str) -> str:

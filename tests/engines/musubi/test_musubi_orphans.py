@@ -4,8 +4,9 @@ no trainer (nor its data-loader worker) is left behind, and the next run resumes
 import time
 
 import pytest
-from gpu_fixtures import live_processes
-from graph_scenario import (
+
+from wan_lora_dagster.testing.gpu_fixtures import live_processes
+from wan_lora_dagster.testing.graph_scenario import (
     CliRun,
     check_resumed,
     checkpoint_digests,
@@ -22,8 +23,9 @@ GONE_WITHIN_SECONDS = 60  # the watch polls every 0.5 s, then gives the trainer 
 
 
 @pytest.fixture(scope="module")
-def killed(tmp_path_factory):
-    project = fake_musubi_demo_project(tmp_path_factory.mktemp("musubi-orphans"), EPOCHS)
+def killed(captioned_demo, tmp_path_factory):
+    root = tmp_path_factory.mktemp("musubi-orphans")
+    project = fake_musubi_demo_project(root, EPOCHS, made=captioned_demo)
     environment = {"FAKE_MUSUBI_STEP_SECONDS": STEP_SECONDS, "FAKE_MUSUBI_GRANDCHILD": "1"}
     run = CliRun.start(project, environment)
     wait_for_checkpoint_event(project, run, timeout=300)

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from musubi_fixtures import train_request
 
 from wan_lora_dagster.engines.musubi import EngineCancelled, process
 from wan_lora_dagster.engines.musubi.process import CancelToken, run_command
+from wan_lora_dagster.testing.musubi_fixtures import train_request
 
 PROC = Path("/proc")
 pytestmark = pytest.mark.skipif(not PROC.is_dir(), reason="reads process states from /proc")
@@ -27,7 +27,7 @@ DRIVER = """
 import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from musubi_fixtures import (
+from wan_lora_dagster.testing.musubi_fixtures import (
     make_caches, make_fake_musubi, make_project, make_weights, musubi_settings, train_request
 )
 from wan_lora_dagster.engines.background import cancel_on_signals

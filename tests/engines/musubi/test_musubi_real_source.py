@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from musubi_fixtures import CAPTIONS, train_request
+
+from wan_lora_dagster.testing.musubi_fixtures import CAPTIONS, train_request
 
 MUSUBI_TUNER_DIR = os.environ.get("MUSUBI_TUNER_DIR")
 pytestmark = pytest.mark.skipif(

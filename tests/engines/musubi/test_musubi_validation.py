@@ -10,19 +10,19 @@ import json
 
 import dagster as dg
 import pytest
-from graph_scenario import musubi_demo_project, project_instance
-from musubi_fixtures import make_fake_musubi, make_weights
-from tiny_dit import write_tiny_musubi_dit
 
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.engines.diffusers.tiny import LATENT_CHANNELS, TEXT_DIM
+from wan_lora_dagster.testing.graph_scenario import musubi_demo_project, project_instance
+from wan_lora_dagster.testing.musubi_fixtures import make_fake_musubi, make_weights
+from wan_lora_dagster.testing.tiny_dit import write_tiny_musubi_dit
 
 pytestmark = pytest.mark.slow
 EPOCHS = 3
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_model_dir):
+def trained(captioned_demo, tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("musubi-validation")
     weights = make_weights(root / "weights", dit_dtype="F32")
     weights["dit"] = str(
@@ -38,7 +38,7 @@ def trained(tmp_path_factory, tiny_model_dir):
         "save_every_n_epochs": 1,
         "mixed_precision": "no",
     }
-    project = musubi_demo_project(root / "demo", training)
+    project = musubi_demo_project(root / "demo", training, made=captioned_demo)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("FAKE_MUSUBI_LATENT_CHANNELS", str(LATENT_CHANNELS))
         patch.setenv("FAKE_MUSUBI_TEXT_DIM", str(TEXT_DIM))

@@ -10,11 +10,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from musubi_fixtures import train_request, write_safetensors
 
 from wan_lora_dagster.engines.musubi import arguments
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.testing.musubi_fixtures import train_request, write_safetensors
 
 
 def value_of(command: list[str], option: str) -> str:

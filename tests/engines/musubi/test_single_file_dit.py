@@ -4,12 +4,12 @@ import pytest
 import torch
 from diffusers import WanTransformer3DModel
 from safetensors.torch import save_file
-from tiny_dit import write_tiny_musubi_dit
 
 from wan_lora_dagster.engines.diffusers.tiny import ensure_tiny_model
 from wan_lora_dagster.engines.musubi.single_file import load_transformer, transformer_config
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.tasks import wan_task
+from wan_lora_dagster.testing.tiny_dit import write_tiny_musubi_dit
 
 
 @pytest.mark.parametrize("task", ["t2v-1.3B", "i2v-14B"])

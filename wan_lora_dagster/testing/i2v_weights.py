@@ -16,7 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gpu_fixtures import VAE_NAME, _python_path, _random_state, _save_atomically, offline_tokenizer
+from wan_lora_dagster.testing.gpu_fixtures import (
+    VAE_NAME,
+    _python_path,
+    _random_state,
+    _save_atomically,
+    offline_tokenizer,
+)
 
 CLIP_NAME = "clip_xlm_roberta_vit_h_14_random_fp16.safetensors"  # 1.2B parameters: 2.4 GB
 # The subfolders musubi asks the hub for (engines/musubi/hub.py), inside `[training] tokenizer`.
@@ -66,6 +72,6 @@ if __name__ == "__main__":
     if kind == "--clip":
         _build_clip(target)
     else:
-        from gpu_fixtures import _build_vae
+        from wan_lora_dagster.testing.gpu_fixtures import _build_vae
 
         _build_vae(target)

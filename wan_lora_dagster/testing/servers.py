@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.processes import default_signals
+from wan_lora_dagster.testing.processes import default_signals
 
 STARTUP_SECONDS = 30
 

@@ -8,8 +8,8 @@ cancelled once its first checkpoint is recorded, and a second `wan-lora run` tha
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,33 +19,37 @@ from pathlib import Path
 
 import dagster as dg
 
-from tests.engines.musubi.musubi_fixtures import make_fake_musubi, make_weights
-from tests.processes import default_signals
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.project import open_project
+from wan_lora_dagster.project_builder import DEMO_DATASET, demo_recipe, write_recipe
 from wan_lora_dagster.scaffold import create_demo_project
+from wan_lora_dagster.testing.musubi_fixtures import make_fake_musubi, make_weights
+from wan_lora_dagster.testing.processes import default_signals
 
 CANCEL_SECONDS = 10.0
 
 
-def musubi_demo_project(root: Path, training: dict, num_repeats: int = 1) -> Path:
+def musubi_demo_project(
+    root: Path, training: dict, num_repeats: int = 1, made: Path | None = None
+) -> Path:
     """The demo project (synthetic film, tiny captioner) training with the musubi engine.
 
     training: the `[training]` table, in place of the demo's; eval keeps one strength (1.0).
+    made: a made demo project to start from (a copy of it: its clips and captions stay).
     """
-    project = create_demo_project(root)
-    recipe = project / "wan_lora.toml"
-    head, rest = recipe.read_text().split("[training]\n")
-    evaluation = rest[rest.index("[eval]") :].replace("strengths = [0.0, 1.0]", "strengths = [1.0]")
-    table = "".join(f"{key} = {json.dumps(value)}\n" for key, value in training.items())
-    section = 'frame_extraction = "chunk"\n'
-    head = head.replace(section, f"{section}num_repeats = {num_repeats}\n")
-    recipe.write_text(f"{head}[training]\n{table}\n{evaluation}")
-    return project
+    if made is None:
+        create_demo_project(root)
+    else:
+        shutil.copytree(made, root, symlinks=True)
+    settings = demo_recipe(
+        datasets=[{**DEMO_DATASET, "num_repeats": num_repeats}], eval={"strengths": [1.0]}
+    )
+    write_recipe(root, **{**settings, "training": training})
+    return root
 
 
-def fake_musubi_demo_project(root: Path, epochs: int) -> Path:
+def fake_musubi_demo_project(root: Path, epochs: int, made: Path | None = None) -> Path:
     """The musubi demo project on the FAKE musubi-tuner clone, a checkpoint every epoch."""
     training = {
         "engine": "musubi",
@@ -56,7 +60,7 @@ def fake_musubi_demo_project(root: Path, epochs: int) -> Path:
         "max_train_epochs": epochs,
         "save_every_n_epochs": 1,
     }
-    return musubi_demo_project(root / "demo", training)
+    return musubi_demo_project(root / "demo", training, made=made)
 
 
 @dataclass
