@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.engines.conftest import CLIP_FRAMES, CLIP_SIZE, ignore_progress
-from tests.engines.device_workers import who_did_it
 from wan_lora_dagster.engines.base import LatentJob
 from wan_lora_dagster.engines.devices import shares, split_over_devices
 from wan_lora_dagster.engines.multi_device import latent_group_cost
 from wan_lora_dagster.media.synthetic import make_synthetic_still
 from wan_lora_dagster.project import DatasetSection
+from wan_lora_dagster.testing.device_workers import who_did_it
+from wan_lora_dagster.testing.stripes import CLIP_FRAMES, CLIP_SIZE, ignore_progress
 
 # (frames, width, height): a few long 720p clips among middling and many short small ones
 CLIPS = [(81, 1280, 720)] * 3 + [(45, 832, 480)] * 7 + [(17, 480, 272)] * 30 + [(1, 960, 544)] * 5

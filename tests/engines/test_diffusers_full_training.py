@@ -12,7 +12,7 @@ from diffusers import WanPipeline, WanTransformer3DModel
 from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 from safetensors.torch import load_file
 
-from wan_lora_dagster.engines.base import SampleRequest, TrainRequest
+from wan_lora_dagster.engines.base import SampleRequest
 from wan_lora_dagster.engines.diffusers.full_checkpoint import (
     TRAINED_FIELD,
     model_strengths,
@@ -27,39 +27,15 @@ from wan_lora_dagster.formats.full_model import (
     original_to_diffusers,
     weight_files,
 )
-from wan_lora_dagster.project import EvalSettings, TrainingSettings
-from wan_lora_dagster.testing.stripes import HEADER, SECTION, TRAINING, ignore_progress
-
-FULL = TrainingSettings.model_validate(
-    {
-        **TRAINING.model_dump(),
-        "network": "full",
-        "learning_rate": 1e-3,
-        "max_train_epochs": 4,
-        "save_every_n_epochs": 2,
-    }
+from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.testing.full_fine_tune import (
+    FULL,
+    base_transformer,
+    forward,
+    full_settings,
+    request_for,
 )
-
-
-def full_settings(**changes) -> TrainingSettings:
-    return TrainingSettings.model_validate({**FULL.model_dump(), **changes})
-
-
-def request_for(training_set, output_dir, settings=FULL) -> TrainRequest:
-    return TrainRequest(training_set, settings, (SECTION,), output_dir, "stripes", dict(HEADER))
-
-
-def base_transformer(tiny_model_dir) -> WanTransformer3DModel:
-    return WanTransformer3DModel.from_pretrained(tiny_model_dir, subfolder="transformer").eval()
-
-
-def forward(transformer, seed: int = 3) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    config = transformer.config
-    latents = torch.randn(1, config.in_channels, 3, 8, 8, generator=generator)
-    text = torch.randn(1, 6, config.text_dim, generator=generator)
-    with torch.no_grad():
-        return transformer(latents, torch.tensor([500]), text, return_dict=False)[0]
+from wan_lora_dagster.testing.stripes import HEADER, ignore_progress
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,6 @@ import pytest
 import torch
 from diffusers import WanTransformer3DModel
 
-from tests.engines.test_diffusers_full_training import (
-    base_transformer,
-    forward,
-    full_settings,
-    request_for,
-)
 from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.engines.diffusers.full_checkpoint import TRAINED_FIELD
 from wan_lora_dagster.engines.diffusers.lora_training import STATE_FOLDER
@@ -26,6 +20,12 @@ from wan_lora_dagster.errors import EngineCancelled, EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.full_model import model_tensors
 from wan_lora_dagster.formats.lora import ema_file
+from wan_lora_dagster.testing.full_fine_tune import (
+    base_transformer,
+    forward,
+    full_settings,
+    request_for,
+)
 
 GPUS = 2
 STEPS = 6  # six training clips, batch size 1, two per step: three steps an epoch, two epochs

@@ -2,8 +2,6 @@
 device: no weights), at 384x208x45: which card each configuration fits before the first step."""
 
 import pytest
-import torch
-from diffusers import WanTransformer3DModel
 
 from wan_lora_dagster.engines.diffusers.acceleration.memory_estimate import (
     GIB,
@@ -12,25 +10,11 @@ from wan_lora_dagster.engines.diffusers.acceleration.memory_estimate import (
 )
 from wan_lora_dagster.engines.diffusers.full_training import FULL_DTYPES, trained_linears
 from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.testing.full_fine_tune import meta_transformer
 
 pytestmark = pytest.mark.fast
 
 MOTION = DatasetSection(name="motion", source="clips", resolution=(384, 208), target_frames=(45,))
-SHAPES = {
-    "t2v-1.3B": (1536, 8960, 12, 30),
-    "t2v-14B": (5120, 13824, 40, 40),
-}  # dim, ffn, heads, blocks
-
-
-def meta_transformer(task: str) -> WanTransformer3DModel:
-    dim, ffn, heads, layers = SHAPES[task]
-    with torch.device("meta"):
-        model = WanTransformer3DModel(
-            patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=dim // heads,
-            in_channels=16, out_channels=16, text_dim=4096, freq_dim=256, ffn_dim=ffn,
-            num_layers=layers, cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
-        )  # fmt: skip
-    return model.to(torch.bfloat16).requires_grad_(False)
 
 
 def estimated_gib(task: str, **options) -> float:

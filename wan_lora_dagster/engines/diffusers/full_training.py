@@ -100,6 +100,10 @@ def full_trainable(models: WanModels, settings: TrainingSettings) -> Iterator[li
     the base model again afterwards."""
     transformer = models.transformer
     require_full_options(transformer, settings)
+    if getattr(transformer, "peft_config", None):
+        # a LoRA trained, validated or sampled earlier in this process leaves peft's wrappers
+        # around the linears: a full fine-tune trains, and saves, the plain model's names
+        transformer.unload_lora()
     linears = trained_linears(transformer, settings)
     dtype = FULL_DTYPES[settings.full_dtype]
     homes: list[tuple[nn.Parameter, torch.Tensor]] = []
