@@ -50,3 +50,13 @@ def demo_copy(built_demo, tmp_path) -> Path:
     target = tmp_path / "demo"
     shutil.copytree(built_demo, target, symlinks=True)
     return target
+
+
+# tests/e2e/test_fault_matrix.py's stage x fault matrix, shown at the end of the session's report
+FAULT_MATRIX = pytest.StashKey[str]()
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    if table := config.stash.get(FAULT_MATRIX, None):
+        terminalreporter.write_sep("=", "fault matrix: stage x fault, after the way back")
+        terminalreporter.write_line(table)
