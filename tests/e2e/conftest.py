@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,11 +53,21 @@ def demo_copy(built_demo, tmp_path) -> Path:
     return target
 
 
-# tests/e2e/test_fault_matrix.py's stage x fault matrix, shown at the end of the session's report
-FAULT_MATRIX = pytest.StashKey[str]()
+REPORTS = pytest.StashKey[list[tuple[str, str]]]()
+
+
+@pytest.fixture
+def report_at_the_end(request) -> Callable[[str, str], None]:
+    """report(title, text): shown in the terminal summary at the end of the session, where `-q`
+    shows it too (tests/e2e/test_fault_matrix.py's stage x fault matrix)."""
+
+    def report(title: str, text: str) -> None:
+        request.config.stash.setdefault(REPORTS, []).append((title, text))
+
+    return report
 
 
 def pytest_terminal_summary(terminalreporter, config) -> None:
-    if table := config.stash.get(FAULT_MATRIX, None):
-        terminalreporter.write_sep("=", "fault matrix: stage x fault, after the way back")
-        terminalreporter.write_line(table)
+    for title, text in config.stash.get(REPORTS, []):
+        terminalreporter.write_sep("=", title)
+        terminalreporter.write_line(text)

@@ -32,7 +32,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import FAULT_MATRIX
 from processes import wan_lora_in_a_fork
 
 import wan_lora_dagster
@@ -124,7 +123,7 @@ def reference(tmp_path_factory) -> Path:
 
 
 def test_every_fault_in_every_stage_recovers_to_an_uninterrupted_runs_files(
-    reference, made_contents, capsys, tmp_path, request
+    reference, made_contents, capsys, tmp_path, report_at_the_end
 ):
     expected = made_contents(reference)
     matrix: dict[str, dict[str, str]] = {}
@@ -136,7 +135,7 @@ def test_every_fault_in_every_stage_recovers_to_an_uninterrupted_runs_files(
                 project, stage, inject, expected, made_contents, capsys
             )
     table = _table(matrix)
-    request.config.stash[FAULT_MATRIX] = table
+    report_at_the_end("fault matrix: stage x fault, after the way back", table)
     print(table)
     cells = [cell for row in matrix.values() for cell in row.values()]
     assert all(cell == IDENTICAL or cell.startswith("not run") for cell in cells), table
