@@ -370,7 +370,8 @@ def _small_disk(folder: Path) -> Iterator[None]:
         shutil.copytree(aside, folder, symlinks=True, dirs_exist_ok=True)
         yield
     finally:
-        subprocess.run(["umount", str(folder)], check=False)
+        # lazily: a file of it still open somewhere does not keep it over the next cell's files
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
 
 
 def _fill(path: Path) -> Path:
@@ -397,7 +398,7 @@ def _table(matrix: dict[str, dict[str, str]]) -> str:
     for stage, row in matrix.items():
         words = []
         for fault, cell in row.items():
-            word = "identical" if cell == IDENTICAL else cell.split(":")[0]
+            word = cell.split(":")[0].removeprefix("recovered ")  # identical, different, stuck
             words.append(f"{word:12}")
             if cell != IDENTICAL:
                 details.append(f"{stage} x {fault}: {cell}")
