@@ -1,6 +1,7 @@
 """Fixtures every test folder shares: the test media, and the demo project made once per worker
 (pytest-xdist worker) at each of its stages, for tests to read or to copy before changing it."""
 
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -88,3 +89,80 @@ def copy_project(tmp_path) -> Callable[[Path, str], Path]:
 def demo_copy(built_demo, copy_project) -> Path:
     """A copy of the made demo, this test's to change."""
     return copy_project(built_demo)
+
+
+def _made_contents(project: Path) -> dict[str, object]:
+    """The files a run made, as a user compares two projects: bytes; a safetensors file's header
+    fields and tensors (safetensors writes the fields in no fixed order, so the bytes and their
+    hash may differ); records without file times.
+
+    Left out: training logs (TensorBoard names its file after the time and process) and
+    out/.state (the hashes of films already read, by absolute path).
+    """
+    files = {}
+    for folder in (project / "out", project / "captions"):
+        for path in sorted(folder.rglob("*")):
+            name = str(path.relative_to(project))
+            if path.is_dir() or name.startswith(("out/logs/", "out/.state/")):
+                continue
+            files[name] = path.read_bytes()
+            if name.endswith(".safetensors") and _whole(path):
+                files[name] = _tensors(path)
+            elif name.startswith("out/records/"):
+                files[name] = _without_times(json.loads(files[name]))
+    return files
+
+
+def _whole(path: Path) -> bool:
+    """Whether a safetensors file reads (a damaged one compares as its bytes)."""
+    from wan_lora_dagster.formats.cache_files import safetensors_complete
+
+    return safetensors_complete(path)
+
+
+def _tensors(path: Path) -> tuple[dict, dict[str, bytes]]:
+    import torch  # here: the fast tier's tests never load it
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    tensors = load_file(path)
+    return metadata, {
+        key: tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+        for key, tensor in tensors.items()
+    }
+
+
+def _without_times(record: dict) -> dict:
+    for name, made in record.get("made_files", {}).items():
+        made.pop("mtime_ns")
+        if name.endswith(".safetensors"):
+            made.pop("hash")
+    return record
+
+
+@pytest.fixture(scope="session")
+def made_contents() -> Callable[[Path], dict[str, object]]:
+    """made_contents(project): what a run made, file by file, to compare two projects."""
+    return _made_contents
+
+
+REPORTS = pytest.StashKey[list[tuple[str, str]]]()
+
+
+@pytest.fixture
+def report_at_the_end(request) -> Callable[[str, str], None]:
+    """report(title, text): shown in the terminal summary at the end of the session, where `-q`
+    shows it too (tests/e2e/test_fault_matrix.py's stage x fault matrix)."""
+
+    def report(title: str, text: str) -> None:
+        request.config.stash.setdefault(REPORTS, []).append((title, text))
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter, config) -> None:
+    for title, text in config.stash.get(REPORTS, []):
+        terminalreporter.write_sep("=", title)
+        terminalreporter.write_line(text)

@@ -7,16 +7,12 @@ not allowed, tests/formats/test_writers_on_a_full_disk.py shows the writers unde
 limit.
 """
 
-import json
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from wan_lora_dagster.testing.commands import run_json
 
@@ -101,49 +97,9 @@ def _temporaries(project: Path) -> list[str]:
     ]
 
 
-def _made(project: Path) -> dict[str, object]:
-    """The files a run made, as a user compares them: bytes; a safetensors file's header fields
-    and tensors (safetensors writes the fields in no fixed order, so the bytes and their hash
-    may differ); records without file times.
-
-    Left out: training logs (TensorBoard names its file after the time and process) and
-    out/.state (the hashes of films already read, by absolute path).
-    """
-    files = {}
-    for folder in (project / "out", project / "captions"):
-        for path in sorted(folder.rglob("*")):
-            name = str(path.relative_to(project))
-            if path.is_dir() or name.startswith(("out/logs/", "out/.state/")):
-                continue
-            files[name] = path.read_bytes()
-            if name.endswith(".safetensors"):
-                files[name] = _tensors(path)
-            elif name.startswith("out/records/"):
-                files[name] = _without_times(json.loads(files[name]))
-    return files
-
-
-def _tensors(path: Path) -> tuple[dict, dict[str, bytes]]:
-    with safe_open(str(path), "pt") as handle:
-        metadata = handle.metadata()
-    tensors = load_file(path)
-    return metadata, {
-        key: tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
-        for key, tensor in tensors.items()
-    }
-
-
-def _without_times(record: dict) -> dict:
-    for name, made in record.get("made_files", {}).items():
-        made.pop("mtime_ns")
-        if name.endswith(".safetensors"):
-            made.pop("hash")
-    return record
-
-
 @pytest.mark.parametrize("fault", FAULTS.values(), ids=FAULTS.keys())
 def test_a_full_disk_fails_its_stage_cleanly_and_the_next_run_makes_the_same_files(
-    built_demo, demo_copy, capsys, tmp_path, fault
+    built_demo, demo_copy, made_contents, capsys, tmp_path, fault
 ):
     folder = demo_copy / fault.folder
     _remove(demo_copy, fault.made)
@@ -162,7 +118,7 @@ def test_a_full_disk_fails_its_stage_cleanly_and_the_next_run_makes_the_same_fil
         status, summary = run_json(capsys, demo_copy, "--select", fault.stage)
         assert status == 0, summary[fault.stage]["errors"]
         assert _temporaries(demo_copy) == []
-        assert _made(demo_copy) == _made(built_demo)
+        assert made_contents(demo_copy) == made_contents(built_demo)
     finally:
         subprocess.run(["umount", str(folder)], check=False)
 

@@ -26,7 +26,13 @@ def lora_files(folder):
 
 def test_a_cancelled_run_resumes_to_the_uninterrupted_lora(engine, training_run, tmp_path):
     request = replace(training_run.request, output_dir=tmp_path)
-    first = interrupted(engine, request, progress=cancel_after(37))  # mid-epoch 7 of 10
+    curve = []
+
+    def progress_until_37(report):
+        curve.append((report.done, report.loss))
+        cancel_after(37)(report)
+
+    first = interrupted(engine, request, progress=progress_until_37)  # mid-epoch 7 of 10
     assert [c.path.name for c in first] == ["stripes-000005.safetensors"]
     assert [p.name for p in (tmp_path / STATE_FOLDER).iterdir()] == ["stripes-step00000037"]
     kept_bytes = first[0].path.read_bytes()
@@ -35,7 +41,7 @@ def test_a_cancelled_run_resumes_to_the_uninterrupted_lora(engine, training_run,
     returned = engine.train(request, progress.append, announced.append)
 
     state = tmp_path / STATE_FOLDER / "stripes-step00000037"
-    assert progress[0].resumed == Resumed(step=37, epoch=7, state=state), "says it resumed"
+    assert progress[0].resumed == Resumed(37, 7, state, tuple(curve)), "says it resumed"
     assert str(progress[0].resumed) == f"resumed after step 37 (epoch 7) from {state}"
     assert [report.done for report in progress[1:]] == list(range(38, 61)), "went on from 37"
     assert returned == announced  # the kept checkpoint is announced again, then the new one

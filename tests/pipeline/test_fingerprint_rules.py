@@ -10,7 +10,7 @@ from wan_lora_dagster.media.ranges import ClipRange
 from wan_lora_dagster.pipeline.asset_table import STAGES
 from wan_lora_dagster.pipeline.caches import LatentCacheRecord, LatentSection, TextCacheRecord
 from wan_lora_dagster.pipeline.catalog import Catalog
-from wan_lora_dagster.pipeline.dataset import CaptionRecord, ClipRecord
+from wan_lora_dagster.pipeline.dataset import CaptionRecord, ClipRecord, caption_store
 from wan_lora_dagster.pipeline.evaluation import BestRecord, EvalRecord, EvalVideo
 from wan_lora_dagster.pipeline.preview import PreviewRecord
 from wan_lora_dagster.pipeline.records import UNPARTITIONED
@@ -276,6 +276,20 @@ def test_a_damaged_made_file_makes_its_partition_unsynced(root):
     clip.write_bytes(b"cut short")
 
     assert not_fresh(catalog_of(root))["clips"] == {"a1"}
+
+
+def test_a_deleted_caption_file_makes_its_caption_unsynced(root):
+    """The captioner's caption, deleted: made again (written back), not left out of captions/
+    while its text goes on training."""
+    catalog = catalog_of(root)
+    caption_store(catalog.project).write_auto("b1", "teststyle, b1", "captioner")
+    catalog.records.delete("captions", "b1")
+    make(catalog, ["captions"])  # recorded as the captioner's ("auto")
+    assert "captions" not in not_fresh(catalog_of(root))
+
+    (root / "captions" / "b1.txt").unlink()
+
+    assert not_fresh(catalog_of(root))["captions"] == {"b1"}
 
 
 def test_records_name_their_made_files_and_nothing_else(root):

@@ -156,6 +156,8 @@ def lora_checkpoints(
                     break
             else:
                 throttle(landed)
+                if landed.resumed is not None:  # the steps before it, where the engine kept them
+                    losses[:] = landed.resumed.loss_curve
                 if landed.loss is not None:
                     losses.append((landed.done, landed.loss))
     if retraining:
@@ -189,7 +191,8 @@ def _record_checkpoint(context, catalog, plan, manifest, info: CheckpointInfo, l
             allow_retries=False,
         )
     record = domain.checkpoint_record(catalog, plan, key, manifest, info)
-    loss_curve(losses, _loss_curve_path(catalog, key))
+    # up to its own step: one an interrupted launch saved is announced after later steps
+    loss_curve([point for point in losses if point[0] <= info.step], _loss_curve_path(catalog, key))
     context.log.info(f"checkpoint {key}: {info.path.name}, loss {info.loss}")
     return {key: record}
 

@@ -17,11 +17,14 @@ from wan_lora_dagster.project import DatasetSection, EvalSettings, TrainingSetti
 
 @dataclass(frozen=True)
 class Resumed:
-    """Where an interrupted training run goes on: after `step`, in `epoch`, from a saved state."""
+    """Where an interrupted training run goes on: after `step`, in `epoch`, from a saved state;
+    `loss_curve`: the running loss of each step before it, where the state keeps them, so that
+    a resumed run's loss curves are the uninterrupted run's."""
 
     step: int
     epoch: int
     state: Path
+    loss_curve: tuple[tuple[int, float], ...] = ()
 
     def __str__(self) -> str:
         return f"resumed after step {self.step} (epoch {self.epoch}) from {self.state}"
@@ -51,7 +54,8 @@ class Progress:
     def from_json(cls, data: dict) -> Progress:
         resumed = data.get("resumed")
         if resumed is not None:
-            resumed = Resumed(resumed["step"], resumed["epoch"], Path(resumed["state"]))
+            curve = tuple(tuple(point) for point in resumed.get("loss_curve", ()))
+            resumed = Resumed(resumed["step"], resumed["epoch"], Path(resumed["state"]), curve)
         return cls(**{**data, "resumed": resumed})
 
 

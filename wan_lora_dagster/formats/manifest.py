@@ -83,11 +83,18 @@ class TrainingSetManifest:
         )
 
     def save(self, directory: Path) -> Path:
-        """Write `<directory>/<version>.json`; a version's file never changes once written."""
+        """Write `<directory>/<version>.json`, the version's one content: a file of that name
+        that holds anything else (cut short by a failing disk, changed by hand) is written
+        again, never recorded as made; one that holds it is left as it is."""
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{self.version}.json"
-        if not path.exists():
-            write_text_atomic(path, self.to_json())
+        text = self.to_json()
+        try:
+            unchanged = path.read_text(encoding="utf-8") == text
+        except (FileNotFoundError, UnicodeDecodeError):
+            unchanged = False
+        if not unchanged:
+            write_text_atomic(path, text)
         return path
 
     @classmethod

@@ -191,7 +191,8 @@ def caption_fingerprint(
 ) -> str:
     """A hand edit depends on its text only; an auto caption on the media and the captioner
     (`captioner`: its settings' fingerprint, taken once for many items: it looks at every
-    file of the model's folder)."""
+    file of the model's folder), and on its file being there: a caption file deleted after it
+    was written ("missing") is written again, not left out while its text trains on."""
     if state.origin == "edited":
         return fingerprint(
             "captions", CAPTIONS_CODE_VERSION, "edited", state.text, settings.trigger
@@ -199,7 +200,7 @@ def caption_fingerprint(
     return fingerprint(
         "captions",
         CAPTIONS_CODE_VERSION,
-        "auto",
+        state.origin,  # "auto", or "missing": never a made caption's
         media_version,
         captioner,
         settings.trigger,

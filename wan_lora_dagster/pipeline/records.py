@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wan_lora_dagster.disk_full import write_text_atomic
+from wan_lora_dagster.fault_injection import fault_injection_point
 from wan_lora_dagster.pipeline.made_files import describe
 from wan_lora_dagster.small_files import read_bytes
 
@@ -133,6 +134,7 @@ class RecordStore:
         returns it as written."""
         made = describe(self.root.parents[1], record.made_paths())  # root: <project>/out/records
         record = dataclasses.replace(record, made_files=made)
+        fault_injection_point(asset, "made")
         write_json_atomic(self.path(asset, partition), record.to_json())
         return record
 

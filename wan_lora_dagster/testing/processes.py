@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 
 
 def default_signals() -> None:
@@ -25,3 +26,20 @@ def stop_group(process: subprocess.Popen, seconds: float = 60) -> bool:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         return False
+
+
+def wan_lora_in_a_fork(args: list[str], log: str, env: dict[str, str]) -> None:
+    """A `multiprocessing` target: the `wan-lora` command as its own process runs it, forked from
+    a process that imported the package already (a test that starts many commands saves each the
+    seconds of its imports): a session of its own, Ctrl-C and SIGTERM as a shell gives them, its
+    output to `log`, its exit status the command's."""
+    os.setsid()
+    default_signals()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # no interpreter start sets it here
+    os.environ.update(env)
+    output = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    from wan_lora_dagster.cli import main
+
+    sys.exit(main(args))

@@ -128,7 +128,8 @@ def train_lora(
             position, folder = resumed
             store.restore(folder, loop.components)
             if ranks.is_main:
-                resumed = Resumed(position.step, position.epoch, folder)
+                curve = tuple((step, loss) for step, loss in position.loss_curve)
+                resumed = Resumed(position.step, position.epoch, folder, curve)
                 progress(Progress("train", position.step, plan.total_steps, resumed=resumed))
         log = open_log(request.log_dir, position.step, models.device, ranks.is_main)
         try:
@@ -200,6 +201,7 @@ class _TrainingLoop:
         """Train from `position` to the end; each rank takes every world_size-th batch."""
         rank, world = self.ranks.rank, self.ranks.world_size
         recent_losses = deque(position.recent_losses, maxlen=self.plan.steps_per_epoch)
+        curve = list(position.loss_curve)  # grown in place: each position shares it, not a copy
         shuffler, skip = position.shuffler(), position.epoch_steps
         step, epoch = position.step, max(position.epoch - 1, 0)
         self.position = position
@@ -217,12 +219,13 @@ class _TrainingLoop:
                     loss = sum(rank_losses) / len(rank_losses)
                     step += 1
                     recent_losses.append(loss)
+                    running_loss = sum(recent_losses) / len(recent_losses)
+                    curve.append([step, running_loss])
                     self.position = LoopPosition(
-                        step, epoch, epoch_start, index + 1, list(recent_losses)
+                        step, epoch, epoch_start, index + 1, list(recent_losses), curve
                     )
                     if stopping:
                         raise EngineCancelled("cancelled")
-                    running_loss = sum(recent_losses) / len(recent_losses)
                     elapsed = time.perf_counter() - started
                     if self.ranks.is_main:
                         log.step(step, rank_losses, running_loss, self._learning_rate(), elapsed)

@@ -43,7 +43,8 @@ class LoopPosition:
 
     epoch: the epoch in progress (1-based); epoch_shuffler: the python shuffler's state at that
     epoch's start, from which its batch order is drawn again; epoch_steps: the steps of that epoch
-    already done; recent_losses: the window of the running loss.
+    already done; recent_losses: the window of the running loss; loss_curve: [step, running
+    loss] of every step so far (a resumed run's loss curves go on from it).
     """
 
     step: int
@@ -51,6 +52,7 @@ class LoopPosition:
     epoch_shuffler: list
     epoch_steps: int
     recent_losses: list[float] = field(default_factory=list)
+    loss_curve: list[list] = field(default_factory=list)
 
     @classmethod
     def start(cls, seed: int) -> LoopPosition:
