@@ -103,6 +103,12 @@ def configs(small: bool) -> list[Config]:
         Config("1.3B ours compile", "t2v-1.3B", "ours", motion, {"compile": True}),
         Config("1.3B ours compile, no checkpointing", "t2v-1.3B", "ours", motion,
                {"compile": True, "gradient_checkpointing": False}),
+        Config("1.3B ours compile, LoKr", "t2v-1.3B", "ours", motion,
+               {"compile": True, "network": "lokr"}),
+        Config("1.3B ours compile, LoHa", "t2v-1.3B", "ours", motion,
+               {"compile": True, "network": "loha"}),
+        Config("1.3B ours compile, DoRA", "t2v-1.3B", "ours", motion,
+               {"compile": True, "dora": True}),
         Config("1.3B Ghibli mix musubi bf16", "t2v-1.3B", "musubi", mixed),
         Config("1.3B Ghibli mix ours compile", "t2v-1.3B", "ours", mixed, {"compile": True}),
     ]  # fmt: skip

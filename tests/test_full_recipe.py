@@ -37,7 +37,7 @@ def test_musubi_has_no_full_fine_tune(tmp_path):
         ('network = "full"\nfull_blocks = []', "list block indices"),
         ('network = "full"\ntask = "t2v-A14B"', "trains one transformer; t2v-A14B has two"),
         ("full_blocks = [0]", "full_blocks and full_dtype are for network = 'full'"),
-        ('network = "dora"', "training.network: Input should be 'lora' or 'full'"),
+        ('network = "dora"', "training.network: Input should be 'lora', 'lokr', 'loha' or 'full'"),
     ],
 )
 def test_mistakes_are_named(tmp_path, training, expected):

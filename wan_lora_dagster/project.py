@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.problems import Problems, read_text
-from wan_lora_dagster.tasks import DEFAULT_TASK, TASKS, wan_task
+from wan_lora_dagster.tasks import DEFAULT_TASK, TASKS, takes_start_images, wan_task
 
 CONFIG_NAME = "wan_lora.toml"
 FILM_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
@@ -113,6 +113,7 @@ class TrainingSettings(_Section):
     timestep_boundary: float | None = Field(
         None, gt=0, lt=1, description="A14B: t where the experts switch (default: the model's)"
     )
+    i2v: bool = Field(False, description="ti2v-5B: train image-to-video from each first frame")
     dit: str | None = None
     dit_high_noise: str | None = None
     vae: str | None = None
@@ -120,9 +121,12 @@ class TrainingSettings(_Section):
     clip: str | None = None
     tokenizer: str | None = None
     musubi_dir: str | None = None
-    network: Literal["lora", "full"] = Field(
-        "lora", description="'full': a full fine-tune of the transformer (diffusers engine)"
+    network: Literal["lora", "lokr", "loha", "full"] = Field(
+        "lora",
+        description="the trained network: a LoRA, LyCORIS LoKr or LoHa (engines.adapters), or "
+        "'full': a full fine-tune of the transformer (diffusers engine)",
     )
+    dora: bool = Field(False, description="weight-decomposed LoRA (DoRA); network = 'lora' only")
     full_blocks: tuple[int, ...] | None = Field(
         None, description="network = 'full': the blocks trained (default: every linear weight)"
     )
@@ -228,9 +232,31 @@ class TrainingSettings(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _i2v_of_task(self) -> TrainingSettings:
+        task = wan_task(self.task)
+        if self.i2v and not task.image_to_video_option:
+            takes = " and ".join(name for name, one in TASKS.items() if one.image_to_video_option)
+            kind = "is image-to-video already" if task.image_to_video else "has no start image"
+            raise ValueError(
+                f"i2v = true is for {takes}, which trains either way; task {self.task} {kind}: "
+                "remove i2v"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dora_of_lora(self) -> TrainingSettings:
+        if self.dora and self.network != "lora":
+            raise ValueError(
+                f"dora = true decomposes a LoRA's weights; network = {self.network!r} has no DoRA "
+                'form: set network = "lora" or dora = false'
+            )
+        return self
+
     def settings_fingerprint(self) -> str:
         """What a trained LoRA depends on besides its training set (not the schedule)."""
-        # Wan 2.2 settings left unset stay out, so a Wan 2.1 project's checkpoints stay current.
+        # Wan 2.2 settings left unset and newer settings at their defaults stay out, so an
+        # older project's checkpoints stay current.
         unset = {name for name in _WAN22_SETTINGS if getattr(self, name) is None}
         unset |= {name for name, off in _ADDED_OFF.items() if getattr(self, name) == off}
         return fingerprint(self.model_dump(exclude={"schedule", *unset}))
@@ -250,6 +276,8 @@ _ADDED_OFF = {
     "network": "lora",
     "full_blocks": None,
     "full_dtype": "fp32",
+    "dora": False,
+    "i2v": False,
 }
 
 
@@ -317,10 +345,12 @@ class Recipe(_Section):
 
     @model_validator(mode="after")
     def _eval_fits_training(self) -> Recipe:
-        if self.eval.images and not wan_task(self.training.task).image_to_video:
+        task = wan_task(self.training.task)
+        if self.eval.images and not takes_start_images(task.name, self.training.i2v):
             raise ValueError(
                 f"[eval] images are start images of an image-to-video LoRA; task "
                 f"{self.training.task!r} takes none"
+                + (" without [training] i2v = true" if task.image_to_video_option else "")
             )
         if self.eval.use_ema and self.training.ema_decay is None:
             raise ValueError(
@@ -331,6 +361,20 @@ class Recipe(_Section):
             raise ValueError(
                 "[eval] walk needs the initial noise of each video, and musubi-tuner's "
                 "wan_generate_video takes a seed only: remove walk, or use engine = 'diffusers'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _i2v_frames_after_the_first(self) -> Recipe:
+        """i2v trains the frames after the given first one: a sample needs 5 frames (2 latent)."""
+        short = [
+            f"'{s.name}'" for s in self.datasets if s.source == "stills" or min(s.target_frames) < 5
+        ]
+        if self.training.i2v and short:
+            raise ValueError(
+                "[training] i2v = true learns the frames after each sample's first, and "
+                f"[[datasets]] {', '.join(short)} give single frames (stills, or target_frames "
+                "under 5): remove those sections or list target_frames of 5 or more"
             )
         return self
 

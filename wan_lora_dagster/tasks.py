@@ -70,6 +70,10 @@ class WanTask:
     """Conditions on a start image (the first frame's latents)."""
     clip: bool = False
     """Conditions on CLIP image features too (Wan 2.1 I2V only; Wan 2.2 I2V does without)."""
+    image_to_video_option: bool = False
+    """Trains text-to-video, or image-to-video with `[training] i2v = true` (Wan 2.2 TI2V-5B: the
+    clean first latent frame conditions the rest, at timestep 0, as diffusers' Wan pipelines with
+    `expand_timesteps` sample it)."""
     boundary: float | None = None
     """Default boundary_ratio of a two-expert task (musubi's wan/configs `boundary`)."""
     vae: Vae = WAN21_VAE
@@ -137,7 +141,6 @@ TASKS = {
             image_to_video=True,
             boundary=0.9,
         ),
-        # This product trains TI2V-5B text-to-video: no start image.
         WanTask(
             "ti2v-5B",
             summary="Wan 2.2 TI2V-5B: its own VAE (16x smaller sides): sides / 32",
@@ -145,6 +148,7 @@ TASKS = {
             num_blocks=30,
             tiny_model="tiny-ti2v-5B",
             musubi_task=None,
+            image_to_video_option=True,
             vae=WAN22_VAE,
         ),
     )
@@ -156,6 +160,12 @@ DEFAULT_TASK = "t2v-1.3B"
 
 def wan_task(name: str) -> WanTask:
     return TASKS[name]
+
+
+def takes_start_images(task: str, i2v: bool = False) -> bool:
+    """Whether a LoRA of `task` (with the recipe's `[training] i2v`) generates from start images."""
+    one = wan_task(task)
+    return one.image_to_video or (i2v and one.image_to_video_option)
 
 
 def vae_with_spatial_compression(spatial_compression: int) -> Vae:

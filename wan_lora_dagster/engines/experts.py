@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from pathlib import Path
 
 from wan_lora_dagster.engines.base import CheckpointInfo, ProgressCallback, TrainRequest
 from wan_lora_dagster.formats.expert_lora import (
     BOUNDARY_FIELD,
     EXPERT_FIELD,
     expert_output_name,
-    lora_experts,
 )
 from wan_lora_dagster.project import TrainingSettings
 from wan_lora_dagster.tasks import EXPERT_NAMES, HIGH_NOISE, LOW_NOISE, expert_range, wan_task
@@ -123,17 +121,6 @@ class ExpertModels:
         if self._expert == LOW_NOISE:
             return self._models.transformer_2
         return self._models.transformer
-
-
-def load_lora_into_pipeline(pipeline, checkpoint: Path, adapter: str) -> None:
-    """Load a LoRA through diffusers' own loader: each expert's file into its transformer."""
-    experts = lora_experts(checkpoint)
-    if not experts:
-        pipeline.load_lora_weights(str(checkpoint), adapter_name=adapter)
-    for expert, path in experts.items():
-        pipeline.load_lora_weights(
-            str(path), adapter_name=adapter, load_into_transformer_2=expert == LOW_NOISE
-        )
 
 
 def expert_timesteps(timesteps: Sequence[float], boundary: float) -> dict[str, tuple[float, ...]]:

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Protocol
 
 import torch
-from diffusers import WanPipeline, WanTransformer3DModel
+from diffusers import WanTransformer3DModel
 
+from wan_lora_dagster.engines.adapters import load_adapter
 from wan_lora_dagster.engines.diffusers.full_checkpoint import model_strengths
 from wan_lora_dagster.engines.flow_matching import VALIDATION_TIMESTEPS, flow_matching_loss
 from wan_lora_dagster.engines.training_data import load_batches, samples_of
@@ -33,12 +34,14 @@ def validation_loss(
     checkpoint: Path | None,
     manifest: TrainingSetManifest,
     timesteps: Sequence[float] = VALIDATION_TIMESTEPS,
+    first_frame_given: bool = False,
 ) -> float:
     """Mean loss over every held-out latent x `timesteps`, LoRA at strength 1.
 
     The noise of a latent is seeded by its file name and the timesteps are fixed, so two
     checkpoints (or a checkpoint and the base model, checkpoint=None) see identical inputs and
-    their losses differ only by what the LoRA changed.
+    their losses differ only by what the LoRA changed. first_frame_given: TI2V-5B
+    image-to-video, conditioned on each held-out clip's first frame (flow_matching_loss).
     """
     held_out = manifest.held_out_entries()
     if not held_out:
@@ -55,7 +58,12 @@ def validation_loss(
             for t in timesteps:
                 timestep = torch.full((1,), t)
                 loss = flow_matching_loss(
-                    models.transformer, batch, noise.to(models.device), timestep, models.dtype
+                    models.transformer,
+                    batch,
+                    noise.to(models.device),
+                    timestep,
+                    models.dtype,
+                    first_frame_given,
                 )
                 losses.append(loss.item())
     return sum(losses) / len(losses)
@@ -63,7 +71,7 @@ def validation_loss(
 
 @contextmanager
 def lora_loaded(transformer: WanTransformer3DModel, checkpoint: Path | None) -> Iterator[None]:
-    """The checkpoint's LoRA at strength 1 for the duration, through diffusers' own loader."""
+    """The checkpoint's adapter at strength 1 for the duration (engines.adapters.load_adapter)."""
     if checkpoint is None:
         yield
         return
@@ -74,8 +82,7 @@ def lora_loaded(transformer: WanTransformer3DModel, checkpoint: Path | None) -> 
         return
     if not Path(checkpoint).is_file():
         raise EngineError(f"{checkpoint}: LoRA checkpoint not found.")
-    state_dict = WanPipeline.lora_state_dict(str(checkpoint))
-    transformer.load_lora_adapter(state_dict, adapter_name=VALIDATION_ADAPTER, prefix="transformer")
+    load_adapter(transformer, checkpoint, VALIDATION_ADAPTER)
     try:
         yield
     finally:

@@ -108,6 +108,12 @@ class WanModels:
         return (self.folder / "image_encoder").is_dir()
 
     @property
+    def expands_timesteps(self) -> bool:
+        """Wan 2.2 TI2V-5B: a timestep per token, so a clean first frame can sit at timestep 0
+        (diffusers' Wan pipelines sample it text-to-video or image-to-video)."""
+        return bool(self.model_index.get("expand_timesteps"))
+
+    @property
     def boundary_ratio(self) -> float | None:
         """Wan 2.2 A14B: `transformer` denoises t >= this, `transformer_2` below (None: one)."""
         boundary = self.model_index.get("boundary_ratio")

@@ -24,7 +24,7 @@ from wan_lora_dagster.formats.musubi_cache import (
 MUSUBI_PREFIX = "lora_unet_"
 
 # diffusers WanTransformer3DModel module (inside blocks.N) -> musubi WanAttentionBlock module.
-_DIFFUSERS_TO_MUSUBI = {
+DIFFUSERS_TO_MUSUBI = {
     "attn1.to_q": "self_attn_q",
     "attn1.to_k": "self_attn_k",
     "attn1.to_v": "self_attn_v",
@@ -38,7 +38,7 @@ _DIFFUSERS_TO_MUSUBI = {
     "ffn.net.0.proj": "ffn_0",
     "ffn.net.2": "ffn_2",
 }
-_MUSUBI_TO_DIFFUSERS = {musubi: diffusers for diffusers, musubi in _DIFFUSERS_TO_MUSUBI.items()}
+_MUSUBI_TO_DIFFUSERS = {musubi: diffusers for diffusers, musubi in DIFFUSERS_TO_MUSUBI.items()}
 
 PEFT_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
 """peft `target_modules` for a Wan T2V LoRA that ComfyUI, musubi-tuner and diffusers all load."""
@@ -64,7 +64,7 @@ def peft_to_musubi(state_dict: dict[str, torch.Tensor], alpha: float) -> dict[st
     converted: dict[str, torch.Tensor] = {}
     for key, tensor in state_dict.items():
         block, module, matrix = _parse_peft_key(_strip_peft_prefix(key))
-        name = f"{MUSUBI_PREFIX}blocks_{block}_{_DIFFUSERS_TO_MUSUBI[module]}"
+        name = f"{MUSUBI_PREFIX}blocks_{block}_{DIFFUSERS_TO_MUSUBI[module]}"
         converted[f"{name}.{_PEFT_TO_MUSUBI_TENSOR[matrix]}"] = tensor
         converted[f"{name}.alpha"] = torch.tensor(float(alpha), dtype=torch.float32)
     _require_pairs(converted, "lora_down.weight", "lora_up.weight")
@@ -122,10 +122,10 @@ def _parse_peft_key(key: str) -> tuple[str, str, str]:
             "blocks.N.<module>.lora_A.weight / lora_B.weight, as get_peft_model_state_dict gives)"
         )
     block, module, matrix = match.groups()
-    if module not in _DIFFUSERS_TO_MUSUBI:
+    if module not in DIFFUSERS_TO_MUSUBI:
         raise ValueError(
             f"{key!r}: musubi-tuner's Wan LoRA has no module for {module!r}; "
-            f"supported: {', '.join(_DIFFUSERS_TO_MUSUBI)}"
+            f"supported: {', '.join(DIFFUSERS_TO_MUSUBI)}"
         )
     return block, module, matrix
 

@@ -18,17 +18,14 @@ from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.file_hashes import sha256_of
 from wan_lora_dagster.pipeline.items import KIND_BY_NAME
 from wan_lora_dagster.project import Project, fingerprint
-from wan_lora_dagster.tasks import wan_task
-
-
-def takes_start_images(task: str) -> bool:
-    return wan_task(task).image_to_video  # not ti2v-5B: this product trains it text-to-video
+from wan_lora_dagster.tasks import takes_start_images
 
 
 def start_images(catalog: Catalog, manifest: TrainingSetManifest) -> tuple[StartImage, ...]:
     """None for a text-to-video task; held-out first frames are written to out/eval/start/."""
     project = catalog.project
-    if not takes_start_images(project.recipe.training.task):
+    training = project.recipe.training
+    if not takes_start_images(training.task, training.i2v):
         return ()
     return (*_held_out_frames(catalog, manifest), *_listed(project))
 

@@ -172,11 +172,21 @@ def test_generation_without_lora_at_strength_zero(make_settings, tmp_path):
         ({"lr_warmup_steps": 100}, "constant_with_warmup"),
         ({"network_args": ("loraplus_lr_ratio",)}, "one key=value"),
         ({"network_args": ("a=b=c",)}, "one key=value"),
+        ({"dora": True}, "dora = true: musubi-tuner .* has no DoRA"),
     ],
 )
 def test_invalid_combinations_are_refused_before_launch(make_engine, overrides, message):
     with pytest.raises(ConfigError, match=message):
         make_engine(**overrides).check()
+
+
+@pytest.mark.parametrize("network", ["lokr", "loha"])
+def test_lokr_and_loha_pass_through_as_musubis_network_modules(make_settings, tmp_path, network):
+    """musubi-tuner trains them for Wan (commit 30c658c, docs/loha_lokr.md)."""
+    settings = make_settings(network=network)
+    segment = SegmentOptions(16, None, 2, None)
+    command = arguments.training_args(settings, Path("ds.toml"), tmp_path, "lora-x", segment)
+    assert value_of(command, "--network_module") == f"networks.{network}"
 
 
 @pytest.mark.parametrize(("task", "most"), [("t2v-1.3B", 29), ("t2v-14B", 39), ("i2v-14B", 39)])

@@ -174,11 +174,13 @@ class DiffusersEngine:
     def validation_loss(
         self, checkpoint: Path | None, manifest: TrainingSetManifest, settings: TrainingSettings
     ) -> float:
-        """See engines.validation.validation_loss; `settings` select nothing here (the model is
-        this engine's, the timesteps and noise are fixed), the musubi engine needs them.
+        """See engines.validation.validation_loss; of `settings` only `i2v` counts here (the
+        model is this engine's, the timesteps and noise are fixed), the musubi engine needs them.
         A14B: each fixed timestep is judged by its expert, with that expert's LoRA."""
         if not self.models.boundary_ratio:
-            return validation_loss(self.models, checkpoint, manifest)
+            return validation_loss(
+                self.models, checkpoint, manifest, first_frame_given=settings.i2v
+            )
         experts = lora_experts(checkpoint) if checkpoint else {}
         boundary = timestep_boundary(settings, self.models.boundary_ratio)
         total, count = 0.0, 0

@@ -15,9 +15,12 @@ import torch
 from diffusers import WanTransformer3DModel
 from diffusers.optimization import SchedulerType, get_scheduler
 from diffusers.training_utils import cast_training_params
-from peft import LoraConfig
-from peft.utils import get_peft_model_state_dict
 
+from wan_lora_dagster.engines.adapters import (
+    adapter_config,
+    adapter_file_tensors,
+    require_supported_adapter,
+)
 from wan_lora_dagster.engines.base import (
     CheckpointInfo,
     Progress,
@@ -60,7 +63,8 @@ from wan_lora_dagster.engines.training_data import (
 from wan_lora_dagster.engines.training_plan import SavePoint, TrainingPlan, plan_training
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineCancelled, EngineError
-from wan_lora_dagster.formats.lora import peft_to_musubi, save_lora
+from wan_lora_dagster.formats.adapter_keys import NETWORK_MODULES
+from wan_lora_dagster.formats.lora import save_lora
 from wan_lora_dagster.project import TrainingSettings
 
 logger = logging.getLogger(__name__)
@@ -291,8 +295,9 @@ class _TrainingLoop:
             # gradients are averaged over the ranks once per step, at the last backward pass
             synchronized = index == len(shapes) - 1
             with nullcontext() if synchronized else self.ranks.no_sync(self.model):
+                noise = noise.to(batch.latents.device)
                 loss = flow_matching_loss(
-                    self.model, batch, noise.to(batch.latents.device), t, self.models.dtype
+                    self.model, batch, noise, t, self.models.dtype, settings.i2v
                 )
                 (loss * count / len(samples)).backward()
             total_loss += loss.item() * count / len(samples)
@@ -330,7 +335,8 @@ class _TrainingLoop:
 
 
 class _Lora:
-    """The LoRA as the training loop sees it: peft's adapter, a musubi-format file per
+    """The LoRA (or LoKr, LoHa, DoRA: engines.adapters) as the training loop sees it: peft's
+    adapter, a ComfyUI/musubi-format file per
     checkpoint (engines.diffusers.full_training.FullFineTune is the other network)."""
 
     def __init__(self, models: WanModels):
@@ -343,15 +349,14 @@ class _Lora:
         return None  # every block's base weights are frozen
 
     def write(self, path: Path, settings: TrainingSettings, metadata: dict[str, str]) -> None:
-        state = get_peft_model_state_dict(self.models.transformer, adapter_name=TRAINING_ADAPTER)
-        state = {key: value.detach().float().cpu().contiguous() for key, value in state.items()}
+        state = adapter_file_tensors(self.models.transformer, TRAINING_ADAPTER, settings)
         metadata = {
             **metadata,
-            "ss_network_module": "networks.lora_wan",
+            "ss_network_module": NETWORK_MODULES[settings.network],
             "ss_network_dim": str(settings.network_dim),
             "ss_network_alpha": str(settings.network_alpha),
         }
-        save_lora(path, peft_to_musubi(state, settings.network_alpha), metadata)
+        save_lora(path, state, metadata)
 
 
 def _settings_metadata(settings: TrainingSettings) -> dict[str, str]:
@@ -366,18 +371,13 @@ def _settings_metadata(settings: TrainingSettings) -> dict[str, str]:
 def _training_adapter(
     transformer: WanTransformer3DModel, settings: TrainingSettings, image_to_video: bool
 ) -> Iterator[list[torch.nn.Parameter]]:
-    """Add a fresh trainable LoRA for the duration of a run, then remove it again.
+    """Add a fresh trainable adapter (engines.adapters) for the duration of a run, then remove it.
 
     The engine keeps one transformer for training, validation and sampling, so the base weights
     must come out of a run exactly as they went in: only the LoRA is trainable, and it is deleted.
     """
     targets = LORA_TARGET_MODULES + (IMAGE_TO_VIDEO_TARGET_MODULES if image_to_video else ())
-    config = LoraConfig(
-        r=settings.network_dim,
-        lora_alpha=settings.network_alpha,
-        target_modules=list(targets),
-        init_lora_weights=True,
-    )
+    config = adapter_config(settings, list(targets))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(settings.seed)  # the LoRA's initial down-projections
         transformer.add_adapter(config, adapter_name=TRAINING_ADAPTER)
@@ -401,6 +401,7 @@ def _require_supported_options(settings: TrainingSettings, device: torch.device)
     """Refuse musubi-only optimizer and scheduler names, and options that cannot work together,
     before any work, saying what works."""
     require_supported_combination(settings, device)
+    require_supported_adapter(settings)
     schedulers = [kind.value for kind in SchedulerType]
     if settings.lr_scheduler not in schedulers:
         raise EngineError(

@@ -14,12 +14,12 @@ import torch
 from diffusers import WanImageToVideoPipeline, WanPipeline
 from PIL import Image
 
+from wan_lora_dagster.engines.adapters import load_into_pipeline
 from wan_lora_dagster.engines.base import Progress, ProgressCallback, SampleRequest, SampleVideo
 from wan_lora_dagster.engines.diffusers.full_checkpoint import model_strengths
 from wan_lora_dagster.engines.diffusers.image_to_video import image_to_video_pipeline
 from wan_lora_dagster.engines.diffusers.latent_walk import walk_noise
 from wan_lora_dagster.engines.eval_plan import EvalJob, plain_jobs, walk_jobs
-from wan_lora_dagster.engines.experts import load_lora_into_pipeline
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.media.video_writer import write_video
@@ -62,7 +62,7 @@ def _strengths(pipeline: WanVideoPipeline, checkpoint: Path) -> Iterator[Callabl
             yield set_strength
         return
     adapter = _adapter_name(checkpoint)
-    load_lora_into_pipeline(pipeline, checkpoint, adapter)
+    load_into_pipeline(pipeline, checkpoint, adapter)
     try:
         yield lambda strength: _set_strength(pipeline, adapter, strength)
     finally:
@@ -100,6 +100,8 @@ def generate(pipeline: WanVideoPipeline, request: SampleRequest, job: EvalJob) -
 
 
 def _pipeline(models: WanModels, request: SampleRequest) -> WanVideoPipeline:
+    if models.expands_timesteps and request.start_images:  # TI2V-5B trained with i2v = true
+        return image_to_video_pipeline(models)
     if not models.is_image_to_video:
         return models.text_to_video_pipeline()
     if not request.start_images:

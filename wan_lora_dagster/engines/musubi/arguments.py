@@ -23,11 +23,11 @@ from wan_lora_dagster.engines.musubi.experts import (
 from wan_lora_dagster.engines.musubi.resume import SegmentOptions
 from wan_lora_dagster.engines.musubi.timestep_args import timestep_args, unsupported_modes
 from wan_lora_dagster.errors import ConfigError, EngineError
+from wan_lora_dagster.formats.adapter_keys import NETWORK_MODULES
 from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.project import EvalSettings, TrainingSettings
 from wan_lora_dagster.tasks import wan_task
 
-NETWORK_MODULE = "networks.lora_wan"
 # WanModel.enable_block_swap asserts blocks_to_swap <= num_blocks - 1 (wan/modules/model.py).
 BLOCKS_KEPT_ON_GPU = 1
 TRAINING_ATTENTION_FLAGS = {"sdpa": "--sdpa", "flash": "--flash_attn", "xformers": "--xformers"}
@@ -70,6 +70,11 @@ def check_settings(settings: TrainingSettings) -> None:
         # trainer_base.get_lr_scheduler: "constant does not require `num_warmup_steps`"
         problems.append(
             "lr_scheduler 'constant' takes no lr_warmup_steps; use 'constant_with_warmup'"
+        )
+    if settings.dora:
+        problems.append(
+            "dora = true: musubi-tuner (commit 30c658c) has no DoRA (its networks are lora_wan, "
+            "lokr and loha); use engine = 'diffusers' or dora = false"
         )
     problems += [
         f"network_args entry {entry!r} must be one key=value (musubi splits it on '=')"
@@ -150,7 +155,7 @@ def training_args(
         TRAINING_ATTENTION_FLAGS[settings.attention],
         "--mixed_precision", settings.mixed_precision,
         *_memory_args(settings),
-        "--network_module", NETWORK_MODULE,
+        "--network_module", NETWORK_MODULES[settings.network],
         "--network_dim", str(settings.network_dim),
         "--network_alpha", repr(settings.network_alpha),
         *(["--network_args", *settings.network_args] if settings.network_args else []),
