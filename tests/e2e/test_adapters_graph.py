@@ -8,19 +8,19 @@ import pytest
 from diffusers import WanImageToVideoPipeline
 from safetensors.torch import load_file
 
-from tests.comfy_lora_keys import unloaded_keys
-from tests.e2e.test_wan22_graph import TI2V_SIZES, record, run_project
 from wan_lora_dagster.formats.cache_files import read_lora_header
+from wan_lora_dagster.testing.comfy_lora_keys import unloaded_keys
+from wan_lora_dagster.testing.demo_variants import SHORT, TI2V_SIZES, record, run_project
 
 pytestmark = pytest.mark.slow
 
-NETWORK = "network_dim = 4\n"
-ADAPTERS = {
-    "lokr": 'network = "lokr"\nnetwork_dim = 4\n',
-    "loha": 'network = "loha"\nnetwork_dim = 4\n',
-    "dora": "dora = true\nnetwork_dim = 4\n",
-}
+ADAPTERS = {"lokr": {"network": "lokr"}, "loha": {"network": "loha"}, "dora": {"dora": True}}
 SUFFIX = {"lokr": "lokr_w1", "loha": "hada_w1_a", "dora": "dora_scale"}
+
+
+def small_training(**settings) -> dict:
+    """The short demo training of demo_variants, with a rank-4 adapter."""
+    return {**SHORT["training"], "network_dim": 4, **settings}
 
 
 def check_new_checkpoint(built_demo, project, suffix: str) -> dict:
@@ -45,7 +45,8 @@ def check_new_checkpoint(built_demo, project, suffix: str) -> dict:
 
 @pytest.mark.parametrize("kind", list(ADAPTERS))
 def test_each_adapter_runs_films_to_best(built_demo, tmp_path, kind):
-    project = run_project(built_demo, tmp_path, "t2v-1.3B", changes={NETWORK: ADAPTERS[kind]})
+    changes = {"training": small_training(**ADAPTERS[kind])}
+    project = run_project(built_demo, tmp_path, "t2v-1.3B", changes=changes)
     check_new_checkpoint(built_demo, project, SUFFIX[kind])
 
 
@@ -57,7 +58,7 @@ def test_ti2v_image_to_video_evals_from_the_held_out_first_frame(built_demo, tmp
         conditions.append(image)
         return prepare(self, image, *args, **kwargs)
 
-    changes = {**TI2V_SIZES, NETWORK: "i2v = true\n" + NETWORK}
+    changes = {**TI2V_SIZES, "training": small_training(i2v=True)}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(WanImageToVideoPipeline, "prepare_latents", spy)
         project = run_project(built_demo, tmp_path, "ti2v-5B", changes=changes)

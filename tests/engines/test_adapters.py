@@ -11,8 +11,6 @@ import torch
 from diffusers import WanPipeline, WanTransformer3DModel
 from safetensors.torch import load_file
 
-from tests.comfy_lora_keys import merged_weight, unloaded_keys
-from tests.engines.conftest import TRAINING, ignore_progress, train_request
 from wan_lora_dagster.engines.adapters import adapter_config, adapter_file_tensors, load_adapter
 from wan_lora_dagster.engines.base import SampleRequest
 from wan_lora_dagster.engines.diffusers.lora_training import LORA_TARGET_MODULES
@@ -23,6 +21,8 @@ from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.lora import save_lora
 from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.testing.comfy_lora_keys import merged_weight, unloaded_keys
+from wan_lora_dagster.testing.stripes import TRAINING, ignore_progress, train_request
 
 ADAPTERS = {
     "dora": {"network": "lora", "dora": True},

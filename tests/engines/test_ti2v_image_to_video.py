@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.engines.conftest import TRAINING, ignore_progress, train_request
 from wan_lora_dagster.engines.base import SampleRequest, StartImage
 from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.engines.diffusers.tiny import _build_transformer
@@ -20,6 +19,7 @@ from wan_lora_dagster.engines.diffusers.tiny22 import WAN22_LATENT_CHANNELS
 from wan_lora_dagster.engines.flow_matching import FlowMatchingBatch, flow_matching_loss
 from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.testing.stripes import TRAINING, ignore_progress, train_request
 
 FRAMES, HEIGHT, WIDTH = 3, 2, 4  # latent frames and sides: 1 x 2 patches per frame
 I2V = TRAINING.model_copy(update={"task": "ti2v-5B", "i2v": True, "max_train_epochs": 2,
