@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from wan_lora_dagster.engines.diffusers.full_checkpoint import save_model_folder
@@ -100,9 +101,10 @@ def full_trainable(models: WanModels, settings: TrainingSettings) -> Iterator[li
     the base model again afterwards."""
     transformer = models.transformer
     require_full_options(transformer, settings)
-    if getattr(transformer, "peft_config", None):
+    if any(isinstance(module, BaseTunerLayer) for module in transformer.modules()):
         # a LoRA trained, validated or sampled earlier in this process leaves peft's wrappers
-        # around the linears: a full fine-tune trains, and saves, the plain model's names
+        # around the linears (deleting its adapter keeps them): a full fine-tune trains, and
+        # saves, the plain model's names
         transformer.unload_lora()
     linears = trained_linears(transformer, settings)
     dtype = FULL_DTYPES[settings.full_dtype]
