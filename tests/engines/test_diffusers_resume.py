@@ -50,7 +50,8 @@ def test_a_cancelled_run_resumes_to_the_uninterrupted_lora(engine, training_run,
     assert first[0].path.read_bytes() == kept_bytes, "a checkpoint was rewritten"
     assert_same_lora(returned[-1].path, training_run.returned[-1].path)
     assert returned[-1].loss == pytest.approx(training_run.returned[-1].loss, abs=1e-6)
-    assert not list((tmp_path / STATE_FOLDER).iterdir()), "a finished run keeps no state"
+    finished = [p.name for p in (tmp_path / STATE_FOLDER).iterdir()]
+    assert finished == ["stripes.finished.json"], "a finished run keeps its loss curve, no state"
 
 
 def test_a_run_killed_between_its_state_and_its_checkpoint_saves_that_checkpoint_on_resume(
@@ -78,3 +79,21 @@ def test_another_runs_checkpoint_is_never_taken_for_this_ones(engine, training_r
 
     assert first[0].path.read_bytes() == before
     assert read_lora_header(first[0].path)["training_set"] == "another training set"
+
+
+def test_a_finished_run_started_again_announces_its_checkpoints_with_its_whole_loss_curve(
+    engine, training_run, tmp_path
+):
+    """A launch stopped after the training finished but before its checkpoints were recorded
+    (Ctrl-C in the last steps): the next launch draws their loss curves from the whole run."""
+    request = replace(training_run.request, output_dir=tmp_path)
+    first_progress = []
+    first = engine.train(request, first_progress.append, lambda checkpoint: None)
+    progress, announced = [], []
+
+    again = engine.train(request, progress.append, announced.append)
+
+    curve = tuple((report.done, report.loss) for report in first_progress)
+    (report,) = progress
+    assert report.resumed.loss_curve == curve and report.resumed.step == curve[-1][0]
+    assert [c.path for c in again] == [c.path for c in announced] == [c.path for c in first]

@@ -107,6 +107,10 @@ def train_lora(
     if resumed is None and all(path.exists() for path in paths):
         # finished, its state dropped, maybe stopped before its last checkpoint was recorded
         finished = kept_checkpoints(plan, request, plan.total_steps)
+        if ranks.is_main and (curve := store.finished_curve()):
+            step, epoch = plan.total_steps, plan.last_epoch
+            resumed = Resumed(step, epoch, store.root, curve)
+            progress(Progress("train", step, step, resumed=resumed))
         for checkpoint in finished if ranks.is_main else ():
             on_checkpoint(checkpoint)
         return finished
@@ -141,7 +145,7 @@ def train_lora(
         finally:
             log.close()
     if ranks.is_main:
-        store.clear()
+        store.finish(loop.position)
     return saved
 
 

@@ -147,8 +147,32 @@ class StateStore:
         values = json.loads((folder / VALUES_FILE).read_text(encoding="utf-8"))
         _restore(load_file(folder / TENSORS_FILE), values, components)
 
+    def finish(self, position: LoopPosition) -> None:
+        """A finished run needs no state, only its loss curve: a launch stopped before it
+        recorded the last checkpoints draws their curves from it (`finished_curve`)."""
+        record = {"format": self.state_format, "identity": self.identity}
+        with writing_into(self.root):
+            self.root.mkdir(parents=True, exist_ok=True)
+            temporary = self._finished_file().with_suffix(".tmp")
+            temporary.write_text(json.dumps({**record, "loss_curve": position.loss_curve}))
+            temporary.replace(self._finished_file())
+        self.clear()
+
+    def finished_curve(self) -> tuple[tuple[int, float], ...]:
+        """The loss curve `finish` kept of this run (another run's, or none: empty)."""
+        try:
+            values = json.loads(self._finished_file().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ()
+        if values.get("format") != self.state_format or values.get("identity") != self.identity:
+            return ()
+        return tuple((step, loss) for step, loss in values["loss_curve"])
+
+    def _finished_file(self) -> Path:
+        return self.root / f"{self.output_name}.finished.json"
+
     def clear(self) -> None:
-        """A finished run needs no state."""
+        """Drop every state of this run."""
         for folder in self._folders():
             shutil.rmtree(folder, ignore_errors=True)
         for temporary in self.root.glob(f".{self.output_name}-step*.tmp"):
