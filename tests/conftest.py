@@ -91,19 +91,23 @@ def demo_copy(built_demo, copy_project) -> Path:
     return copy_project(built_demo)
 
 
+NOT_COMPARED = ("out/logs/", "out/.state/", "out/checkpoints/state/")
+
+
 def _made_contents(project: Path) -> dict[str, object]:
     """The files a run made, as a user compares two projects: bytes; a safetensors file's header
     fields and tensors (safetensors writes the fields in no fixed order, so the bytes and their
     hash may differ); records without file times.
 
     Left out: training logs (TensorBoard names its file after the time and process) and
-    out/.state (the hashes of films already read, by absolute path).
+    out/.state (the hashes of films already read, by absolute path) and the training's resume
+    bookkeeping under out/checkpoints/state (named for its run, whose identity holds the path).
     """
     files = {}
     for folder in (project / "out", project / "captions"):
         for path in sorted(folder.rglob("*")):
             name = str(path.relative_to(project))
-            if path.is_dir() or name.startswith(("out/logs/", "out/.state/")):
+            if path.is_dir() or name.startswith(NOT_COMPARED):
                 continue
             files[name] = path.read_bytes()
             if name.endswith(".safetensors") and _whole(path):

@@ -9,15 +9,17 @@ from safetensors.torch import load_file
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.lora import ema_file
 from wan_lora_dagster.formats.musubi_cache import load_text_cache
-from wan_lora_dagster.testing.demo_variants import record, run_project
+from wan_lora_dagster.testing.demo_variants import SHORT, record, run_project
 
 pytestmark = pytest.mark.slow
 
 
-def with_modes(built_demo: Path, target: Path, training: str, evaluation: str = "") -> Path:
+def with_modes(
+    built_demo: Path, target: Path, training: dict, evaluation: dict | None = None
+) -> Path:
     changes = {
-        "learning_rate = 1e-3": f"learning_rate = 1e-3\n{training}",
-        "num_held_out = 1": f"num_held_out = 1\n{evaluation}",
+        "training": {**SHORT["training"], **training},
+        "eval": {**SHORT["eval"], **(evaluation or {})},
     }
     return run_project(built_demo, target, "t2v-1.3B", changes=changes)
 
@@ -37,8 +39,13 @@ def test_caption_dropout_and_logit_normal_timesteps(built_demo, tmp_path):
     project = with_modes(
         built_demo,
         tmp_path,
-        'timestep_sampling = "logit_normal"\nlogit_mean = -0.5\nmin_timestep = 100\n'
-        "max_timestep = 900\ncaption_dropout_rate = 0.5",
+        {
+            "timestep_sampling": "logit_normal",
+            "logit_mean": -0.5,
+            "min_timestep": 100,
+            "max_timestep": 900,
+            "caption_dropout_rate": 0.5,
+        },
     )
     _, checkpoint = evaluated_checkpoint(built_demo, project)
     [empty] = (project / "out/cache/text").glob("_empty_caption-*_wan_te.safetensors")
@@ -51,8 +58,8 @@ def test_ema_weights_are_saved_evaluated_and_exported(built_demo, tmp_path):
     project = with_modes(
         built_demo,
         tmp_path,
-        'timestep_sampling = "flux_shift"\nema_decay = 0.5\nema_device = "cpu"',
-        "use_ema = true",
+        {"timestep_sampling": "flux_shift", "ema_decay": 0.5, "ema_device": "cpu"},
+        {"use_ema": True},
     )
     key, checkpoint = evaluated_checkpoint(built_demo, project)
     lora = project / checkpoint["file"]

@@ -70,12 +70,17 @@ def _bucket_of(frames: np.ndarray, job: LatentJob, step: int) -> tuple[int, int]
 
 
 def encode_windows(models: WanModels, windows: list[Window]) -> list[Path]:
-    """Windows of one shape -> their cache files, in one VAE pass."""
-    video = torch.cat([_to_video_tensor(window.frames, models.device) for window in windows])
-    latents = normalised_latents(models, video).cpu()
+    """Windows of one shape -> their cache files: on a GPU in one VAE pass; on a CPU one window
+    a pass, each in a tensor of its own, so that a cache's bytes never depend on what was
+    encoded beside it (a batch, or a view into one, takes other convolution paths there)."""
+    videos = [_to_video_tensor(window.frames, models.device) for window in windows]
+    if models.device.type == "cpu":
+        latents = torch.cat([normalised_latents(models, video) for video in videos])
+    else:
+        latents = normalised_latents(models, torch.cat(videos)).cpu()
     for index, window in enumerate(windows):
         extras = (
-            _image_to_video_condition(models, window.frames, video[index : index + 1])
+            _image_to_video_condition(models, window.frames, videos[index])
             if models.is_image_to_video
             else {}
         )

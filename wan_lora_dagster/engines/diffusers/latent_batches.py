@@ -36,13 +36,15 @@ def encode_latent_jobs(
     batch_size: int = LATENT_BATCH_SIZE,
 ) -> dict[str, list[Path]]:
     """Every job's cache files, item_id -> files; progress per job as its last window is written."""
-    # a CPU encodes one window a pass (see the docstring)
-    models.encoding_vae.use_slicing = models.device.type == "cpu"
     ordered = sorted(jobs, key=lambda job: (job.section.name, job.item_id, str(job.cache_dir)))
     tracker = _JobTracker(ordered, progress)
     pending: dict[tuple, list[tuple[int, Window]]] = {}
+    # a CPU decodes only while it does not encode: decoding beside the encode made the same job
+    # encode to other bits now and then on a loaded machine (the suite under load); a GPU's
+    # encode does not share the CPU's torch threads
+    ahead = DECODED_AHEAD if models.device.type != "cpu" else 1
     with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode") as pool:
-        decoded = _in_order(pool, ordered, lambda job: windows_of(models, job), DECODED_AHEAD)
+        decoded = _in_order(pool, ordered, lambda job: windows_of(models, job), ahead)
         for index, windows in enumerate(decoded):
             tracker.expect(index, len(windows))
             for window in windows:
