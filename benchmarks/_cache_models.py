@@ -1,6 +1,6 @@
 """Random real-shape cache models for benchmarks/caches_gpu.py: our Wan 2.1/2.2 VAEs and UMT5-XXL
 built in memory as WanModels components, musubi-tuner's settings over its own random weight files
-(tests/engines/musubi/gpu_fixtures.py), and the timing of one cache call."""
+(wan_lora_dagster/testing/gpu_fixtures.py), and the timing of one cache call."""
 
 from __future__ import annotations
 
@@ -9,19 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from gpu_fixtures import (
-    DIT_NAME,
-    musubi_settings,
-    offline_tokenizer,
-    random_text_encoder,
-    random_weights,
-)
 from safetensors.torch import save_file
 
 from wan_lora_dagster.engines.base import Progress
 from wan_lora_dagster.engines.fp8 import store_linears_in_fp8
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.testing.gpu_fixtures import (
+    DIT_NAME,
+    musubi_settings,
+    offline_tokenizer,
+    random_text_encoder,
+    random_weights,
+)
 
 # The VAEs' Hub configs (Wan-AI/Wan2.1-T2V-1.3B-Diffusers and Wan2.2-TI2V-5B-Diffusers vae/).
 VAE_CONFIGS = {

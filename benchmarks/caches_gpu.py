@@ -11,7 +11,7 @@
 
 Random weights of the real shapes, no download: our VAEs are diffusers' AutoencoderKLWan with the
 Wan 2.1/2.2 configs, our T5 is transformers' UMT5EncoderModel with umt5-xxl's; musubi's VAE and
-T5 are random files of its own classes' state dicts (tests/engines/musubi/gpu_fixtures.py).
+T5 are random files of its own classes' state dicts (wan_lora_dagster/testing/gpu_fixtures.py).
 Both sides tokenize with the same offline tokenizer (no hub access).
 
 Two rates per row: "steady" counts the items written between the first and the last progress
@@ -47,7 +47,6 @@ from _cache_models import (
     timed,
 )
 from _captioner_models import CAPTIONERS, build_captioner
-from gpu_fixtures import ClipSpec, make_project, musubi_checkout, synthetic_frames
 from PIL import Image
 
 from wan_lora_dagster.engines.base import TextJob
@@ -55,6 +54,12 @@ from wan_lora_dagster.engines.diffusers.latent_batches import LATENT_BATCH_SIZE,
 from wan_lora_dagster.engines.diffusers.text_encoding import TEXT_BATCH_SIZE, encode_texts
 from wan_lora_dagster.engines.musubi.dataset_toml import TEXT_BATCH_SIZE as MUSUBI_TEXT_BATCH
 from wan_lora_dagster.engines.musubi.engine import MusubiEngine
+from wan_lora_dagster.testing.gpu_fixtures import (
+    ClipSpec,
+    make_project,
+    musubi_checkout,
+    synthetic_frames,
+)
 
 SHAPES = (ClipSpec(384, 208, 49, 45), ClipSpec(768, 416, 25, 21))
 SMALL_SHAPES = (ClipSpec(64, 32, 13, 9), ClipSpec(64, 48, 9, 5))

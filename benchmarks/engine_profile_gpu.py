@@ -30,8 +30,8 @@ import torch
 from _gpu_models import SHAPES, ours_models, write_caches
 from engine_gpu import DATASHEET_TFLOPS, MOTION, WARMUP, Config, settings_for, step_flops
 
-from wan_lora_dagster.engines import lora_training
 from wan_lora_dagster.engines.base import TrainRequest
+from wan_lora_dagster.engines.diffusers import lora_training
 from wan_lora_dagster.testing.gpu_fixtures import HEADER
 
 PROFILED_STEPS = (6, 8)  # profile from the report of step 6 to that of step 8: two whole steps

@@ -49,13 +49,18 @@ from engine_gpu import (
     run_ours,
     step_flops,
 )
-from gpu_fixtures import ClipSpec, gpu_memory_used, musubi_checkout, write_text_cache
 
 from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.formats.cache_files import latent_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache
 from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.testing.gpu_fixtures import (
+    ClipSpec,
+    gpu_memory_used,
+    musubi_checkout,
+    write_text_cache,
+)
 
 GOAL_RELATIVE = 0.02
 GOAL_CORRELATION = 0.99

@@ -35,12 +35,12 @@ from pathlib import Path
 import torch
 from _gpu_models import SHAPES, ModelShape, diffusers_transformer, keep_in_fp32, write_caches
 from engine_gpu import WARMUP, Result, _EstimateLog, _step_stamper
-from gpu_fixtures import HEADER
 from pydantic import ValidationError
 
 from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.testing.gpu_fixtures import HEADER
 
 MOTION = DatasetSection(name="motion", source="clips", resolution=(384, 208), target_frames=(45,))
 SMALL_MOTION = DatasetSection(
