@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-import av
 import numpy as np
 
 from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.errors import MediaError
+from wan_lora_dagster.media.cut import STDERR_TAIL_LINES, find_ffmpeg
 
 DEFAULT_FPS = 16  # Wan 2.1 generates and trains at 16 fps
 
@@ -42,13 +43,29 @@ def _even_sized(frames: np.ndarray) -> np.ndarray:
 
 
 def _encode(frames: np.ndarray, path: Path, fps: int, crf: int) -> None:
+    """The frames through ffmpeg's libx264 on one thread, as clips are encoded (media.cut).
+
+    PyAV's libx264 gave the same frames other bytes now and then (a frame's rate control went
+    another way in about one encode in thirty, on one or many threads), so an eval video of the
+    same checkpoint, seed and strength was not the same file twice; the command line's was the
+    same file in every one of hundreds of encodes.
+    """
     _, height, width, _ = frames.shape
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p"
-        # x264 prints its statistics at INFO level on every close unless told otherwise.
-        stream.options = {"crf": str(crf), "preset": "medium", "x264-params": "log-level=error"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
+    command = [
+        find_ffmpeg(),
+        *("-nostdin", "-hide_banner", "-loglevel", "error", "-y"),
+        *("-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps)),
+        *("-i", "-", "-c:v", "libx264", "-threads", "1", "-preset", "medium", "-crf", str(crf)),
+        *("-pix_fmt", "yuv420p", "-fflags", "+bitexact", "-map_metadata", "-1"),
+        *("-f", "mp4", str(path)),
+    ]
+    try:
+        result = subprocess.run(command, input=frames.tobytes(), capture_output=True)
+    except OSError as error:
+        raise MediaError(f"{path}: cannot run ffmpeg '{command[0]}': {error}") from error
+    if result.returncode != 0:
+        said = result.stderr.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
+        raise MediaError(
+            f"{path}: ffmpeg could not encode the video (exit status {result.returncode}):\n"
+            + "\n".join(said)
+        )
