@@ -1,8 +1,8 @@
 """Generated media for the demo project and the tests: shapes in motion, scenes with hard cuts.
 
-Nothing is downloaded. The same seed gives the same picture; on one machine also the same file
-bytes (x264's slice count, and so its exact output, follows the number of CPU cores). A film is
-drawn in memory before it is encoded: keep it small (the default is 88 MB of frames).
+Nothing is downloaded. The same seed gives the same picture and, with the same ffmpeg, the same
+file bytes (media.video_writer encodes on one thread). A film is drawn in memory before it is
+encoded: keep it small (the default is 88 MB of frames).
 """
 
 from __future__ import annotations
