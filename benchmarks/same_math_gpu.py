@@ -22,6 +22,12 @@ both are given the same t. musubi's trainer hands its model t * 1000 + 1 (traine
 the compared step gives musubi's model t * 1000 too; the "as shipped" column is musubi's loss with
 its + 1, no gradient.
 
+Rows: t2v-14B with fp8 base, the same with our fp8_compute (on fp8 tensor cores), t2v-14B in
+bf16, t2v-A14B's high-noise expert, i2v-14B.
+
+Rows: t2v-14B with fp8 base; the same with our fp8_compute (on fp8 tensor cores; musubi's step
+reused); t2v-14B in bf16; t2v-A14B's high-noise expert; i2v-14B.
+
 Goals: loss relative difference <= 1e-4 in fp32 (the --small CPU run), <= 1 % in bf16 or with
 fp8 storage (ours stores fp8 unscaled, musubi's --fp8_scaled block-scaled: not the same weights);
 LoRA gradient cosine >= 0.99, per module (the minimum) and overall.
@@ -42,13 +48,15 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from _gpu_models import SHAPES, ModelShape, diffusers_transformer, keep_in_fp32
-from _same_math_musubi import MusubiTrainer, import_musubi
+from _same_math_musubi import MusubiStep, MusubiTrainer, import_musubi
 
+from wan_lora_dagster.engines.diffusers.acceleration.fp8_compute import fp8_compute_linears
 from wan_lora_dagster.engines.diffusers.lora_training import TRAINING_ADAPTER, _training_adapter
 from wan_lora_dagster.engines.flow_matching import flow_matching_loss
 from wan_lora_dagster.engines.training_data import TrainingSample, load_batches
@@ -73,6 +81,7 @@ class Config:
     task: str
     fp8: bool
     t: tuple[float, ...]  # one per sample of the batch
+    fp8_compute: bool = False  # ours only (musubi's side is its fp8 row's)
 
     @property
     def image_to_video(self) -> bool:
@@ -90,11 +99,17 @@ class Run:
 
 
 def configs(small: bool) -> list[Config]:
-    """t of the A14B row above the task's boundary: the high-noise expert's steps."""
+    """t of the A14B row above the task's boundary: the high-noise expert's steps. The
+    fp8_compute row (engine_gpu.py's speed row against musubi's fp8) needs fp8 tensor cores."""
     low, high = ((0.35, 0.8), (0.9, 0.97)) if small else ((0.35,), (0.93,))
     assert min(high) >= wan_task("t2v-A14B").boundary
+    fp8_cores = (
+        not small and torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 9)
+    )
+    compute = "t2v-14B, fp8 base + fp8_compute (ours)"
     return [
         Config("t2v-fp8", "t2v-14B, fp8 base", "t2v-14B", True, low),
+        *([Config("t2v-fp8-compute", compute, "t2v-14B", True, low, True)] if fp8_cores else []),
         Config("t2v", "t2v-14B", "t2v-14B", False, low),
         Config("a14b-high", "t2v-A14B high-noise expert", "t2v-A14B", False, high),
         Config("i2v", "i2v-14B (CLIP + image latent)", "i2v-14B", False, low),
@@ -183,7 +198,13 @@ def our_step(config: Config, run: Run, state: dict, inputs: Inputs, lora: dict):
         engine="diffusers", task=config.task, network_dim=run.rank, network_alpha=run.rank,
         gradient_checkpointing=True, fp8_base=config.fp8, seed=1,
     )  # fmt: skip
-    with _training_adapter(transformer, settings, config.image_to_video):
+    fp8_compute = (
+        fp8_compute_linears if config.fp8_compute else lambda blocks, device: nullcontext()
+    )
+    with (
+        _training_adapter(transformer, settings, config.image_to_video),
+        fp8_compute(transformer.blocks, run.device),  # after the adapter, as the product does
+    ):
         modules = _our_lora_modules(transformer)
         if not lora:
             lora.update(initial_lora({name: _lora_shape(m) for name, m in modules.items()}))
@@ -267,7 +288,11 @@ def cosines(ours: dict, musubi: dict) -> tuple[float, str, float]:
     return each[worst], worst, (dot / (ours_norm.sqrt() * musubi_norm.sqrt())).item()
 
 
-def compare(config: Config, run: Run, musubi, weights: Weights, folder: Path) -> Row:
+def compare(
+    config: Config, run: Run, musubi, weights: Weights, folder: Path, musubi_steps: dict
+) -> Row:
+    """musubi_steps: its step of each (task, fp8), reused by a row of ours that differs only in
+    our own options."""
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     side = MusubiTrainer(musubi, config.task, run.dtype, run.rank, config.fp8, run.shape)
@@ -280,13 +305,10 @@ def compare(config: Config, run: Run, musubi, weights: Weights, folder: Path) ->
     _free(run.device)
     seconds["ours"] = time.perf_counter() - started
     started = time.perf_counter()
-    model = side.model(state)
-    network = side.network(model, lora)
-    width, height, frames = run.size
-    batch = side.batch(inputs.latent_file, inputs.text_file, (width, height, frames), run.batch)
-    step = side.step(model, network, batch, inputs.noise, list(config.t))
-    del model, network, batch
-    _free(run.device)
+    key = (config.task, config.fp8)
+    if key not in musubi_steps:
+        musubi_steps[key] = musubi_step(side, state, lora, inputs, run, config.t)
+    step = musubi_steps[key]
     seconds["musubi"] = time.perf_counter() - started
     cosine_min, worst, overall = cosines(grads_ours, step.grads)
     fp32 = run.dtype == torch.float32 and not config.fp8
@@ -296,6 +318,16 @@ def compare(config: Config, run: Run, musubi, weights: Weights, folder: Path) ->
         FP32_TOLERANCE if fp32 else BF16_TOLERANCE, cosine_min, worst, overall,
         len(grads_ours), {k: round(v, 1) for k, v in seconds.items()},
     )  # fmt: skip
+
+
+def musubi_step(side: MusubiTrainer, state, lora, inputs: Inputs, run: Run, t) -> MusubiStep:
+    model = side.model(state)
+    network = side.network(model, lora)
+    batch = side.batch(inputs.latent_file, inputs.text_file, run.size, run.batch)
+    step = side.step(model, network, batch, inputs.noise, list(t))
+    del model, network, batch
+    _free(run.device)
+    return step
 
 
 def _free(device: torch.device) -> None:
@@ -366,10 +398,10 @@ def main() -> None:
     chosen = [c for c in configs(options.small) if not wanted or c.key in wanted]
     started = time.perf_counter()
     musubi = import_musubi(checkout)
-    weights, rows = Weights(run), []
+    weights, rows, musubi_steps = Weights(run), [], {}
     with tempfile.TemporaryDirectory(prefix="same-math-") as folder:
         for config in chosen:
-            rows.append(compare(config, run, musubi, weights, Path(folder)))
+            rows.append(compare(config, run, musubi, weights, Path(folder), musubi_steps))
             print(f"  {config.label}: {rows[-1].seconds} s, {time.perf_counter() - started:.0f} "
                   "s so far", flush=True)  # fmt: skip
     report = table(rows, run) + f"\n\nwall {time.perf_counter() - started:.0f} s"
