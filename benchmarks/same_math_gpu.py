@@ -377,7 +377,6 @@ def main() -> None:
     )
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded
     if options.musubi:
         os.environ["MUSUBI_TUNER_DIR"] = options.musubi
     checkout = musubi_checkout()
