@@ -82,17 +82,21 @@ def build_weights(task: str, shape: ModelShape, musubi: Path, folder: Path) -> t
     return path, state
 
 
-def diffusers_transformer(shape: ModelShape, state: dict):
+def diffusers_transformer(shape: ModelShape, state: dict, image_to_video: bool = False):
+    """image_to_video: Wan 2.1 I2V's (the image latent's 20 channels in, CLIP's 1280 features
+    cross-attended), as single_file.transformer_config reads an I2V file."""
     from accelerate import init_empty_weights
     from diffusers import WanTransformer3DModel
     from diffusers.loaders.single_file_utils import convert_wan_transformer_to_diffusers
 
+    image = {"image_dim": 1280, "added_kv_proj_dim": shape.dim} if image_to_video else {}
     with init_empty_weights(include_buffers=False):  # the rotary tables are computed, not loaded
         model = WanTransformer3DModel(
             patch_size=(1, 2, 2), num_attention_heads=shape.heads,
-            attention_head_dim=shape.dim // shape.heads, in_channels=16, out_channels=16,
-            text_dim=4096, freq_dim=256, ffn_dim=shape.ffn_dim, num_layers=shape.layers,
-            cross_attn_norm=True, qk_norm="rms_norm_across_heads", eps=1e-6,
+            attention_head_dim=shape.dim // shape.heads, out_channels=16,
+            in_channels=36 if image_to_video else 16, text_dim=4096, freq_dim=256,
+            ffn_dim=shape.ffn_dim, num_layers=shape.layers, cross_attn_norm=True,
+            qk_norm="rms_norm_across_heads", eps=1e-6, **image,
         )  # fmt: skip
     if state is None:  # no musubi weights: the fixtures' random rule over diffusers' own names
         shapes = {name: list(parameter.shape) for name, parameter in model.named_parameters()}
