@@ -56,15 +56,19 @@ def check_model_folder(folder: Path) -> None:
 
 
 def store_in_fp8(
-    transformer: WanTransformer3DModel, compute_dtype: torch.dtype, kept: Collection[int] = ()
+    transformer: WanTransformer3DModel,
+    compute_dtype: torch.dtype,
+    kept: Collection[int] = (),
+    scaled: bool = False,
 ) -> None:
     """Keep the transformer blocks' linear weights in fp8 and compute in `compute_dtype`: about
     half the memory of bf16 (the 14B fits where it would not otherwise). See engines.fp8:
     unlike diffusers' layerwise casting, this compiles with `[training] compile`. kept: blocks
-    left in `compute_dtype` (those a full fine-tune trains)."""
+    left in `compute_dtype` (those a full fine-tune trains); scaled: one scale per output row
+    (`[training] fp8_scaled`)."""
     for index, block in enumerate(transformer.blocks):
         if index not in kept:
-            store_linears_in_fp8(block, compute_dtype)
+            store_linears_in_fp8(block, compute_dtype, scaled)
 
 
 class WanModels:
@@ -84,6 +88,7 @@ class WanModels:
         timestep_boundary: float | None = None,
         fp8_t5: bool = False,
         full_blocks: Collection[int] = (),
+        fp8_scaled: bool = False,
     ):
         self.folder = folder
         self.device = device
@@ -92,6 +97,7 @@ class WanModels:
         self.timestep_boundary = timestep_boundary  # the recipe's, over the model's
         self.fp8_t5 = fp8_t5
         self.full_blocks = full_blocks  # trained by a full fine-tune: never stored in fp8
+        self.fp8_scaled = fp8_scaled  # fp8_base's weights with one scale per output row
 
     @cached_property
     def model_index(self) -> dict:
@@ -187,7 +193,7 @@ class WanModels:
             self.folder, subfolder=subfolder, torch_dtype=self.dtype
         )
         if self.fp8_base:  # before moving: a 14B in bf16 would not fit a 24 GB card
-            store_in_fp8(transformer, self.dtype, self.full_blocks)
+            store_in_fp8(transformer, self.dtype, self.full_blocks, self.fp8_scaled)
         return transformer.to(self.device).eval().requires_grad_(False)
 
     @cached_property

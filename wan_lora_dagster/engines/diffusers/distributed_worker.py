@@ -110,6 +110,7 @@ def main(spec_file: str) -> int:
             settings.fp8_base,
             None,
             full_blocks=settings.full_blocks or (),
+            fp8_scaled=settings.fp8_scaled,
         )
         models.transformer  # noqa: B018 (load before training, while a stop still just exits)
         ranks = ProcessGroupRanks(device, stop)

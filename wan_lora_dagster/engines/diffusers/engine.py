@@ -103,6 +103,7 @@ class DiffusersEngine:
             self.settings.timestep_boundary,
             fp8_t5=self.settings.fp8_t5,
             full_blocks=self.settings.full_blocks or (),
+            fp8_scaled=self.settings.fp8_scaled,
         )
 
     def check(self) -> None:

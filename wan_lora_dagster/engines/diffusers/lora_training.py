@@ -427,10 +427,7 @@ def _refuse_existing(paths: list[Path]) -> list[CheckpointInfo]:
 
 
 def _warn_about_ignored(settings: TrainingSettings) -> None:
-    if settings.fp8_scaled:
-        logger.warning(
-            "fp8_scaled is a musubi-tuner option; the diffusers engine stores fp8_base weights "
-            "unscaled (as diffusers' layerwise casting does)"
-        )
+    if settings.fp8_scaled and not settings.fp8_base:
+        logger.warning("fp8_scaled scales fp8_base's weights; without fp8_base it does nothing")
     if settings.network_args:
         logger.warning("network_args %s are ignored by the diffusers engine", settings.network_args)

@@ -5,8 +5,8 @@ twice the bf16 rate of Ada, Hopper and Blackwell tensor cores. The LoRA beside e
 
 The base is frozen, so its fp8 form is made once, when training starts (fp8_matmul says how it
 computes):
-- with `fp8_base`, the stored fp8 weight IS the fp8 operand (scale one): no copy, and the very
-  weight values the bf16 path would upcast;
+- with `fp8_base`, the stored fp8 weight IS the fp8 operand (scale one, or its row scales with
+  `fp8_scaled`): no copy, and the very weight values the bf16 path would upcast;
 - without it, each bf16 weight is quantized with one scale per output row, and the bf16 tensor
   waits in CPU memory until training ends (only the fp8 one is used meanwhile), so the base costs
   the GPU half its bf16 memory, as with fp8_base.
@@ -25,17 +25,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from wan_lora_dagster.engines.diffusers.acceleration.fp8_matmul import (
+from wan_lora_dagster.engines.diffusers.acceleration.fp8_matmul import fp8_linear
+from wan_lora_dagster.engines.fp8 import (
     FP8,
-    fp8_linear,
+    Fp8RowScaledLinear,
+    Fp8StoredLinear,
     quantize_weight,
 )
-from wan_lora_dagster.engines.fp8 import Fp8StoredLinear
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.project import TrainingSettings
 
 logger = logging.getLogger(__name__)
 
+STORED_IN_FP8 = (Fp8StoredLinear, Fp8RowScaledLinear)  # fp8_base's linears
 FP8_TENSOR_CORES = (8, 9)  # Ada (8.9), Hopper (9.0), Blackwell (10.x, 12.x)
 GEMM_ALIGNMENT = 16  # fp8 GEMMs need both sides of the weight to be multiples of 16 elements
 
@@ -114,7 +116,7 @@ def _convertible(module: nn.Module) -> bool:
     """A frozen base linear of the blocks (not a LoRA's own, trainable, linears) whose sizes
     the fp8 GEMM takes."""
     return (
-        type(module) in (nn.Linear, Fp8StoredLinear)
+        type(module) in (nn.Linear, *STORED_IN_FP8)
         and not module.weight.requires_grad
         and module.in_features % GEMM_ALIGNMENT == 0
         and module.out_features % GEMM_ALIGNMENT == 0
@@ -124,14 +126,18 @@ def _convertible(module: nn.Module) -> bool:
 def _to_fp8_compute(module: nn.Linear) -> _Converted:
     weight = module.weight
     compute_dtype = getattr(module, "compute_dtype", weight.dtype)  # fp8_base's, or the weight's
-    if weight.dtype == FP8:  # fp8_base's storage, used as it is
+    if type(module) is Fp8RowScaledLinear:  # fp8_base's scaled storage, used as it is
+        scale = module.weight_scale
+        converted = _Converted(module, type(module), None)
+    elif weight.dtype == FP8:  # fp8_base's storage, used as it is
         scale = torch.ones(weight.shape[0], device=weight.device, dtype=torch.float32)
         converted = _Converted(module, type(module), None)
     else:
         values, scale = quantize_weight(weight.data)
         converted = _Converted(module, type(module), weight.data.to("cpu"))
         weight.data = values
-    module.register_buffer("weight_scale", scale, persistent=False)
+    if converted.original_class is not Fp8RowScaledLinear:
+        module.register_buffer("weight_scale", scale, persistent=False)
     module.__class__ = Fp8ComputeLinear
     module.compute_dtype = compute_dtype
     return converted
@@ -141,7 +147,8 @@ def _restore(converted: _Converted) -> None:
     module = converted.module
     if converted.own_weight is not None:
         module.weight.data = converted.own_weight.to(module.weight.device)
-    del module.weight_scale
+    if converted.original_class is not Fp8RowScaledLinear:  # its own scale stays with it
+        del module.weight_scale
     module.__class__ = converted.original_class
     if converted.original_class is nn.Linear:
         del module.compute_dtype
@@ -160,7 +167,7 @@ def fp8_compute_linears(blocks: nn.ModuleList, device: torch.device) -> Iterator
             torch.cuda.empty_cache()  # the weights now in CPU memory: their memory to the card
         kept = [
             m for m in blocks.modules()
-            if type(m) in (nn.Linear, Fp8StoredLinear) and not m.weight.requires_grad
+            if type(m) in (nn.Linear, *STORED_IN_FP8) and not m.weight.requires_grad
         ]  # fmt: skip
         logger.info(
             "fp8_compute: %d base linears compute in fp8 (%d of them on fp8_base's own weights); "

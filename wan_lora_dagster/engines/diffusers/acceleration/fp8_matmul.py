@@ -22,24 +22,7 @@ from __future__ import annotations
 
 import torch
 
-FP8 = torch.float8_e4m3fn
-FP8_MAX = torch.finfo(FP8).max  # 448
-SMALLEST_AMAX = 1e-12  # a row of zeros keeps a finite scale (and quantizes to zeros)
-
-
-def quantize_rowwise(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(M, K) -> its fp8 values (M, K, row-major) and fp32 scales (M, 1), rows ~ values * scales:
-    each row's largest magnitude maps to fp8's largest value."""
-    wide = rows.float()
-    scales = wide.abs().amax(dim=-1, keepdim=True).clamp_min(SMALLEST_AMAX) / FP8_MAX
-    values = (wide / scales).clamp(-FP8_MAX, FP8_MAX).to(FP8)
-    return values.contiguous(), scales
-
-
-def quantize_weight(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A linear's (N, K) weight -> fp8 (N, K) and one fp32 scale per output row, shape (N,)."""
-    values, scales = quantize_rowwise(weight)
-    return values, scales.squeeze(1)
+from wan_lora_dagster.engines.fp8 import quantize_rowwise
 
 
 def dequantize_weight(values: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype):
