@@ -150,12 +150,14 @@ def write_caches(
 _loaded: dict = {}
 
 
-def ours_models(shape: ModelShape, state: dict, device: torch.device, fp8: bool):
-    """One WanModels per (shape, fp8), its transformer built from the shared weights: the
-    configurations of one model reuse it (loading the 14B once)."""
+def ours_models(
+    shape: ModelShape, state: dict, device: torch.device, fp8: bool, scaled: bool = False
+):
+    """One WanModels per (shape, fp8, scaled), its transformer built from the shared weights: the
+    configurations of one model reuse it (loading the 14B once). scaled: `fp8_scaled`."""
     from wan_lora_dagster.engines.wan_models import WanModels, store_in_fp8
 
-    key = (shape, fp8)
+    key = (shape, fp8, scaled)
     if key not in _loaded:
         _loaded.clear()
         gc.collect()
@@ -165,10 +167,10 @@ def ours_models(shape: ModelShape, state: dict, device: torch.device, fp8: bool)
         transformer = diffusers_transformer(shape, state).to(device=device, dtype=dtype)
         keep_in_fp32(transformer)
         if fp8:
-            store_in_fp8(transformer, dtype)
+            store_in_fp8(transformer, dtype, scaled=scaled)
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        models = WanModels(Path("unused"), device, dtype, fp8)
+        models = WanModels(Path("unused"), device, dtype, fp8, fp8_scaled=scaled)
         models.__dict__["transformer"] = transformer  # built here, not loaded from a folder
         models.__dict__["model_index"] = {"_class_name": "WanPipeline"}  # text-to-video
         _loaded[key] = models

@@ -408,7 +408,9 @@ def run_task(task, shape, rows, options, musubi, helpers, device, idle, scratch,
         if config.engine == "musubi":
             result = run_musubi(config, manifest, options.steps, weights, musubi, manifests_root)
         else:
-            models = ours_models(shape, state, device, config.options.get("fp8_base", False))
+            fp8 = config.options.get("fp8_base", False)
+            scaled = config.options.get("fp8_scaled", False)
+            models = ours_models(shape, state, device, fp8, scaled)
             result = run_ours(config, manifest, options.steps, models, idle, manifests_root)
             del models
         print(f"  {config.label}: {result.per_step} s/it {result.error or ''}", flush=True)
