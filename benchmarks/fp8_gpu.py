@@ -305,10 +305,8 @@ def main() -> None:
 def linear_timing(tokens: int = 3744, dim: int = 5120, ffn: int = 13824) -> str:
     """The 14B's first feed-forward linear at 384x208x45's tokens, forward + input gradient,
     compiled: bf16 F.linear vs the fp8 path, CUDA-event timed (what the step can gain at most)."""
-    from wan_lora_dagster.engines.diffusers.acceleration.fp8_matmul import (
-        fp8_linear,
-        quantize_weight,
-    )
+    from wan_lora_dagster.engines.diffusers.acceleration.fp8_matmul import fp8_linear
+    from wan_lora_dagster.engines.fp8 import quantize_weight
 
     weight = torch.randn(ffn, dim, device="cuda", dtype=torch.bfloat16) * dim**-0.5
     values, scales = quantize_weight(weight)

@@ -15,7 +15,8 @@ from wan_lora_dagster.engines.diffusers.acceleration.fp8_compute import (
     FP8_TENSOR_CORES,
     cuda_capability,
 )
-from wan_lora_dagster.engines.diffusers.acceleration.fp8_matmul import fp8_linear, quantize_weight
+from wan_lora_dagster.engines.diffusers.acceleration.fp8_matmul import fp8_linear
+from wan_lora_dagster.engines.fp8 import quantize_weight
 
 pytestmark = [
     pytest.mark.gpu,
