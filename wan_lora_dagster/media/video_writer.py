@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import signal
 import subprocess
 from pathlib import Path
 
@@ -63,6 +65,8 @@ def _encode(frames: np.ndarray, path: Path, fps: int, crf: int) -> None:
         result = subprocess.run(command, input=frames.tobytes(), capture_output=True)
     except OSError as error:
         raise MediaError(f"{path}: cannot run ffmpeg '{command[0]}': {error}") from error
+    if result.returncode == -signal.SIGXFSZ:  # killed past the file-size limit, as a write fails
+        raise OSError(errno.EFBIG, f"ffmpeg stopped past the file-size limit writing {path}")
     if result.returncode != 0:
         said = result.stderr.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
         raise MediaError(
