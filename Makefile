@@ -35,7 +35,7 @@ test: test-fast
 	@{ ls /usr/lib/postgresql/*/bin/initdb && command -v redis-server; } >/dev/null 2>&1 || \
 		$(APT_INSTALL) postgresql redis-server $(APT_DONE) || \
 		echo "PostgreSQL or Redis not installed: the team-deployment tests will be skipped"
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not fast" --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not fast" --durations=15
 
 lint: $(INSTALLED)
 	$(BIN)/ruff format --check . && $(BIN)/ruff check .

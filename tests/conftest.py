@@ -152,6 +152,37 @@ def made_contents() -> Callable[[Path], dict[str, object]]:
     return _made_contents
 
 
+# The files whose tests take longest on the 2-core machine (`--durations`), handed out first:
+# `make test` gives whole files to its two workers in collection order (--dist loadfile
+# --no-loadscope-reorder; xdist's own order puts files of one long test, like the fault matrix,
+# last), and a long file handed out last keeps one worker busy while the other has nothing
+# left. A stale list costs minutes, never a result.
+START_FIRST = (
+    "tests/e2e/test_fault_matrix.py",
+    "tests/test_readme.py",
+    "tests/deployment/test_team_deployment.py",
+    "tests/engines/test_diffusers_graph.py",
+    "tests/e2e/test_invalidation.py",
+    "tests/deployment/test_worker_stop.py",
+    "tests/deployment/test_team_runs.py",
+    "tests/studio/test_edits_reach_the_graph_in_chromium.py",
+    "tests/engines/test_diffusers_multi_gpu.py",
+    "tests/browser/test_dagster_ui.py",
+    "tests/dagster_layer/test_studio_links.py",
+    "tests/e2e/test_disk_full.py",
+    "tests/e2e/test_video_captioners.py",
+    "tests/e2e/test_wan22_graph.py",
+    "tests/engines/musubi/test_musubi_orphans.py",
+    "tests/e2e/test_training_modes_graph.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """START_FIRST's files first, in its order; the others after, as collected."""
+    rank = {name: index for index, name in enumerate(START_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 REPORTS = pytest.StashKey[list[tuple[str, str]]]()
 
 

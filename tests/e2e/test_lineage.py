@@ -5,11 +5,12 @@ import shutil
 
 import pytest
 
+from wan_lora_dagster.cli import main
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.pipeline.catalog import load_catalog
 from wan_lora_dagster.pipeline.lineage import checkpoint_lineage
 from wan_lora_dagster.project import open_project
-from wan_lora_dagster.testing.commands import run_json, wan_lora
+from wan_lora_dagster.testing.commands import wan_lora
 
 NEW_CAPTION = "demostyle, a hand-written caption after the first training"
 
@@ -24,16 +25,20 @@ def caption_of(result: dict, clip: str) -> dict:
     return next(row for row in result["clips"] if row["clip"] == clip)
 
 
-@pytest.fixture
-def trained_twice(demo_copy, capsys):
-    """Two training runs with the caption of `drift` edited in between."""
-    first = sorted(p.stem for p in (demo_copy / "out/records/lora_checkpoints").glob("*.json"))
-    old_caption = json.loads((demo_copy / "out/records/captions/drift.json").read_text())["text"]
-    (demo_copy / "captions" / "drift.txt").write_text(NEW_CAPTION + "\n")
-    assert run_json(capsys, demo_copy)[0] == 0
-    both = sorted(p.stem for p in (demo_copy / "out/records/lora_checkpoints").glob("*.json"))
+@pytest.fixture(scope="module")
+def trained_twice(built_demo, tmp_path_factory):
+    """Two training runs with the caption of `drift` edited in between. Made once for the
+    module: the tests only read it (`wan-lora lineage` writes nothing)."""
+    project = shutil.copytree(
+        built_demo, tmp_path_factory.mktemp("lineage") / "demo", symlinks=True
+    )
+    first = sorted(p.stem for p in (project / "out/records/lora_checkpoints").glob("*.json"))
+    old_caption = json.loads((project / "out/records/captions/drift.json").read_text())["text"]
+    (project / "captions" / "drift.txt").write_text(NEW_CAPTION + "\n")
+    assert main(["run", "--project", str(project)]) == 0
+    both = sorted(p.stem for p in (project / "out/records/lora_checkpoints").glob("*.json"))
     second = [key for key in both if key not in first]
-    return demo_copy, first[-1], second[-1], old_caption
+    return project, first[-1], second[-1], old_caption
 
 
 def test_each_checkpoint_shows_the_caption_it_was_trained_on(trained_twice, capsys):
