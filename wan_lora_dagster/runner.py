@@ -32,6 +32,7 @@ from wan_lora_dagster.instance.claims import (
 from wan_lora_dagster.instance.observation_log import DATA_VERSION_TAG, record_observations
 from wan_lora_dagster.instance.project_instance import open_instance
 from wan_lora_dagster.instance.team import team_settings
+from wan_lora_dagster.interrupt_logging import hide_interrupted_closes
 from wan_lora_dagster.pipeline.asset_spec import Partitioning
 from wan_lora_dagster.pipeline.asset_table import SOURCES, SPECS, STAGES
 from wan_lora_dagster.pipeline.batches import Batches, identity_batches
@@ -78,6 +79,7 @@ class StagePlan:
 
 class ProjectRunner:
     def __init__(self, project: Project):
+        hide_interrupted_closes()  # a Ctrl-C is reported once, as the run's orderly stop
         self.project = project
         self.instance = open_instance(project)
         self.defs = build_definitions(project.root)
