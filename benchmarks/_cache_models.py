@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from wan_lora_dagster.engines.base import Progress
 from wan_lora_dagster.engines.fp8 import store_linears_in_fp8
 from wan_lora_dagster.engines.wan_models import WanModels
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.gpu_fixtures import (
     DIT_NAME,
     musubi_settings,

@@ -19,7 +19,7 @@ import torch
 from wan_lora_dagster.formats.cache_files import latent_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache
-from wan_lora_dagster.project import DatasetSection
+from wan_lora_dagster.recipe.datasets import DatasetSection
 
 # wan_lora_dagster/testing/gpu_fixtures.py builds musubi's random weights and text caches
 from wan_lora_dagster.testing.gpu_fixtures import (

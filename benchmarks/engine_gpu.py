@@ -42,7 +42,8 @@ import torch
 from _gpu_models import SHAPES, ModelShape, build_weights, ours_models, write_caches
 
 from wan_lora_dagster.engines.base import TrainRequest
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.gpu_fixtures import (
     DIT_NAME,
     HEADER,

@@ -54,7 +54,8 @@ from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.formats.cache_files import latent_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.gpu_fixtures import (
     ClipSpec,
     gpu_memory_used,

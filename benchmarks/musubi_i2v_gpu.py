@@ -61,7 +61,8 @@ from musubi_validation_gpu import (
 from wan_lora_dagster.engines.base import SampleRequest, SampleVideo, StartImage
 from wan_lora_dagster.engines.musubi import MusubiEngine
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import EvalSettings, TrainingSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.gpu_fixtures import (
     ClipSpec,
     GpuMemoryPoller,

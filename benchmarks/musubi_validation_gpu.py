@@ -34,7 +34,7 @@ from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_n
 from wan_lora_dagster.formats.lora import save_lora
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache, save_text_cache
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.gpu_fixtures import musubi_checkout
 
 BUILD_DIT = """

@@ -64,7 +64,7 @@ from wan_lora_dagster.engines.wan_models import store_in_fp8
 from wan_lora_dagster.formats.adapter_keys import file_module
 from wan_lora_dagster.formats.cache_files import latent_cache_name
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.tasks import wan_task
 from wan_lora_dagster.testing.gpu_fixtures import ClipSpec, _random_state, musubi_checkout
 from wan_lora_dagster.testing.gpu_fixtures import write_text_cache as write_text

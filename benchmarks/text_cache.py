@@ -37,7 +37,7 @@ from wan_lora_dagster.engines.diffusers.tiny import VOCABULARY
 from wan_lora_dagster.engines.wan_models import TEXT_LENGTH, WanModels
 from wan_lora_dagster.formats.cache_files import text_cache_name
 from wan_lora_dagster.formats.musubi_cache import save_text_cache
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 BEFORE = "one at a time, 512 tokens (before)"
 ONE_EACH = "one at a time, own length"

@@ -39,7 +39,8 @@ from pydantic import ValidationError
 
 from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.engines.wan_models import WanModels
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.gpu_fixtures import HEADER
 
 MOTION = DatasetSection(name="motion", source="clips", resolution=(384, 208), target_frames=(45,))

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.project import TrainingSettings, load_recipe
+from wan_lora_dagster.recipe.reading import load_recipe
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 pytestmark = pytest.mark.fast
 

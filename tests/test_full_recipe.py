@@ -4,7 +4,8 @@ each mistake named with the file and the line; a LoRA recipe's fingerprint uncha
 import pytest
 
 from wan_lora_dagster.engines.training_plan import plan_run
-from wan_lora_dagster.project import TrainingSettings, load_recipe
+from wan_lora_dagster.recipe.reading import load_recipe
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.recipes import MINIMAL, error_for, write
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast

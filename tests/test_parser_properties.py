@@ -11,13 +11,10 @@ from hypothesis import strategies as st
 from wan_lora_dagster.errors import ConfigError
 from wan_lora_dagster.media.ranges import parse_ranges_file
 from wan_lora_dagster.problems import ProblemsError
-from wan_lora_dagster.project import (
-    CaptionSettings,
-    DatasetSection,
-    EvalSettings,
-    TrainingSettings,
-    load_recipe,
-)
+from wan_lora_dagster.recipe.datasets import CaptionSettings, DatasetSection
+from wan_lora_dagster.recipe.evaluation import EvalSettings
+from wan_lora_dagster.recipe.reading import load_recipe
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.scaffold import DEMO_RECIPE
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast

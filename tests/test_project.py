@@ -4,7 +4,8 @@ import pytest
 
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.project import find_project, load_recipe, open_project
+from wan_lora_dagster.project import find_project, open_project
+from wan_lora_dagster.recipe.reading import load_recipe
 from wan_lora_dagster.scaffold import init_project
 from wan_lora_dagster.testing.recipes import MINIMAL, error_for, write
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from wan_lora_dagster.project import load_recipe
 from wan_lora_dagster.project_builder import DEMO_DATASET, demo_recipe, write_recipe
+from wan_lora_dagster.recipe.reading import load_recipe
 from wan_lora_dagster.scaffold import DEMO_RECIPE
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast

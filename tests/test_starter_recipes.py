@@ -3,7 +3,7 @@
 import pytest
 
 from wan_lora_dagster.cli import main
-from wan_lora_dagster.project import load_recipe
+from wan_lora_dagster.recipe.reading import load_recipe
 from wan_lora_dagster.starter_recipes import SEED_PROJECTS
 from wan_lora_dagster.tasks import TASK_NAMES
 

@@ -8,7 +8,7 @@ import pytest
 
 from wan_lora_dagster import tasks
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.project import load_recipe
+from wan_lora_dagster.recipe.reading import load_recipe
 from wan_lora_dagster.tasks import (
     HIGH_NOISE,
     LOW_NOISE,

@@ -3,7 +3,8 @@ key and the line; left at their defaults they change no fingerprint."""
 
 import pytest
 
-from wan_lora_dagster.project import TrainingSettings, load_recipe
+from wan_lora_dagster.recipe.reading import load_recipe
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.recipes import MINIMAL, error_for, write
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast

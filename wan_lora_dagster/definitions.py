@@ -19,7 +19,8 @@ from wan_lora_dagster.automation import (
 from wan_lora_dagster.errors import UserError
 from wan_lora_dagster.executor import project_executor
 from wan_lora_dagster.pipeline.asset_table import ASSETS, SPECS
-from wan_lora_dagster.project import TrainingSettings, open_project
+from wan_lora_dagster.project import open_project
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.resources import build_resources
 
 PROJECT_ENV = "WAN_LORA_PROJECT"

@@ -12,7 +12,7 @@ import pytest
 from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.engines.diffusers.tiny import ensure_tiny_model
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import DatasetSection
+from wan_lora_dagster.recipe.datasets import DatasetSection
 from wan_lora_dagster.testing.stripes import (
     NUM_CLIPS,
     NUM_HELD_OUT,

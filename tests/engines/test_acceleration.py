@@ -16,7 +16,7 @@ from wan_lora_dagster.engines.diffusers.acceleration.memory_estimate import (
 )
 from wan_lora_dagster.engines.diffusers.lora_training import _training_adapter
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import DatasetSection
+from wan_lora_dagster.recipe.datasets import DatasetSection
 
 STEPS = 3
 

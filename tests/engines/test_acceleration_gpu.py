@@ -21,7 +21,8 @@ from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache, save_text_cache
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 pytestmark = [
     pytest.mark.gpu,

@@ -20,7 +20,7 @@ from wan_lora_dagster.formats.adapter_keys import file_to_peft
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.lora import save_lora
 from wan_lora_dagster.media.frames import read_frames
-from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings
 from wan_lora_dagster.testing.comfy_lora_keys import merged_weight, unloaded_keys
 from wan_lora_dagster.testing.stripes import TRAINING, ignore_progress, train_request
 

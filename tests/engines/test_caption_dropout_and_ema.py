@@ -14,7 +14,7 @@ from wan_lora_dagster.engines.diffusers.distributed_worker import read_request
 from wan_lora_dagster.engines.diffusers.ema import WeightAverage
 from wan_lora_dagster.engines.training_data import TrainingSample
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 

@@ -9,7 +9,7 @@ from wan_lora_dagster.engines.base import LatentJob
 from wan_lora_dagster.engines.devices import shares, split_over_devices
 from wan_lora_dagster.engines.multi_device import latent_group_cost
 from wan_lora_dagster.media.synthetic import make_synthetic_still
-from wan_lora_dagster.project import DatasetSection
+from wan_lora_dagster.recipe.datasets import DatasetSection
 from wan_lora_dagster.testing.device_workers import who_did_it
 from wan_lora_dagster.testing.stripes import CLIP_FRAMES, CLIP_SIZE, ignore_progress
 

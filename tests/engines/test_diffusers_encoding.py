@@ -10,7 +10,8 @@ from wan_lora_dagster.errors import EngineError, UserError
 from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
 from wan_lora_dagster.formats.musubi_cache import load_latent_cache, load_text_cache
 from wan_lora_dagster.media.frames import read_frames
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 
 def ignore_progress(progress: Progress) -> None:

@@ -27,7 +27,7 @@ from wan_lora_dagster.formats.full_model import (
     original_to_diffusers,
     weight_files,
 )
-from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings
 from wan_lora_dagster.testing.full_fine_tune import (
     FULL,
     base_transformer,

@@ -8,7 +8,7 @@ from diffusers import WanPipeline
 
 from wan_lora_dagster.engines.base import SampleRequest
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings
 
 EVAL = EvalSettings(
     prompts=("stripes drift to the left", "a dark room"),

@@ -10,7 +10,7 @@ from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import read_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 MUSUBI_MODULES = {
     "self_attn_q", "self_attn_k", "self_attn_v", "self_attn_o",

@@ -13,7 +13,7 @@ from wan_lora_dagster.engines.base import SampleRequest, StartImage
 from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.engines.diffusers.latent_walk import slerp
 from wan_lora_dagster.media.frames import read_frames
-from wan_lora_dagster.project import EvalSettings, WalkSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings, WalkSettings
 
 CODEC_TOLERANCE = 12 / 255  # h264 at the clips' quality, in [0, 1] pixel units
 EVAL = EvalSettings(

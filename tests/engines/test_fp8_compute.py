@@ -18,7 +18,7 @@ from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.engines.fp8 import FP8, Fp8RowScaledLinear, quantize_rowwise, quantize_weight
 from wan_lora_dagster.engines.musubi.arguments import check_settings
 from wan_lora_dagster.errors import ConfigError, EngineError
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.fake_cuda import FakeCudaCapability
 
 STEPS = 3

@@ -9,7 +9,8 @@ from wan_lora_dagster.engines.diffusers.acceleration.memory_estimate import (
     training_estimator,
 )
 from wan_lora_dagster.engines.diffusers.full_training import FULL_DTYPES, trained_linears
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.full_fine_tune import meta_transformer
 
 pytestmark = pytest.mark.fast

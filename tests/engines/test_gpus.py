@@ -6,7 +6,8 @@ import pytest
 
 from wan_lora_dagster.engines.gpus import batch_metadata, require_gpus, resolve_gpus
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 
 def test_the_header_says_the_batch_of_a_step():

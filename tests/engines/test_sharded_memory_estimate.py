@@ -7,7 +7,8 @@ import torch
 from wan_lora_dagster.engines.diffusers.acceleration.memory_estimate import GIB, training_estimator
 from wan_lora_dagster.engines.diffusers.full_training import trained_linears
 from wan_lora_dagster.engines.wan_models import store_in_fp8
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.full_fine_tune import meta_transformer
 
 pytestmark = pytest.mark.fast

@@ -18,7 +18,7 @@ from wan_lora_dagster.engines.diffusers.tiny import _build_transformer
 from wan_lora_dagster.engines.diffusers.tiny22 import WAN22_LATENT_CHANNELS
 from wan_lora_dagster.engines.flow_matching import FlowMatchingBatch, flow_matching_loss
 from wan_lora_dagster.media.frames import read_frames
-from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings
 from wan_lora_dagster.testing.stripes import TRAINING, ignore_progress, train_request
 
 FRAMES, HEIGHT, WIDTH = 3, 2, 4  # latent frames and sides: 1 x 2 patches per frame

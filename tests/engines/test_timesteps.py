@@ -13,7 +13,7 @@ from wan_lora_dagster.engines.timesteps import (
     training_range,
 )
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 

@@ -9,7 +9,8 @@ from wan_lora_dagster.engines.training_plan import plan_run, plan_training, step
 from wan_lora_dagster.errors import ConfigError, EngineError
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.pipeline.training import CheckpointPlan, checkpoint_key
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 

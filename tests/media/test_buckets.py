@@ -24,7 +24,7 @@ from wan_lora_dagster.media.buckets import (
     select_bucket,
     suggest_buckets,
 )
-from wan_lora_dagster.project import DatasetSection
+from wan_lora_dagster.recipe.datasets import DatasetSection
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 

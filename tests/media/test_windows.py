@@ -30,7 +30,7 @@ from wan_lora_dagster.media.windows import (
     round_to_4n_plus_1,
     rounded_target_frames,
 )
-from wan_lora_dagster.project import DatasetSection
+from wan_lora_dagster.recipe.datasets import DatasetSection
 
 pytestmark = pytest.mark.fast  # the unit tier: make test-fast
 

@@ -14,6 +14,7 @@ import dagster as dg
 
 from wan_lora_dagster.assets.metadata import rows_table
 from wan_lora_dagster.engines.base import Progress
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.instance.observation_log import DATA_VERSION_TAG
 from wan_lora_dagster.pipeline.batches import Batches
 from wan_lora_dagster.pipeline.catalog import Catalog
@@ -27,7 +28,6 @@ from wan_lora_dagster.pipeline.parallel import (
 from wan_lora_dagster.pipeline.records import Record, RecordStore
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.progress import ProgressThrottle
-from wan_lora_dagster.project import fingerprint
 
 CLIP_PARTITIONS = dg.DynamicPartitionsDefinition(name="clip_batches")
 STILL_PARTITIONS = dg.DynamicPartitionsDefinition(name="still_batches")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import DEFAULT_CAPTION_BATCH_SIZE
+from wan_lora_dagster.recipe.datasets import DEFAULT_CAPTION_BATCH_SIZE
 
 if TYPE_CHECKING:
     from PIL import Image

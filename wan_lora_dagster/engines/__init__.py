@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wan_lora_dagster.engines.base import Engine
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 
 def create_engine(settings: TrainingSettings, out_dir: Path, device: str | None = None) -> Engine:

@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.adapter_keys import file_to_peft, network_of_keys, peft_to_file
 from wan_lora_dagster.formats.expert_lora import lora_experts
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.tasks import HIGH_NOISE, LOW_NOISE
 
 _MAGNITUDE = "lora_magnitude_vector"

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import DatasetSection, EvalSettings, TrainingSettings, fingerprint
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.evaluation import EvalSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from wan_lora_dagster.formats.expert_lora import (
     EXPERT_FIELD,
     expert_output_name,
 )
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.tasks import EXPERT_NAMES, HIGH_NOISE, LOW_NOISE, expert_range, wan_task
 
 TrainOne = Callable[

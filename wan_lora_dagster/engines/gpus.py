@@ -7,7 +7,8 @@ import json
 from collections.abc import Iterable
 
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 
 def resolve_gpus(settings: TrainingSettings) -> int:

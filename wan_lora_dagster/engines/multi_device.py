@@ -16,7 +16,7 @@ from wan_lora_dagster.engines.base import LatentJob, ProgressCallback, TextJob
 from wan_lora_dagster.engines.devices import run_share, split_over_devices
 from wan_lora_dagster.media.probe import probe_video
 from wan_lora_dagster.media.windows import frame_windows
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 
 class MultiDeviceEngine:

@@ -29,7 +29,7 @@ import torch
 
 from wan_lora_dagster.engines.flow_matching import NUM_TRAIN_TIMESTEPS
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 MAX_REJECTION_ROUNDS = 100
 REJECTION_DRAWS = 256

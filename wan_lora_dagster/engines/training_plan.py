@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from wan_lora_dagster.errors import ConfigError, EngineError
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 CHECKPOINT_SUFFIX = ".safetensors"
 

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 
 from wan_lora_dagster.disk_full import write_text_atomic
-from wan_lora_dagster.project import fingerprint
+from wan_lora_dagster.fingerprints import fingerprint
 
 MANIFEST_FORMAT = 1
 

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from wan_lora_dagster.errors import MediaError
-from wan_lora_dagster.project import DatasetSection
+from wan_lora_dagster.recipe.datasets import DatasetSection
 
 RESOLUTION_STEP = 16
 

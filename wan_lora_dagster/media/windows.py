@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from wan_lora_dagster.project import DatasetSection
+from wan_lora_dagster.recipe.datasets import DatasetSection
 
 VAE_FRAME_STRIDE = 4
 FPS = 16

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from wan_lora_dagster.project import fingerprint
+from wan_lora_dagster.fingerprints import fingerprint
 
 TARGET_BATCH_SIZE = 250
 MAX_BATCH_SIZE = 4 * TARGET_BATCH_SIZE

@@ -12,18 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from wan_lora_dagster.engines.base import Engine, LatentJob, ProgressCallback, TextJob
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.dataset import CaptionRecord
 from wan_lora_dagster.pipeline.made_files import damage
 from wan_lora_dagster.pipeline.records import Record, record_of
-from wan_lora_dagster.project import (
-    TINY_MODEL,
-    DatasetSection,
-    Project,
-    TrainingSettings,
-    fingerprint,
-)
+from wan_lora_dagster.project import Project
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TINY_MODEL, TrainingSettings
 from wan_lora_dagster.tasks import wan_task
 
 if TYPE_CHECKING:

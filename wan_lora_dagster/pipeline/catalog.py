@@ -8,6 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from wan_lora_dagster.captioning.store import CaptionState, CaptionStore, LazyCaptionStates
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.formats.cache_files import item_id_problem
 from wan_lora_dagster.media.ranges import ClipRange
 from wan_lora_dagster.pipeline.batches import Batches, batch_items
@@ -15,7 +16,8 @@ from wan_lora_dagster.pipeline.file_hashes import FileHashCache
 from wan_lora_dagster.pipeline.film_checks import cuttable_ranges
 from wan_lora_dagster.pipeline.records import RecordStore
 from wan_lora_dagster.problems import Problems
-from wan_lora_dagster.project import Project, fingerprint, read_recipe
+from wan_lora_dagster.project import Project
+from wan_lora_dagster.recipe.reading import read_recipe
 
 
 @dataclass(frozen=True)

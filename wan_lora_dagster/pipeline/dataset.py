@@ -19,6 +19,7 @@ from wan_lora_dagster.captioning.backends import Captioner, CaptionerSettings
 from wan_lora_dagster.captioning.rules import apply_trigger, find_banned_words
 from wan_lora_dagster.captioning.store import CaptionState, CaptionStore
 from wan_lora_dagster.errors import ConfigError, MediaError, UserError
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.media.cut import ClipInfo, CutSettings, RangeCut, expected_frame_count
 from wan_lora_dagster.media.cut_group import cut_clips, group_nearby, ranges_per_ffmpeg
 from wan_lora_dagster.media.frames import sample_frames
@@ -27,7 +28,8 @@ from wan_lora_dagster.media.thumbnails import StripFrames
 from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.records import Record, record_of
-from wan_lora_dagster.project import CaptionSettings, Project, fingerprint
+from wan_lora_dagster.project import Project
+from wan_lora_dagster.recipe.datasets import CaptionSettings
 
 if TYPE_CHECKING:
     from wan_lora_dagster.pipeline.status import Expectations

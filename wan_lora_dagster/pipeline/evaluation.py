@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.engines.base import Engine, SampleRequest, SampleVideo
 from wan_lora_dagster.errors import EngineError, UserError
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.formats.cache_files import update_lora_header
 from wan_lora_dagster.formats.lora import ema_file
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
@@ -24,7 +25,8 @@ from wan_lora_dagster.pipeline.retraining import changed_checkpoints
 from wan_lora_dagster.pipeline.start_images import listed_images_version, start_images
 from wan_lora_dagster.pipeline.training import CheckpointRecord
 from wan_lora_dagster.pipeline.validation_plot import CheckpointLoss, validation_loss_plot
-from wan_lora_dagster.project import Project, Recipe, fingerprint
+from wan_lora_dagster.project import Project
+from wan_lora_dagster.recipe.whole import Recipe
 
 if TYPE_CHECKING:
     from wan_lora_dagster.pipeline.status import Expectations

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from wan_lora_dagster.captioning.store import CaptionStore
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.pipeline.asset_spec import AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.dataset import caption_store
 from wan_lora_dagster.pipeline.stills import still_caption_store
-from wan_lora_dagster.project import fingerprint
 
 
 def film_versions(catalog: Catalog) -> dict[str, str]:

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 
 from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.errors import MediaError
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.media.cut import CutSettings, run_ffmpeg
 from wan_lora_dagster.media.frames import sample_frames
 from wan_lora_dagster.pipeline.asset_spec import AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.records import Record, record_of
-from wan_lora_dagster.project import Project, fingerprint
+from wan_lora_dagster.project import Project
 
 if TYPE_CHECKING:
     from wan_lora_dagster.pipeline.status import Expectations

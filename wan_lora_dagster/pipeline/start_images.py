@@ -12,12 +12,13 @@ from PIL import Image
 from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.engines.base import StartImage
 from wan_lora_dagster.errors import UserError
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.file_hashes import sha256_of
 from wan_lora_dagster.pipeline.items import KIND_BY_NAME
-from wan_lora_dagster.project import Project, fingerprint
+from wan_lora_dagster.project import Project
 from wan_lora_dagster.tasks import takes_start_images
 
 

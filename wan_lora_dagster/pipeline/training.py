@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from wan_lora_dagster.engines import gpus, training_plan
 from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.engines.training_plan import TrainingPlan
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.formats.cache_files import (
     CacheFileError,
     read_lora_header,
@@ -26,7 +27,7 @@ from wan_lora_dagster.pipeline.caches import (
 from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.records import Record, record_of
 from wan_lora_dagster.pipeline.training_set import TRAINING_GROUP
-from wan_lora_dagster.project import Recipe, fingerprint
+from wan_lora_dagster.recipe.whole import Recipe
 
 if TYPE_CHECKING:
     from wan_lora_dagster.pipeline.status import Expectations

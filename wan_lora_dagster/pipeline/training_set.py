@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from wan_lora_dagster.engines import training_plan
 from wan_lora_dagster.errors import ConfigError
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.formats.cache_files import (
     latent_cache_name,
     text_cache_name,
@@ -29,7 +30,9 @@ from wan_lora_dagster.pipeline.catalog import Catalog
 from wan_lora_dagster.pipeline.dataset import CaptionRecord
 from wan_lora_dagster.pipeline.items import ITEM_KINDS, KIND_BY_NAME, ItemKind, MediaShape
 from wan_lora_dagster.pipeline.records import Record, record_of
-from wan_lora_dagster.project import STILL_SUFFIXES, DatasetSection, Recipe, fingerprint
+from wan_lora_dagster.project import STILL_SUFFIXES
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.whole import Recipe
 from wan_lora_dagster.tasks import wan_task
 
 if TYPE_CHECKING:

@@ -22,7 +22,8 @@ from wan_lora_dagster.pipeline.evaluation import choose_best
 from wan_lora_dagster.pipeline.lineage import checkpoint_lineage
 from wan_lora_dagster.pipeline.status import Expectations
 from wan_lora_dagster.problems import Problems
-from wan_lora_dagster.project import Project, open_project, read_recipe
+from wan_lora_dagster.project import Project, open_project
+from wan_lora_dagster.recipe.reading import read_recipe
 from wan_lora_dagster.studio.captions import hash_of
 
 _TABLE = re.compile(r"\s*\[")  # a table header ends [eval]: [training], [eval.walk], ...

@@ -6,7 +6,7 @@ import torch
 from diffusers import WanTransformer3DModel
 
 from wan_lora_dagster.engines.base import TrainRequest
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.testing.stripes import HEADER, SECTION, TRAINING
 
 FULL = TrainingSettings.model_validate(

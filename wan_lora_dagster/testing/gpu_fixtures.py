@@ -28,7 +28,8 @@ from wan_lora_dagster.formats.cache_files import text_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_text_cache
 from wan_lora_dagster.media.video_writer import write_video
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 DIT_NAME = "wan2.1_t2v_1.3B_random_bf16.safetensors"
 VAE_NAME = "wan2.1_vae_random_bf16.safetensors"

@@ -17,7 +17,8 @@ from wan_lora_dagster.engines.base import LatentJob, TextJob, TrainRequest
 from wan_lora_dagster.engines.musubi.locate import SCRIPTS
 from wan_lora_dagster.formats.cache_files import latent_cache_name, text_cache_name
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 FAKE_SCRIPTS = Path(__file__).with_name("fake_musubi_scripts.py")
 SECTIONS = (

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.project import load_recipe
+from wan_lora_dagster.recipe.reading import load_recipe
 
 MINIMAL = """\
 [[datasets]]

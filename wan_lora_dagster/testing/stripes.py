@@ -18,7 +18,8 @@ from wan_lora_dagster.engines.base import (
 from wan_lora_dagster.engines.diffusers.engine import DiffusersEngine
 from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.media.video_writer import write_video
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 NUM_CLIPS = 8
 NUM_HELD_OUT = 2

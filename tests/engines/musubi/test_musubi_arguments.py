@@ -14,7 +14,7 @@ import pytest
 from wan_lora_dagster.engines.musubi import MusubiEngine, arguments
 from wan_lora_dagster.engines.musubi.resume import SegmentOptions
 from wan_lora_dagster.errors import ConfigError, EngineError
-from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings
 from wan_lora_dagster.testing.musubi_fixtures import make_weights, musubi_settings, train_request
 
 

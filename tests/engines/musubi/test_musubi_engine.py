@@ -23,7 +23,7 @@ from wan_lora_dagster.formats.cache_files import (
     read_lora_header,
     read_safetensors_metadata,
 )
-from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings
 from wan_lora_dagster.testing.musubi_fixtures import (
     CAPTIONS,
     HEADER,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from wan_lora_dagster.engines.base import SampleRequest, StartImage
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import EvalSettings, WalkSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings, WalkSettings
 from wan_lora_dagster.testing.musubi_fixtures import write_safetensors
 
 EVAL = EvalSettings(prompts=("a kick",), strengths=(0.0, 1.0), seeds=(1, 2))

@@ -18,7 +18,7 @@ from wan_lora_dagster.engines.musubi.resume import (
     state_name,
 )
 from wan_lora_dagster.engines.training_plan import plan_run
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 STEPS_PER_EPOCH = 12
 

@@ -19,7 +19,7 @@ import torch
 
 from wan_lora_dagster.engines.musubi.timestep_args import timestep_args
 from wan_lora_dagster.engines.timesteps import TimestepSampling
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 MUSUBI_TUNER_DIR = os.environ.get("MUSUBI_TUNER_DIR")
 pytestmark = pytest.mark.skipif(

@@ -13,7 +13,7 @@ import pytest
 
 from wan_lora_dagster.engines.musubi import arguments
 from wan_lora_dagster.errors import ConfigError
-from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings
 from wan_lora_dagster.testing.musubi_fixtures import train_request, write_safetensors
 
 

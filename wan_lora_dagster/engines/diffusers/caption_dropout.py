@@ -18,8 +18,8 @@ import torch
 from wan_lora_dagster.engines.base import Progress, TextJob, TrainRequest
 from wan_lora_dagster.engines.training_data import TrainingSample
 from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.formats.cache_files import text_cache_name
-from wan_lora_dagster.project import fingerprint
 
 
 def empty_caption_file(job: TextJob) -> Path:

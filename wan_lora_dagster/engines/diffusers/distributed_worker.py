@@ -23,7 +23,8 @@ from wan_lora_dagster.engines.diffusers.sharded_training import ShardedRanks
 from wan_lora_dagster.engines.wan_models import WanModels, compute_dtype
 from wan_lora_dagster.errors import EngineCancelled
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 CANCELLED_EXIT = 130
 COLLECTIVE_TIMEOUT = timedelta(minutes=30)  # the longest a rank waits for another (a state save)

@@ -51,7 +51,7 @@ from wan_lora_dagster.engines.wan_models import (
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.expert_lora import lora_experts
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import TINY_MODEL, TrainingSettings
+from wan_lora_dagster.recipe.training import TINY_MODEL, TrainingSettings
 from wan_lora_dagster.tasks import wan_task
 
 logger = logging.getLogger(__name__)

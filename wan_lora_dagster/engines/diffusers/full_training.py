@@ -29,7 +29,7 @@ from wan_lora_dagster.engines.diffusers.full_checkpoint import save_model_folder
 from wan_lora_dagster.engines.fp8 import Fp8StoredLinear
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 FULL_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 NETWORK_MODULE = "wan_lora.full"  # ss_network_module of a full fine-tune's header

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from wan_lora_dagster.project import EvalSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings
 
 PARALLEL = 1e-6  # below this angle the two noises are (anti)parallel: interpolate linearly
 

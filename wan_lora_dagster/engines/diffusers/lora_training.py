@@ -65,7 +65,7 @@ from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineCancelled, EngineError
 from wan_lora_dagster.formats.adapter_keys import NETWORK_MODULES
 from wan_lora_dagster.formats.lora import save_lora
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 logger = logging.getLogger(__name__)
 

@@ -54,7 +54,7 @@ from wan_lora_dagster.engines.diffusers.training_state import (
 )
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.file_modes import with_umask_mode
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 SHARDS_FOLDER = "shards"  # a state's torch.distributed.checkpoint, beside state.json
 # the trained tensors and their optimizer state: the frozen ones are the base model's

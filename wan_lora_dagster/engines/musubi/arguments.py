@@ -25,7 +25,8 @@ from wan_lora_dagster.engines.musubi.timestep_args import timestep_args, unsuppo
 from wan_lora_dagster.errors import ConfigError, EngineError
 from wan_lora_dagster.formats.adapter_keys import NETWORK_MODULES
 from wan_lora_dagster.formats.expert_lora import lora_experts
-from wan_lora_dagster.project import EvalSettings, TrainingSettings
+from wan_lora_dagster.recipe.evaluation import EvalSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.tasks import wan_task
 
 # WanModel.enable_block_swap asserts blocks_to_swap <= num_blocks - 1 (wan/modules/model.py).

@@ -30,7 +30,7 @@ from wan_lora_dagster.formats.cache_files import (
     text_cache_name,
 )
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import DatasetSection
+from wan_lora_dagster.recipe.datasets import DatasetSection
 
 # docs/wan.md caches text with `--batch_size 16`; the dataset's batch size is what batches captions.
 TEXT_BATCH_SIZE = 16

@@ -40,7 +40,7 @@ from wan_lora_dagster.engines.musubi.training_run import finish_run, next_launch
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import text_cache_name
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.tasks import wan_task
 
 logger = logging.getLogger(__name__)

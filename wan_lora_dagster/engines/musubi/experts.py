@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.tasks import HIGH_NOISE, LOW_NOISE, TASKS, wan_task
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from wan_lora_dagster.engines.musubi.arguments import ATTENTION_MODULES
 from wan_lora_dagster.engines.musubi.locate import find_modules
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.tasks import wan_task
 
 WEIGHTS = {"dit": "DiT", "vae": "VAE", "t5": "T5 text encoder"}

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from wan_lora_dagster.engines.training_plan import total_steps
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 SavedKind = Literal["epoch", "step", "last"]
 # accelerate's save_state writes the RNG state last (accelerate/checkpointing.py,

@@ -17,7 +17,7 @@ from pathlib import Path
 from wan_lora_dagster.engines.base import SampleRequest, StartImage
 from wan_lora_dagster.engines.eval_plan import EvalJob
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.tasks import wan_task
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from wan_lora_dagster.engines.flow_matching import NUM_TRAIN_TIMESTEPS
 from wan_lora_dagster.engines.timesteps import training_range
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 from wan_lora_dagster.tasks import wan_task
 
 USES_LOGIT_SETTINGS = ("logit_normal", "logsnr", "qinglong_flux", "qinglong_qwen")

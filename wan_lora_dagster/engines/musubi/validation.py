@@ -21,7 +21,7 @@ from wan_lora_dagster.engines.validation import validation_loss
 from wan_lora_dagster.engines.wan_models import compute_dtype, pick_device
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from wan_lora_dagster.engines.diffusers.acceleration.optimizers import (
     require_known_optimizer,
 )
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 __all__ = ["build_optimizer", "prepare_for_training", "require_supported_combination"]
 

@@ -33,7 +33,7 @@ from wan_lora_dagster.engines.fp8 import (
     quantize_weight,
 )
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import TrainingSettings
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 logger = logging.getLogger(__name__)
 

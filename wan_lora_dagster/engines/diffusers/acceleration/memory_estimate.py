@@ -32,7 +32,8 @@ from wan_lora_dagster.engines.diffusers.acceleration.optimizers import (
     optimizer_state_bytes_per_parameter,
 )
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.project import DatasetSection, TrainingSettings
+from wan_lora_dagster.recipe.datasets import DatasetSection
+from wan_lora_dagster.recipe.training import TrainingSettings
 
 logger = logging.getLogger(__name__)
 

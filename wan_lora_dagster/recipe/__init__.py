@@ -1,0 +1,1 @@
+"""The recipe: `wan_lora.toml` read into typed, validated sections (docs/architecture.md)."""
