@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wan_lora_dagster.cli import main as wan_lora_main
-from wan_lora_dagster.media.cut import find_ffmpeg
+from wan_lora_dagster.media.ffmpeg import find_ffmpeg
 from wan_lora_dagster.media.synthetic import make_synthetic_film
 
 warnings.filterwarnings("ignore", message=".*is currently in beta.*")

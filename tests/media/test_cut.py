@@ -9,8 +9,8 @@ from wan_lora_dagster.media.cut import (
     cut_clip,
     expected_frame_count,
     ffmpeg_cut_command,
-    find_ffmpeg,
 )
+from wan_lora_dagster.media.ffmpeg import find_ffmpeg
 from wan_lora_dagster.media.frames import read_frames
 from wan_lora_dagster.media.probe import count_frames
 

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from wan_lora_dagster.disk_full import writing_into
 from wan_lora_dagster.errors import MediaError
+from wan_lora_dagster.media.ffmpeg import run_ffmpeg
 from wan_lora_dagster.media.probe import FrameWatcher, probe_video
 from wan_lora_dagster.media.ranges import format_time
-
-STDERR_TAIL_LINES = 12
 
 
 @dataclass(frozen=True)
@@ -43,30 +40,6 @@ class ClipInfo:
     source: Path
     start: float
     end: float
-
-
-def find_ffmpeg(configured: str | None = None) -> str:
-    """The ffmpeg to run: `configured` (a path or a command), else `ffmpeg` on PATH, else the
-    binary bundled with imageio-ffmpeg. Raises MediaError saying how to get one."""
-    if configured:
-        found = shutil.which(configured)
-        if not found:
-            raise MediaError(
-                f"ffmpeg binary '{configured}' is not an executable file or a command on PATH; "
-                "fix the setting, or leave it empty to use the ffmpeg on PATH"
-            )
-        return found
-    found = shutil.which("ffmpeg")
-    if found:
-        return found
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as error:
-        raise MediaError(
-            "no ffmpeg found: install ffmpeg (`apt install ffmpeg`) or `pip install imageio-ffmpeg`"
-        ) from error
 
 
 def expected_frame_count(duration: float, fps: int = 16) -> int:
@@ -237,17 +210,3 @@ def finish_cut(cut: RangeCut, settings: CutSettings) -> ClipInfo:
         start=cut.start,
         end=cut.end,
     )
-
-
-def run_ffmpeg(command: list[str], cutting: str) -> None:
-    """Run ffmpeg; a failure is a MediaError that begins with `cutting` and quotes ffmpeg."""
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, errors="replace")
-    except OSError as error:
-        raise MediaError(f"{cutting}: cannot run ffmpeg '{command[0]}': {error}") from error
-    if result.returncode != 0:
-        tail = "\n".join(result.stderr.strip().splitlines()[-STDERR_TAIL_LINES:])
-        raise MediaError(
-            f"{cutting}: ffmpeg failed (exit status {result.returncode}); check that the film "
-            f"plays there, or move the range away from a damaged part. ffmpeg said:\n{tail}"
-        )

@@ -24,8 +24,8 @@ from wan_lora_dagster.media.cut import (
     cut_clip,
     ffmpeg_ranges_command,
     finish_cut,
-    run_ffmpeg,
 )
+from wan_lora_dagster.media.ffmpeg import run_ffmpeg
 
 # A gap this long between two ranges is decoded and thrown away rather than paying a new ffmpeg
 # and a seek: 2 s of 1080p h264 decode cost about what a start-up and an average seek do.

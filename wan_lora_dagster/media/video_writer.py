@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import errno
-import signal
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.errors import MediaError
-from wan_lora_dagster.media.cut import STDERR_TAIL_LINES, find_ffmpeg
+from wan_lora_dagster.media.ffmpeg import find_ffmpeg, run_ffmpeg
 
 DEFAULT_FPS = 16  # Wan 2.1 generates and trains at 16 fps
 
@@ -61,15 +58,4 @@ def _encode(frames: np.ndarray, path: Path, fps: int, crf: int) -> None:
         *("-pix_fmt", "yuv420p", "-fflags", "+bitexact", "-map_metadata", "-1"),
         *("-f", "mp4", str(path)),
     ]
-    try:
-        result = subprocess.run(command, input=frames.tobytes(), capture_output=True)
-    except OSError as error:
-        raise MediaError(f"{path}: cannot run ffmpeg '{command[0]}': {error}") from error
-    if result.returncode == -signal.SIGXFSZ:  # killed past the file-size limit, as a write fails
-        raise OSError(errno.EFBIG, f"ffmpeg stopped past the file-size limit writing {path}")
-    if result.returncode != 0:
-        said = result.stderr.decode(errors="replace").strip().splitlines()[-STDERR_TAIL_LINES:]
-        raise MediaError(
-            f"{path}: ffmpeg could not encode the video (exit status {result.returncode}):\n"
-            + "\n".join(said)
-        )
+    run_ffmpeg(command, f"{path}: cannot encode the video", advice="", frames=frames.tobytes())

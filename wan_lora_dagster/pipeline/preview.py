@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.errors import MediaError
 from wan_lora_dagster.fingerprints import fingerprint
-from wan_lora_dagster.media.cut import CutSettings, run_ffmpeg
+from wan_lora_dagster.media.cut import CutSettings
+from wan_lora_dagster.media.ffmpeg import run_ffmpeg
 from wan_lora_dagster.media.frames import sample_frames
 from wan_lora_dagster.pipeline.asset_spec import AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.catalog import Catalog

@@ -15,7 +15,8 @@ from wan_lora_dagster.engines.base import Engine
 from wan_lora_dagster.engines.devices import worker_devices
 from wan_lora_dagster.engines.multi_device import MultiDeviceEngine
 from wan_lora_dagster.library_output import quiet_libraries
-from wan_lora_dagster.media.cut import CutSettings, find_ffmpeg
+from wan_lora_dagster.media.cut import CutSettings
+from wan_lora_dagster.media.ffmpeg import find_ffmpeg
 from wan_lora_dagster.pipeline.catalog import Catalog, load_catalog
 from wan_lora_dagster.pipeline.dataset import captioner_settings, ensure_tiny_captioner
 from wan_lora_dagster.project import Project, open_project
