@@ -110,6 +110,7 @@ class _Converted:
     module: nn.Linear
     original_class: type
     own_weight: torch.Tensor | None  # in CPU memory meanwhile; None: fp8 already (fp8_base)
+    own_scale: bool  # fp8_base's scaled storage: its scale stays with it, none is added
 
 
 def _convertible(module: nn.Module) -> bool:
@@ -127,16 +128,15 @@ def _to_fp8_compute(module: nn.Linear) -> _Converted:
     weight = module.weight
     compute_dtype = getattr(module, "compute_dtype", weight.dtype)  # fp8_base's, or the weight's
     if type(module) is Fp8RowScaledLinear:  # fp8_base's scaled storage, used as it is
-        scale = module.weight_scale
-        converted = _Converted(module, type(module), None)
+        converted = _Converted(module, type(module), None, own_scale=True)
     elif weight.dtype == FP8:  # fp8_base's storage, used as it is
-        scale = torch.ones(weight.shape[0], device=weight.device, dtype=torch.float32)
-        converted = _Converted(module, type(module), None)
+        converted = _Converted(module, type(module), None, own_scale=False)
+        ones = torch.ones(weight.shape[0], device=weight.device, dtype=torch.float32)
+        module.register_buffer("weight_scale", ones, persistent=False)
     else:
         values, scale = quantize_weight(weight.data)
-        converted = _Converted(module, type(module), weight.data.to("cpu"))
+        converted = _Converted(module, type(module), weight.data.to("cpu"), own_scale=False)
         weight.data = values
-    if converted.original_class is not Fp8RowScaledLinear:
         module.register_buffer("weight_scale", scale, persistent=False)
     module.__class__ = Fp8ComputeLinear
     module.compute_dtype = compute_dtype
@@ -147,7 +147,7 @@ def _restore(converted: _Converted) -> None:
     module = converted.module
     if converted.own_weight is not None:
         module.weight.data = converted.own_weight.to(module.weight.device)
-    if converted.original_class is not Fp8RowScaledLinear:  # its own scale stays with it
+    if not converted.own_scale:
         del module.weight_scale
     module.__class__ = converted.original_class
     if converted.original_class is nn.Linear:
