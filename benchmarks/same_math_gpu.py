@@ -57,7 +57,7 @@ from _gpu_models import SHAPES, ModelShape, diffusers_transformer, keep_in_fp32
 from _same_math_musubi import MusubiStep, MusubiTrainer, import_musubi
 
 from wan_lora_dagster.engines.diffusers.acceleration.fp8_compute import fp8_compute_linears
-from wan_lora_dagster.engines.diffusers.lora_training import TRAINING_ADAPTER, _training_adapter
+from wan_lora_dagster.engines.diffusers.lora_network import TRAINING_ADAPTER, training_adapter
 from wan_lora_dagster.engines.flow_matching import flow_matching_loss
 from wan_lora_dagster.engines.training_data import TrainingSample, load_batches
 from wan_lora_dagster.engines.wan_models import store_in_fp8
@@ -206,7 +206,7 @@ def our_step(config: Config, run: Run, state: dict, inputs: Inputs, lora: dict):
         fp8_compute_linears if config.fp8_compute else lambda blocks, device: nullcontext()
     )
     with (
-        _training_adapter(transformer, settings, config.image_to_video),
+        training_adapter(transformer, settings, config.image_to_video),
         fp8_compute(transformer.blocks, run.device),  # after the adapter, as the product does
     ):
         modules = _our_lora_modules(transformer)

@@ -14,7 +14,7 @@ from wan_lora_dagster.engines.diffusers.acceleration.memory_estimate import (
     estimate_peak,
     section_tokens,
 )
-from wan_lora_dagster.engines.diffusers.lora_training import _training_adapter
+from wan_lora_dagster.engines.diffusers.lora_network import training_adapter
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.recipe.datasets import DatasetSection
 
@@ -88,7 +88,7 @@ def test_the_memory_check_refuses_a_card_too_small_and_says_what_to_change(engin
     next one needed.)"""
     transformer, settings = engine.models.transformer, training_run.request.settings
     sections, cpu = training_run.request.sections, torch.device("cpu")
-    with _training_adapter(transformer, settings, False) as trained:
+    with training_adapter(transformer, settings, False) as trained:
         fits = check_memory(transformer, trained, settings, sections, cpu, card_bytes=2**40)
         with pytest.raises(EngineError, match=r"needs about .* GiB.*card has [\d.]+ GiB.*even "):
             check_memory(transformer, trained, settings, sections, cpu, card_bytes=fits.total - 1)

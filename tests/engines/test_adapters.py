@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from wan_lora_dagster.engines.adapters import adapter_config, adapter_file_tensors, load_adapter
 from wan_lora_dagster.engines.base import SampleRequest
-from wan_lora_dagster.engines.diffusers.lora_training import LORA_TARGET_MODULES
+from wan_lora_dagster.engines.diffusers.lora_network import LORA_TARGET_MODULES
 from wan_lora_dagster.engines.diffusers.tiny import _build_transformer
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.adapter_keys import file_to_peft

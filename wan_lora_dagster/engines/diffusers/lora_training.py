@@ -7,18 +7,14 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-from diffusers import WanTransformer3DModel
 from diffusers.optimization import SchedulerType, get_scheduler
-from diffusers.training_utils import cast_training_params
 
 from wan_lora_dagster.engines.adapters import (
-    adapter_config,
-    adapter_file_tensors,
     require_supported_adapter,
 )
 from wan_lora_dagster.engines.base import (
@@ -37,6 +33,7 @@ from wan_lora_dagster.engines.diffusers.acceleration import (
 from wan_lora_dagster.engines.diffusers.caption_dropout import CaptionDropout
 from wan_lora_dagster.engines.diffusers.ema import WeightAverage
 from wan_lora_dagster.engines.diffusers.full_training import FullFineTune
+from wan_lora_dagster.engines.diffusers.lora_network import LoraNetwork
 from wan_lora_dagster.engines.diffusers.ranks import SINGLE_PROCESS, Ranks
 from wan_lora_dagster.engines.diffusers.sharded_training import (
     ShardedFullFineTune,
@@ -63,16 +60,10 @@ from wan_lora_dagster.engines.training_data import (
 from wan_lora_dagster.engines.training_plan import SavePoint, TrainingPlan, plan_training
 from wan_lora_dagster.engines.wan_models import WanModels
 from wan_lora_dagster.errors import EngineCancelled, EngineError
-from wan_lora_dagster.formats.adapter_keys import NETWORK_MODULES
-from wan_lora_dagster.formats.lora import save_lora
 from wan_lora_dagster.recipe.training import TrainingSettings
 
 logger = logging.getLogger(__name__)
 
-TRAINING_ADAPTER = "trained_lora"  # not "training": peft adapter names become module attributes
-# Every linear of every attention block and feed-forward, as musubi-tuner's networks.lora_wan.
-LORA_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ffn.net.0.proj", "ffn.net.2")
-IMAGE_TO_VIDEO_TARGET_MODULES = ("add_k_proj", "add_v_proj")  # cross-attention to CLIP features
 MAX_GRAD_NORM = 1.0  # musubi-tuner's default
 STATE_FOLDER = "state"  # under the output folder: the states a killed or cancelled run resumes from
 
@@ -117,7 +108,7 @@ def train_lora(
     kept = kept_checkpoints(plan, request, resumed[0].step) if resumed else _refuse_existing(paths)
     request.output_dir.mkdir(parents=True, exist_ok=True)
     full = ShardedFullFineTune if ranks.sharded else FullFineTune
-    network = full(models) if settings.network == "full" else _Lora(models)
+    network = full(models) if settings.network == "full" else LoraNetwork(models)
     with (
         network.trainable(settings) as parameters,
         prepare_for_training(
@@ -157,7 +148,7 @@ class _TrainingLoop:
         plan: TrainingPlan,
         ranks: Ranks,
         store: StateStore,
-        network: _Lora | FullFineTune,
+        network: LoraNetwork | FullFineTune,
     ):
         settings = request.settings
         self.network = network
@@ -338,67 +329,12 @@ class _TrainingLoop:
         return CheckpointInfo(path, checkpoint.epoch, checkpoint.step, loss)
 
 
-class _Lora:
-    """The LoRA (or LoKr, LoHa, DoRA: engines.adapters) as the training loop sees it: peft's
-    adapter, a ComfyUI/musubi-format file per
-    checkpoint (engines.diffusers.full_training.FullFineTune is the other network)."""
-
-    def __init__(self, models: WanModels):
-        self.models = models
-
-    def trainable(self, settings: TrainingSettings):
-        return _training_adapter(self.models.transformer, settings, self.models.is_image_to_video)
-
-    def swappable(self, settings: TrainingSettings) -> None:
-        return None  # every block's base weights are frozen
-
-    def write(self, path: Path, settings: TrainingSettings, metadata: dict[str, str]) -> None:
-        state = adapter_file_tensors(self.models.transformer, TRAINING_ADAPTER, settings)
-        metadata = {
-            **metadata,
-            "ss_network_module": NETWORK_MODULES[settings.network],
-            "ss_network_dim": str(settings.network_dim),
-            "ss_network_alpha": str(settings.network_alpha),
-        }
-        save_lora(path, state, metadata)
-
-
 def _settings_metadata(settings: TrainingSettings) -> dict[str, str]:
     """Each training setting as a `training.<name>` header field holding its JSON value."""
     return {
         f"training.{name}": json.dumps(value)
         for name, value in settings.model_dump(mode="json").items()
     }
-
-
-@contextmanager
-def _training_adapter(
-    transformer: WanTransformer3DModel, settings: TrainingSettings, image_to_video: bool
-) -> Iterator[list[torch.nn.Parameter]]:
-    """Add a fresh trainable adapter (engines.adapters) for the duration of a run, then remove it.
-
-    The engine keeps one transformer for training, validation and sampling, so the base weights
-    must come out of a run exactly as they went in: only the LoRA is trainable, and it is deleted.
-    """
-    targets = LORA_TARGET_MODULES + (IMAGE_TO_VIDEO_TARGET_MODULES if image_to_video else ())
-    config = adapter_config(settings, list(targets))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(settings.seed)  # the LoRA's initial down-projections
-        transformer.add_adapter(config, adapter_name=TRAINING_ADAPTER)
-    transformer.set_adapter(TRAINING_ADAPTER)
-    cast_training_params(transformer, dtype=torch.float32)  # LoRA in fp32, base in bf16
-    checkpointing = settings.gradient_checkpointing and transformer._supports_gradient_checkpointing
-    if checkpointing:
-        transformer.enable_gradient_checkpointing()
-    transformer.train()
-    try:
-        yield [parameter for parameter in transformer.parameters() if parameter.requires_grad]
-    finally:
-        transformer.eval()
-        if checkpointing:
-            transformer.disable_gradient_checkpointing()
-        transformer.delete_adapters(TRAINING_ADAPTER)
-        transformer.requires_grad_(False)
 
 
 def _require_supported_options(settings: TrainingSettings, device: torch.device) -> None:
