@@ -44,14 +44,8 @@ from _gpu_models import SHAPES, ModelShape, build_weights, ours_models, write_ca
 from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.recipe.datasets import DatasetSection
 from wan_lora_dagster.recipe.training import TrainingSettings
-from wan_lora_dagster.testing.gpu_fixtures import (
-    DIT_NAME,
-    HEADER,
-    GpuMemoryPoller,
-    gpu_memory_used,
-    musubi_checkout,
-    random_weights,
-)
+from wan_lora_dagster.testing.gpu_fixtures import DIT_NAME, HEADER, musubi_checkout, random_weights
+from wan_lora_dagster.testing.gpu_watch import GpuMemoryPoller, gpu_memory_used
 
 DATASHEET_TFLOPS = 989.0  # H200 SXM, bf16 dense
 TEXT_TOKENS = 512

@@ -56,12 +56,8 @@ from wan_lora_dagster.formats.manifest import ManifestEntry, TrainingSetManifest
 from wan_lora_dagster.formats.musubi_cache import save_latent_cache
 from wan_lora_dagster.recipe.datasets import DatasetSection
 from wan_lora_dagster.recipe.training import TrainingSettings
-from wan_lora_dagster.testing.gpu_fixtures import (
-    ClipSpec,
-    gpu_memory_used,
-    musubi_checkout,
-    write_text_cache,
-)
+from wan_lora_dagster.testing.gpu_fixtures import ClipSpec, musubi_checkout, write_text_cache
+from wan_lora_dagster.testing.gpu_watch import gpu_memory_used
 
 GOAL_RELATIVE = 0.02
 GOAL_CORRELATION = 0.99

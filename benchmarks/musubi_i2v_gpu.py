@@ -63,12 +63,8 @@ from wan_lora_dagster.engines.musubi import MusubiEngine
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.recipe.evaluation import EvalSettings
 from wan_lora_dagster.recipe.training import TrainingSettings
-from wan_lora_dagster.testing.gpu_fixtures import (
-    ClipSpec,
-    GpuMemoryPoller,
-    random_text_encoder,
-    synthetic_frames,
-)
+from wan_lora_dagster.testing.gpu_fixtures import ClipSpec, random_text_encoder, synthetic_frames
+from wan_lora_dagster.testing.gpu_watch import GpuMemoryPoller
 from wan_lora_dagster.testing.i2v_weights import random_clip, random_vae, wan_tokenizer_folder
 
 EVAL = EvalSettings(

@@ -4,7 +4,8 @@ Random-value weights of the real shapes, built from musubi-tuner's OWN model cla
 under accelerate's init_empty_weights, its WanVAE_ on the meta device; then one random tensor per
 state-dict key), so that its strict loaders take them; synthetic clips; text-encoder caches
 written directly (random [tokens, 4096] embeddings: training needs no T5); the manifest and
-requests the graph would build; and GPU watchers (nvidia-smi memory, the training's processes).
+requests the graph would build (testing/gpu_watch.py watches the GPU and the training's
+processes).
 
 Plain functions, importable by benchmarks/musubi_overhead.py. The weights are built in a
 subprocess (musubi configures logging when imported) and kept under $WAN_LORA_TEST_WEIGHTS
@@ -17,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -251,68 +251,6 @@ def train_request(
     return TrainRequest(
         manifest, settings, (project.spec.section,), output_dir, output_name, dict(HEADER)
     )
-
-
-class GpuMemoryPoller:
-    """Polls `nvidia-smi` in a thread: the most GPU memory in use while running (MiB)."""
-
-    def __init__(self, interval: float = 0.25):
-        self.interval = interval
-        self.baseline = gpu_memory_used()
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-
-    def __enter__(self) -> GpuMemoryPoller:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def peak_above_baseline(self) -> int:
-        return self.peak - self.baseline
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, gpu_memory_used())
-
-
-def gpu_memory_used() -> int:
-    """MiB in use on GPU 0, as nvidia-smi reports it."""
-    output = _nvidia_smi("--query-gpu=memory.used", "--format=csv,noheader,nounits")
-    return int(output.splitlines()[0])
-
-
-def gpu_compute_pids() -> set[int]:
-    """The pids nvidia-smi lists as computing (as this container sees them)."""
-    output = _nvidia_smi("--query-compute-apps=pid", "--format=csv,noheader")
-    return {int(line) for line in output.split() if line.strip().isdigit()}
-
-
-def live_processes(marker: str) -> dict[int, int]:
-    """pid -> process group of every running (not zombie) process whose argv holds marker."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        state, _, group = stat[stat.rindex(")") + 2 :].split()[:3]
-        if marker in argv and state not in ("Z", "X"):
-            found[int(entry.name)] = int(group)
-    return found
-
-
-def _nvidia_smi(*arguments: str) -> str:
-    return subprocess.run(
-        ["nvidia-smi", *arguments], capture_output=True, text=True, check=True
-    ).stdout
 
 
 def _python_path(musubi_dir: Path) -> str:

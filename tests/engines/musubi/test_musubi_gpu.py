@@ -29,9 +29,6 @@ from wan_lora_dagster.formats.musubi_cache import load_latent_cache
 from wan_lora_dagster.testing.gpu_fixtures import (
     HEADER,
     ClipSpec,
-    GpuMemoryPoller,
-    gpu_compute_pids,
-    live_processes,
     make_project,
     manifest_of,
     musubi_checkout,
@@ -41,6 +38,7 @@ from wan_lora_dagster.testing.gpu_fixtures import (
     train_request,
     weights_dir,
 )
+from wan_lora_dagster.testing.gpu_watch import GpuMemoryPoller, gpu_compute_pids, live_processes
 
 pytestmark = [
     pytest.mark.gpu,

@@ -9,7 +9,7 @@ import pytest
 
 from wan_lora_dagster.cli import main
 from wan_lora_dagster.scaffold import create_demo_project
-from wan_lora_dagster.testing.gpu_fixtures import live_processes
+from wan_lora_dagster.testing.gpu_watch import live_processes
 from wan_lora_dagster.testing.graph_scenario import (
     CliRun,
     check_resumed,

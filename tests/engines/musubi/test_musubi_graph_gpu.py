@@ -25,14 +25,8 @@ import pytest
 import torch
 
 from wan_lora_dagster.formats.musubi_cache import load_text_cache
-from wan_lora_dagster.testing.gpu_fixtures import (
-    GpuMemoryPoller,
-    gpu_compute_pids,
-    live_processes,
-    musubi_checkout,
-    real_shape_training,
-    skip_reason,
-)
+from wan_lora_dagster.testing.gpu_fixtures import musubi_checkout, real_shape_training, skip_reason
+from wan_lora_dagster.testing.gpu_watch import GpuMemoryPoller, gpu_compute_pids, live_processes
 from wan_lora_dagster.testing.graph_scenario import (
     CANCEL_SECONDS,
     CliRun,

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from wan_lora_dagster.testing.gpu_fixtures import live_processes
+from wan_lora_dagster.testing.gpu_watch import live_processes
 from wan_lora_dagster.testing.graph_scenario import (
     CliRun,
     check_resumed,
