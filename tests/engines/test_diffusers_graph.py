@@ -4,7 +4,6 @@ saved state to the end, keeping the checkpoint already recorded (issue 10: it us
 refuse to run again because that checkpoint existed)."""
 
 import signal
-import time
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -17,10 +16,11 @@ from wan_lora_dagster.testing.graph_scenario import (
     checkpoint_events,
     interrupt,
     musubi_demo_project,
+    project_instance,
+    wait_for_checkpoint_event,
 )
 
 pytestmark = pytest.mark.slow
-EVENT_SECONDS = 2.0  # from a checkpoint's record to its event in Dagster, with time to spare
 
 EPOCHS = 3
 REPEATS = 6  # 96 steps an epoch of the tiny model: the Ctrl-C lands in the second
@@ -41,24 +41,11 @@ def project(cached_demo, tmp_path_factory):
     return musubi_demo_project(root / "demo", training, REPEATS, made=cached_demo)
 
 
-def wait_for_checkpoint_record(project, run: CliRun, timeout: float) -> None:
-    """Until the running training has recorded a checkpoint, and a moment more for its event.
-
-    Reading Dagster's instance meanwhile (as the musubi scenario does) takes seconds on a busy
-    machine, long enough for this short training to end before the Ctrl-C."""
-    records = project / "out" / "records" / "lora_checkpoints"
-    deadline = time.monotonic() + timeout
-    while not any(records.glob("*.json")):
-        assert run.process.poll() is None, f"wan-lora run ended:\n{run.finish(5)}{run.text}"
-        assert time.monotonic() < deadline, f"no checkpoint recorded within {timeout} s"
-        time.sleep(0.2)
-    time.sleep(EVENT_SECONDS)
-
-
 @pytest.fixture(scope="module")
 def cancelled(project):
+    instance = project_instance(project)  # the copy's: open before, so a poll is one query
     run = CliRun.start(project)
-    wait_for_checkpoint_record(project, run, timeout=600)
+    wait_for_checkpoint_event(project, run, timeout=600, instance=instance)
     code, _ = interrupt(run, signal.SIGINT)
     return {
         "code": code,

@@ -94,14 +94,20 @@ class CliRun:
         return "".join(self.output)
 
 
-def wait_for_checkpoint_event(project: Path, run: CliRun, timeout: float) -> dict[str, dict]:
-    """The checkpoint partitions in Dagster, once the running training has recorded one."""
+def wait_for_checkpoint_event(
+    project: Path, run: CliRun, timeout: float, instance: dg.DagsterInstance | None = None
+) -> dict[str, dict]:
+    """The checkpoint partitions in Dagster, once the running training has recorded one.
+
+    `instance`: the project's, opened before the run where it existed already, so that the
+    wait costs one query a poll; else it is opened once the run has written a checkpoint's
+    record (two processes creating its tables at once collide)."""
     deadline = time.monotonic() + timeout
     records = project / "out" / "records" / "lora_checkpoints"
     while time.monotonic() < deadline:
-        # the instance is read only once the run has made it (two processes creating its
-        # tables at once collide) and has written a checkpoint's record (its event follows)
-        if any(records.glob("*.json")) and (events := checkpoint_events(project)):
+        if instance is None and any(records.glob("*.json")):
+            instance = project_instance(project)
+        if instance is not None and (events := _checkpoint_events_in(instance)):
             return events
         if run.process.poll() is not None:
             run.finish(timeout=5)
@@ -124,7 +130,10 @@ def project_instance(project: Path) -> dg.DagsterInstance:
 
 def checkpoint_events(project: Path) -> dict[str, dict]:
     """Per lora_checkpoints partition, the metadata of its latest materialization in Dagster."""
-    instance = project_instance(project)
+    return _checkpoint_events_in(project_instance(project))
+
+
+def _checkpoint_events_in(instance: dg.DagsterInstance) -> dict[str, dict]:
     records = instance.fetch_materializations(dg.AssetKey("lora_checkpoints"), limit=100).records
     latest: dict[str, dict] = {}
     for record in records:  # newest first
