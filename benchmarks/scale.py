@@ -165,8 +165,8 @@ def time_full_run(project: Path, timers: Timers) -> tuple[Measured, dict, dict[s
     `wan-lora run` with nothing to do, and `wan-lora status`."""
     time_runner(timers)
     label = lambda asset, *args, **kwargs: f"work {asset}"  # noqa: E731
-    timers.wrap(dataset_assets, "make_each", label)
-    timers.wrap(dataset_assets, "make_grouped", label)  # clips: ranges one ffmpeg cuts
+    # clips: ranges one ffmpeg cuts; captions: a batch a captioner call (hand captions: a batch)
+    timers.wrap(dataset_assets, "make_grouped", label)
     # a cache step's work: its freshness split, loading the model and encoding
     timers.wrap(cache_assets, "_encode", lambda _context, _project, asset, *a: f"work {asset}")
     selection = ",".join(RUN_STAGES)
