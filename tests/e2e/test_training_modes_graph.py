@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from wan_lora_dagster.formats.cache_files import read_lora_header
-from wan_lora_dagster.formats.lora import ema_file
+from wan_lora_dagster.formats.cache_files import ema_file, read_lora_header
 from wan_lora_dagster.formats.musubi_cache import load_text_cache
 from wan_lora_dagster.testing.demo_variants import SHORT, record, run_project
 

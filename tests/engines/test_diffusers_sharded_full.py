@@ -17,9 +17,8 @@ from wan_lora_dagster.engines.diffusers.lora_training import STATE_FOLDER
 from wan_lora_dagster.engines.diffusers.sharded_training import SHARDS_FOLDER, ShardedStateStore
 from wan_lora_dagster.engines.diffusers.training_state import VALUES_FILE
 from wan_lora_dagster.errors import EngineCancelled, EngineError
-from wan_lora_dagster.formats.cache_files import read_lora_header
+from wan_lora_dagster.formats.cache_files import ema_file, read_lora_header
 from wan_lora_dagster.formats.full_model import model_tensors
-from wan_lora_dagster.formats.lora import ema_file
 from wan_lora_dagster.testing.full_fine_tune import (
     base_transformer,
     forward,

@@ -10,8 +10,7 @@ from safetensors.torch import load_file
 from wan_lora_dagster.engines.base import TextJob
 from wan_lora_dagster.engines.diffusers import lora_training
 from wan_lora_dagster.engines.diffusers.caption_dropout import empty_caption_file
-from wan_lora_dagster.formats.cache_files import read_lora_header
-from wan_lora_dagster.formats.lora import ema_file
+from wan_lora_dagster.formats.cache_files import ema_file, read_lora_header
 from wan_lora_dagster.formats.musubi_cache import load_text_cache
 from wan_lora_dagster.testing.resume import assert_same_lora, cancel_after, interrupted
 from wan_lora_dagster.testing.stripes import TRAINING

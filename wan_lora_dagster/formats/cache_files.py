@@ -106,6 +106,13 @@ def text_cache_name(item_id: str) -> str:
     return f"{item_id}_{ARCHITECTURE}_te.safetensors"
 
 
+def ema_file(checkpoint: Path) -> Path:
+    """The EMA weights saved beside a checkpoint (engines/diffusers/ema.py); a name the
+    graph's records check, so here, with no torch to import."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.ema{checkpoint.suffix}")
+
+
 def read_safetensors_metadata(path: Path) -> dict[str, str]:
     """The `__metadata__` of a safetensors header; no tensor is read."""
     return dict(_read_header(Path(path))[0].get("__metadata__") or {})

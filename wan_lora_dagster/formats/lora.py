@@ -136,9 +136,3 @@ def _require_pairs(state_dict: dict[str, torch.Tensor], down: str, up: str) -> N
     unpaired = sorted(downs ^ ups)
     if unpaired:
         raise ValueError(f"LoRA modules with only one of {down}/{up}: {unpaired[:3]}")
-
-
-def ema_file(checkpoint: Path) -> Path:
-    """The EMA weights saved beside a checkpoint (engines/diffusers/ema.py)."""
-    checkpoint = Path(checkpoint)
-    return checkpoint.with_name(f"{checkpoint.stem}.ema{checkpoint.suffix}")

@@ -13,8 +13,7 @@ from wan_lora_dagster.disk_full import replacing
 from wan_lora_dagster.engines.base import Engine, SampleRequest, SampleVideo
 from wan_lora_dagster.errors import EngineError, UserError
 from wan_lora_dagster.fingerprints import fingerprint
-from wan_lora_dagster.formats.cache_files import update_lora_header
-from wan_lora_dagster.formats.lora import ema_file
+from wan_lora_dagster.formats.cache_files import ema_file, update_lora_header
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.best_model import export_model, remove_other_exports

@@ -14,10 +14,10 @@ from wan_lora_dagster.engines.training_plan import TrainingPlan
 from wan_lora_dagster.fingerprints import fingerprint
 from wan_lora_dagster.formats.cache_files import (
     CacheFileError,
+    ema_file,
     read_lora_header,
 )
 from wan_lora_dagster.formats.expert_lora import lora_experts
-from wan_lora_dagster.formats.lora import ema_file
 from wan_lora_dagster.formats.manifest import TrainingSetManifest
 from wan_lora_dagster.pipeline.asset_spec import GPU_POOL, AssetSpec, Partitioning
 from wan_lora_dagster.pipeline.caches import (

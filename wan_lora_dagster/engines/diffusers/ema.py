@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from wan_lora_dagster.formats.lora import ema_file
+from wan_lora_dagster.formats.cache_files import ema_file
 from wan_lora_dagster.recipe.training import TrainingSettings
 
 EMA_DECAY_FIELD = "wan_lora.ema_decay"  # in the EMA file's header: what it averages with
