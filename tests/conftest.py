@@ -183,21 +183,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
-REPORTS = pytest.StashKey[list[tuple[str, str]]]()
+REPORT_PROPERTY = "report_at_the_end"
+REPORTS: list[tuple[str, str]] = []  # in the process that writes the terminal summary
 
 
 @pytest.fixture
 def report_at_the_end(request) -> Callable[[str, str], None]:
     """report(title, text): shown in the terminal summary at the end of the session, where `-q`
-    shows it too (tests/e2e/test_fault_matrix.py's stage x fault matrix)."""
+    shows it too (tests/e2e/test_fault_matrix.py's stage x fault matrix). It travels as a user
+    property of the test's report, which pytest-xdist hands its controller: a worker's own
+    terminal summary is never shown."""
 
     def report(title: str, text: str) -> None:
-        request.config.stash.setdefault(REPORTS, []).append((title, text))
+        request.node.user_properties.append((REPORT_PROPERTY, (title, text)))
 
     return report
 
 
-def pytest_terminal_summary(terminalreporter, config) -> None:
-    for title, text in config.stash.get(REPORTS, []):
+def pytest_runtest_logreport(report) -> None:
+    if report.when == "teardown":  # the test's last report, which carries all its properties
+        REPORTS.extend(value for name, value in report.user_properties if name == REPORT_PROPERTY)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for title, text in REPORTS:
         terminalreporter.write_sep("=", title)
         terminalreporter.write_line(text)
