@@ -10,7 +10,9 @@ trainer's lines and tqdm bar, `{name}-{epoch:06d}` / `{name}-step{step:08d}` / `
 
 Environment: FAKE_MUSUBI_STEP_SECONDS (sleep per step), FAKE_MUSUBI_GRANDCHILD (the trainer
 starts a sleeping grandchild, as data-loader workers are, and prints its pid),
-FAKE_MUSUBI_HUB_ERROR (fail as transformers does offline), FAKE_MUSUBI_CRASH (raise),
+FAKE_MUSUBI_HOLD_AFTER_EPOCH (after saving that epoch's checkpoint the trainer waits, until it
+is cancelled, so that a test's Ctrl-C lands mid-training at a known point however loaded the
+machine is), FAKE_MUSUBI_HUB_ERROR (fail as transformers does offline), FAKE_MUSUBI_CRASH (raise),
 FAKE_MUSUBI_ARGV_LOG (append its argv there), FAKE_MUSUBI_LATENT_CHANNELS and FAKE_MUSUBI_TEXT_DIM
 (the shapes of its random caches: 16 and 4096 as Wan 2.1's, or the tiny model's).
 
@@ -32,6 +34,8 @@ import time
 import tomllib
 import zlib
 from pathlib import Path
+
+HOLD_SECONDS = 900  # a bound for a test that never cancels, not a timing
 
 
 def main() -> None:
@@ -226,6 +230,8 @@ def train() -> None:
                 break
         if args.save_every_n_epochs and epoch % args.save_every_n_epochs == 0 and epoch < epochs:
             save(args, f"{args.output_name}-{epoch:06d}", step, epoch, per_epoch)
+        if epoch == int(os.environ.get("FAKE_MUSUBI_HOLD_AFTER_EPOCH", "0")):
+            time.sleep(HOLD_SECONDS)
     if args.save_state:
         save_state(output / f"{args.output_name}-state")
     save(args, args.output_name, step, epochs, per_epoch, state=False)

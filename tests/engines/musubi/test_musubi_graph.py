@@ -23,7 +23,9 @@ from wan_lora_dagster.testing.graph_scenario import (
 pytestmark = pytest.mark.slow
 
 EPOCHS = 3
-STEP_SECONDS = "0.2"  # the fake trainer's pace: a cancel lands mid-epoch
+STEP_SECONDS = "0.2"  # the fake trainer's pace
+# the trainer waits after its first checkpoint: the Ctrl-C lands mid-training, never after its end
+HOLD = {"FAKE_MUSUBI_HOLD_AFTER_EPOCH": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def test_dry_run_prints_every_command_and_runs_none(musubi_project, capsys):
 @pytest.fixture(scope="module")
 def cancelled(musubi_project):
     """`wan-lora run` stopped with Ctrl-C once its first checkpoint was recorded."""
-    run = CliRun.start(musubi_project, {"FAKE_MUSUBI_STEP_SECONDS": STEP_SECONDS})
+    run = CliRun.start(musubi_project, {"FAKE_MUSUBI_STEP_SECONDS": STEP_SECONDS, **HOLD})
     wait_for_checkpoint_event(musubi_project, run, timeout=300)
     code, seconds = interrupt(run, signal.SIGINT)
     return {

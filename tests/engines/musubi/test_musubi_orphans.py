@@ -26,7 +26,11 @@ GONE_WITHIN_SECONDS = 60  # the watch polls every 0.5 s, then gives the trainer 
 def killed(captioned_demo, tmp_path_factory):
     root = tmp_path_factory.mktemp("musubi-orphans")
     project = fake_musubi_demo_project(root, EPOCHS, made=captioned_demo)
-    environment = {"FAKE_MUSUBI_STEP_SECONDS": STEP_SECONDS, "FAKE_MUSUBI_GRANDCHILD": "1"}
+    environment = {
+        "FAKE_MUSUBI_STEP_SECONDS": STEP_SECONDS,
+        "FAKE_MUSUBI_GRANDCHILD": "1",
+        "FAKE_MUSUBI_HOLD_AFTER_EPOCH": "1",  # the kill lands mid-training, never after its end
+    }
     run = CliRun.start(project, environment)
     wait_for_checkpoint_event(project, run, timeout=300)
     assert live_processes("fake-musubi-tuner"), "the trainer runs"
