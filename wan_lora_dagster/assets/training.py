@@ -144,8 +144,8 @@ def lora_checkpoints(
         for landed in training:
             if isinstance(landed, CheckpointInfo):
                 key = domain.checkpoint_key(plan, landed.epoch, landed.step)
-                if key in fresh or (retraining and key not in wanted):
-                    continue  # recorded by an interrupted launch, or sound (a retraining)
+                if key in fresh or key in outcome.records or (retraining and key not in wanted):
+                    continue  # recorded by an interrupted launch or this one, or sound (retraining)
                 if retraining:
                     landed = _adopt(context, catalog, landed)
                 recorded = _record_checkpoint(context, catalog, plan, manifest, landed, losses)

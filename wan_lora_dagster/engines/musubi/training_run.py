@@ -23,8 +23,9 @@ from wan_lora_dagster.engines.musubi.resume import (
     choose_resume_step,
     plan_segment,
 )
-from wan_lora_dagster.engines.training_plan import epoch_of
+from wan_lora_dagster.engines.training_plan import SavePoint, epoch_of, plan_run
 from wan_lora_dagster.errors import EngineError
+from wan_lora_dagster.formats.cache_files import CacheFileError, read_lora_header
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ def next_launch(
     landed, start, state = [], 0, None
     if journal is not None:
         landed = _land_leftovers(request, journal, on_checkpoint)
+        landed += _announce_landed(request, journal, landed, on_checkpoint)
         start, state = _resume_point(journal, request)
     if start == 0:
         if journal is not None:
@@ -113,6 +115,41 @@ def _land_leftovers(
         lander.poll()
         landed += lander.landed
     return landed
+
+
+def _announce_landed(
+    request: TrainRequest,
+    journal: Journal,
+    just_landed: list[CheckpointInfo],
+    on_checkpoint: Callable[[CheckpointInfo], None],
+) -> list[CheckpointInfo]:
+    """Checkpoints earlier launches landed, announced again: a caller interrupted between a
+    landing and its record would never record them otherwise (the asset skips what it
+    recorded), as the diffusers engine announces what an interrupted launch kept. Their loss
+    went with that launch's log."""
+    if not journal.steps_per_epoch:
+        return []
+    plan = plan_run(request.settings, journal.steps_per_epoch, request.output_name)
+    announced = {info.path for info in just_landed}
+    again = []
+    for point in plan.save_points:
+        path = request.output_dir / point.file_name
+        if path in announced or not path.is_file() or not _landed_here(path, request, point):
+            continue
+        info = CheckpointInfo(path, point.epoch, point.step, None)
+        on_checkpoint(info)
+        again.append(info)
+    return again
+
+
+def _landed_here(path: Path, request: TrainRequest, point: SavePoint) -> bool:
+    """Whether the file is this run's checkpoint at this save point, as the lander wrote it."""
+    try:
+        header = read_lora_header(path)
+    except CacheFileError:
+        return False  # cut short: the next launch saves it again
+    expected = {**request.header, "ss_epoch": str(point.epoch), "ss_steps": str(point.step)}
+    return all(header.get(key) == value for key, value in expected.items())
 
 
 def _start_over(request: TrainRequest, run_dir: Path) -> Journal:
