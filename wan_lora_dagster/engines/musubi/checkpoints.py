@@ -102,7 +102,7 @@ class CheckpointLander:
         epoch, target = point.epoch, self.request.output_dir / point.file_name
         run_position = {"ss_epoch": str(epoch), "ss_steps": str(step)}
         if target.exists():
-            if self._landed_before(target, run_position):
+            if landed_as(target, self.request, epoch, step):
                 path.unlink()  # musubi's second save at this step: the plan's one file is there
                 return
             raise EngineError(
@@ -116,12 +116,6 @@ class CheckpointLander:
         self.landed.append(info)
         self.on_checkpoint(info)
         self._drop_states_before(step)
-
-    def _landed_before(self, target: Path, run_position: dict[str, str]) -> bool:
-        """Whether target is this run's checkpoint of the same step, landed already."""
-        header = read_lora_header(target)
-        expected = {**self.request.header, **run_position}
-        return all(header.get(key) == value for key, value in expected.items())
 
     def _steps_per_epoch(self, header: dict[str, str]) -> int:
         """From the output, else musubi's own metadata (one process, no gradient accumulation)."""
@@ -148,3 +142,10 @@ class CheckpointLander:
         ]
         for folder in older:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def landed_as(target: Path, request: TrainRequest, epoch: int, step: int) -> bool:
+    """Whether target is this run's checkpoint of this epoch and step, as a lander wrote it."""
+    header = read_lora_header(target)
+    expected = {**request.header, "ss_epoch": str(epoch), "ss_steps": str(step)}
+    return all(header.get(key) == value for key, value in expected.items())

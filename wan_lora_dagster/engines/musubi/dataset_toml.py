@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from wan_lora_dagster.engines.base import TrainRequest
 from wan_lora_dagster.errors import EngineError
 from wan_lora_dagster.formats.cache_files import (
     CacheFileError,
@@ -250,3 +251,14 @@ def _require_files(manifest: TrainingSetManifest, entries) -> None:
 
 def _link(target: Path, link: Path) -> None:
     os.symlink(target.resolve(), link)
+
+
+def training_config(request: TrainRequest, run_dir: Path, require_files: bool = True) -> Path:
+    """The training set's caches staged under the run's folder, and the dataset config naming
+    them."""
+    groups = stage_training_set(
+        request.manifest, request.sections, run_dir / "caches", require_files
+    )
+    if not groups:
+        raise EngineError("the training set has no training entries (all held out or empty)")
+    return write_dataset_config(run_dir / "dataset.toml", groups)

@@ -123,7 +123,7 @@ class MusubiEngine:
         boundary = experts.timestep_boundary(request.settings)
         for run_request in experts.expert_requests(request, boundary) or [request]:
             run_dir = self._run_dir(run_request)
-            config = self._training_config(run_request, run_dir, require_files=False)
+            config = dataset_toml.training_config(run_request, run_dir, require_files=False)
             segment = plan_segment(run_request.settings, steps_per_epoch=None)
             folder = segment_dir(run_dir, 0)
             commands.append(self._training_command(run_request, config, folder, segment))
@@ -193,7 +193,7 @@ class MusubiEngine:
         self.check()
         arguments.check_settings(request.settings)
         run_dir = self._run_dir(request)
-        config = self._training_config(request, run_dir)
+        config = dataset_toml.training_config(request, run_dir)
         launch = next_launch(request, run_dir, on_checkpoint)
         if launch.resumed is not None:
             progress(
@@ -393,13 +393,3 @@ class MusubiEngine:
 
     def _run_dir(self, request: TrainRequest) -> Path:
         return self.work_dir / "train" / request.output_name
-
-    def _training_config(
-        self, request: TrainRequest, run_dir: Path, require_files: bool = True
-    ) -> Path:
-        groups = dataset_toml.stage_training_set(
-            request.manifest, request.sections, run_dir / "caches", require_files
-        )
-        if not groups:
-            raise EngineError("the training set has no training entries (all held out or empty)")
-        return dataset_toml.write_dataset_config(run_dir / "dataset.toml", groups)

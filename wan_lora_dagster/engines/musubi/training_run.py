@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from wan_lora_dagster.engines.base import CheckpointInfo, Resumed, TrainRequest, run_identity
-from wan_lora_dagster.engines.musubi.checkpoints import CheckpointLander
+from wan_lora_dagster.engines.musubi.checkpoints import CheckpointLander, landed_as
 from wan_lora_dagster.engines.musubi.progress import TrainingLog
 from wan_lora_dagster.engines.musubi.resume import (
     LENGTH_FREE_SCHEDULERS,
@@ -25,7 +25,7 @@ from wan_lora_dagster.engines.musubi.resume import (
 )
 from wan_lora_dagster.engines.training_plan import SavePoint, epoch_of, plan_run
 from wan_lora_dagster.errors import EngineError
-from wan_lora_dagster.formats.cache_files import CacheFileError, read_lora_header
+from wan_lora_dagster.formats.cache_files import CacheFileError
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def _announce_landed(
     again = []
     for point in plan.save_points:
         path = request.output_dir / point.file_name
-        if path in announced or not path.is_file() or not _landed_here(path, request, point):
+        if path in announced or not path.is_file() or not _whole_and_landed(path, request, point):
             continue
         info = CheckpointInfo(path, point.epoch, point.step, None)
         on_checkpoint(info)
@@ -142,14 +142,11 @@ def _announce_landed(
     return again
 
 
-def _landed_here(path: Path, request: TrainRequest, point: SavePoint) -> bool:
-    """Whether the file is this run's checkpoint at this save point, as the lander wrote it."""
+def _whole_and_landed(path: Path, request: TrainRequest, point: SavePoint) -> bool:
     try:
-        header = read_lora_header(path)
+        return landed_as(path, request, point.epoch, point.step)
     except CacheFileError:
         return False  # cut short: the next launch saves it again
-    expected = {**request.header, "ss_epoch": str(point.epoch), "ss_steps": str(point.step)}
-    return all(header.get(key) == value for key, value in expected.items())
 
 
 def _start_over(request: TrainRequest, run_dir: Path) -> Journal:
